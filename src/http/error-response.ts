@@ -1,0 +1,53 @@
+/**
+ * The one place where failures become HTTP responses. Catalogue errors get their status and
+ * client-safe message; anything else is a 500 whose detail goes to the log only.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { errorStatus, RatchetError } from '../errors.ts';
+
+// Bodies of rejected uploads up to this size are read and discarded so the connection can be
+// reused; larger ones are cut off by closing the connection after the response.
+const drainLimitBytes = 4 << 20;
+
+// Expected outcomes of normal restic use that are not worth an operator's attention.
+const quietCodes = new Set(['NOT_FOUND', 'RANGE_NOT_SATISFIABLE', 'UNAUTHORIZED']);
+
+/** Answers the request with the status that the error maps to, and logs it for the operator. */
+export function sendError(req: IncomingMessage, res: ServerResponse, err: unknown, logger: Logger): void {
+  const known = err instanceof RatchetError ? err : undefined;
+  const status = known ? errorStatus[known.code] : 500;
+  const context = { method: req.method, url: req.url, status };
+  if (!known) {
+    logger.error({ ...context, err }, 'request failed');
+  } else if (status >= 500) {
+    logger.error({ ...context, code: known.code, err: known.cause ?? known }, known.message);
+  } else if (!quietCodes.has(known.code)) {
+    logger.info({ ...context, code: known.code }, known.message);
+  } else {
+    logger.debug({ ...context, code: known.code }, known.message);
+  }
+
+  if (res.headersSent) {
+    // Part of the body is out already: only cutting the connection tells the client it failed.
+    res.destroy();
+    return;
+  }
+  const body = `${known ? known.message : 'internal server error'}\n`;
+  res.statusCode = status;
+  for (const [name, value] of Object.entries(known?.headers ?? {})) res.setHeader(name, value);
+  res.setHeader('Content-Type', 'text/plain; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  if (!req.complete) settleUnreadBody(req, res);
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+/** A rejected request's body is still coming: drain a small one, refuse to wait for a large one. */
+function settleUnreadBody(req: IncomingMessage, res: ServerResponse): void {
+  const declared = Number(req.headers['content-length'] ?? Number.NaN);
+  if (Number.isFinite(declared) && declared <= drainLimitBytes) {
+    req.resume();
+  } else {
+    res.setHeader('Connection', 'close');
+  }
+}

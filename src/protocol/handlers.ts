@@ -1,0 +1,122 @@
+/** One handler per restic REST resource operation; each answers with exactly 200/206 on success. */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import { RatchetError } from '../errors.ts';
+import { listFormat, sendListing } from '../http/list-response.ts';
+import type { Storage, ObjectRef } from '../storage/storage.ts';
+import type { Operation } from '../access/policy.ts';
+import { parseRange } from './range.ts';
+import type { RepoPath, Route } from './route.ts';
+
+export interface HandlerContext {
+  readonly storage: Storage;
+  readonly verifyUploads: boolean;
+}
+
+export interface Exchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly route: Route;
+  readonly query: URLSearchParams;
+  readonly signal: AbortSignal;
+}
+
+/** Runs the operation on the route and writes the response. */
+export async function handleOperation(
+  ctx: HandlerContext,
+  operation: Operation,
+  exchange: Exchange,
+): Promise<void> {
+  const { route } = exchange;
+  if (route.kind === 'repo') return createRepo(ctx, route.repo, exchange);
+  if (route.kind === 'list') {
+    const format = listFormat(exchange.req.headers.accept);
+    return sendListing(
+      exchange.res,
+      ctx.storage.list(route.repo, route.type),
+      format,
+      exchange.req.method === 'HEAD',
+    );
+  }
+  const ref: ObjectRef = route.kind === 'config' ? { repo: route.repo, type: 'config' } : route;
+  switch (operation) {
+    case 'read':
+      return exchange.req.method === 'HEAD' ? statObject(ctx, ref, exchange) : readObject(ctx, ref, exchange);
+    case 'write':
+      return writeObject(ctx, ref, exchange);
+    case 'delete':
+      await ctx.storage.delete(ref);
+      return ok(exchange.res);
+    default:
+      throw new RatchetError('METHOD_NOT_ALLOWED', 'operation not supported here');
+  }
+}
+
+async function createRepo(ctx: HandlerContext, repo: RepoPath, { query, res }: Exchange): Promise<void> {
+  if (query.get('create') !== 'true')
+    throw new RatchetError('BAD_REQUEST', 'repository POST needs ?create=true');
+  await ctx.storage.createRepo(repo);
+  ok(res);
+}
+
+async function statObject(ctx: HandlerContext, ref: ObjectRef, { res }: Exchange): Promise<void> {
+  const size = await ctx.storage.stat(ref);
+  if (size === undefined) throw new RatchetError('NOT_FOUND', 'no such object');
+  res.statusCode = 200;
+  res.setHeader('Content-Type', 'application/octet-stream');
+  res.setHeader('Content-Length', size);
+  res.setHeader('Accept-Ranges', 'bytes');
+  res.end();
+}
+
+async function readObject(
+  ctx: HandlerContext,
+  ref: ObjectRef,
+  { req, res, signal }: Exchange,
+): Promise<void> {
+  const { size, range, body } = await ctx.storage.read(ref, parseRange(req.headers.range), signal);
+  res.statusCode = range ? 206 : 200;
+  res.setHeader('Content-Type', 'application/octet-stream');
+  res.setHeader('Accept-Ranges', 'bytes');
+  res.setHeader('Content-Length', range ? range.end - range.start + 1 : size);
+  if (range) res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
+  await pipeline(body, res);
+}
+
+async function writeObject(
+  ctx: HandlerContext,
+  ref: ObjectRef,
+  { req, res, signal }: Exchange,
+): Promise<void> {
+  const contentLength = declaredLength(req);
+  await ctx.storage.write(ref, requestBody(req), {
+    expectedSha256: ctx.verifyUploads && ref.type !== 'config' ? ref.name : undefined,
+    contentLength,
+    signal,
+  });
+  ok(res);
+}
+
+/** The Content-Length of the request; undefined for a chunked body. */
+function declaredLength(req: IncomingMessage): number | undefined {
+  const header = req.headers['content-length'];
+  if (header === undefined) return undefined;
+  if (!/^\d+$/.test(header)) throw new RatchetError('BAD_REQUEST', 'invalid Content-Length');
+  return Number(header);
+}
+
+/** The request body; a connection lost mid-body becomes INCOMPLETE_BODY. */
+async function* requestBody(req: IncomingMessage): AsyncIterable<Uint8Array> {
+  try {
+    for await (const chunk of req) yield chunk as Buffer;
+  } catch (err) {
+    throw new RatchetError('INCOMPLETE_BODY', 'the upload ended early', { cause: err });
+  }
+  if (!req.complete) throw new RatchetError('INCOMPLETE_BODY', 'the upload ended early');
+}
+
+function ok(res: ServerResponse): void {
+  res.statusCode = 200;
+  res.setHeader('Content-Length', 0);
+  res.end();
+}

@@ -1,0 +1,100 @@
+/**
+ * In-memory storage with the same semantics as the filesystem backend, for tests and for the
+ * conformance suite that keeps backends honest.
+ */
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { RatchetError } from '../../errors.ts';
+import type { RangeSpec } from '../../protocol/range.ts';
+import { applyRange } from '../../protocol/range.ts';
+import type { ObjectType, RepoPath } from '../../protocol/route.ts';
+import { repoKey } from '../../protocol/route.ts';
+import type { ObjectEntry, ObjectRef, ReadResult, Storage, WriteOptions, WriteResult } from '../storage.ts';
+
+export class MemoryStorage implements Storage {
+  private readonly repos = new Map<string, Map<string, Buffer>>();
+
+  createRepo(repo: RepoPath): Promise<void> {
+    const key = repoKey(repo);
+    if (!this.repos.has(key)) this.repos.set(key, new Map());
+    return Promise.resolve();
+  }
+
+  repoExists(repo: RepoPath): Promise<boolean> {
+    return Promise.resolve(this.repos.has(repoKey(repo)));
+  }
+
+  stat(ref: ObjectRef): Promise<number | undefined> {
+    return Promise.resolve(this.find(ref)?.length);
+  }
+
+  async read(ref: ObjectRef, range: RangeSpec | undefined): Promise<ReadResult> {
+    const content = this.find(ref);
+    if (content === undefined) throw new RatchetError('NOT_FOUND', 'no such object');
+    await Promise.resolve();
+    const resolved = applyRange(range, content.length);
+    const slice = resolved ? content.subarray(resolved.start, resolved.end + 1) : content;
+    return { size: content.length, range: resolved, body: Readable.from([slice]) };
+  }
+
+  async write(ref: ObjectRef, body: AsyncIterable<Uint8Array>, options: WriteOptions): Promise<WriteResult> {
+    const objects = this.repos.get(repoKey(ref.repo));
+    if (objects === undefined) throw new RatchetError('NOT_FOUND', 'no such repository');
+    const hash = createHash('sha256');
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for await (const chunk of body) {
+      options.signal?.throwIfAborted();
+      hash.update(chunk);
+      chunks.push(chunk);
+      size += chunk.length;
+    }
+    if (options.contentLength !== undefined && size !== options.contentLength) {
+      throw new RatchetError(
+        'INCOMPLETE_BODY',
+        `body has ${size} bytes, Content-Length said ${options.contentLength}`,
+      );
+    }
+    const digest = hash.digest('hex');
+    if (options.expectedSha256 !== undefined && digest !== options.expectedSha256) {
+      throw new RatchetError('HASH_MISMATCH', 'content does not match its SHA-256 name');
+    }
+    const key = objectKey(ref);
+    const existing = objects.get(key);
+    if (existing !== undefined) {
+      const same = createHash('sha256').update(existing).digest('hex') === digest;
+      if (same) return { created: false, size };
+      if (options.expectedSha256 === undefined) {
+        throw new RatchetError('CONFLICT', 'an object with different content exists under this name');
+      }
+    }
+    objects.set(key, Buffer.concat(chunks));
+    return { created: true, size };
+  }
+
+  delete(ref: ObjectRef): Promise<boolean> {
+    return Promise.resolve(this.repos.get(repoKey(ref.repo))?.delete(objectKey(ref)) ?? false);
+  }
+
+  async *list(repo: RepoPath, type: ObjectType): AsyncIterable<ObjectEntry> {
+    const objects = this.repos.get(repoKey(repo));
+    if (objects === undefined) throw new RatchetError('NOT_FOUND', 'no such repository');
+    const prefix = `${type}/`;
+    for (const [key, content] of [...objects]) {
+      if (key.startsWith(prefix)) yield { name: key.slice(prefix.length), size: content.length };
+    }
+    await Promise.resolve();
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  private find(ref: ObjectRef): Buffer | undefined {
+    return this.repos.get(repoKey(ref.repo))?.get(objectKey(ref));
+  }
+}
+
+function objectKey(ref: ObjectRef): string {
+  return ref.type === 'config' ? 'config' : `${ref.type}/${ref.name}`;
+}

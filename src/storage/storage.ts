@@ -1,0 +1,61 @@
+/**
+ * The Storage interface every backend implements (local filesystem, memory, later S3).
+ * Shaped for object stores too: exclusive create instead of rename, ranged reads that report
+ * the object size, listings as async iterables that a backend may page through.
+ */
+import type { ObjectType, RepoPath } from '../protocol/route.ts';
+import type { RangeSpec, ResolvedRange } from '../protocol/range.ts';
+
+/** One stored file of a repository: its config, or an object of a type. */
+export type ObjectRef =
+  | { readonly repo: RepoPath; readonly type: 'config' }
+  | { readonly repo: RepoPath; readonly type: ObjectType; readonly name: string };
+
+export interface ObjectEntry {
+  readonly name: string;
+  readonly size: number;
+}
+
+export interface WriteOptions {
+  /** Hex SHA-256 the content must have; undefined skips verification (config, --no-verify-upload). */
+  readonly expectedSha256: string | undefined;
+  /** Declared body length; a body that ends short is an incomplete upload. */
+  readonly contentLength: number | undefined;
+  readonly signal?: AbortSignal;
+}
+
+export interface WriteResult {
+  /** False when an object with identical content was already there and nothing was written. */
+  readonly created: boolean;
+  readonly size: number;
+}
+
+export interface ReadResult {
+  readonly size: number;
+  /** The bytes served: the whole object when no range was asked for. */
+  readonly range: ResolvedRange | undefined;
+  readonly body: NodeJS.ReadableStream & AsyncIterable<Uint8Array>;
+}
+
+/**
+ * Errors are RatchetErrors: NOT_FOUND, CONFLICT (same name, other content), HASH_MISMATCH,
+ * INCOMPLETE_BODY, RANGE_NOT_SATISFIABLE (with the size), NO_SPACE, UNAVAILABLE.
+ */
+export interface Storage {
+  /** Creates the repository's folders; succeeds when it exists already. */
+  createRepo(repo: RepoPath): Promise<void>;
+  /** True when a repository exists at this path. */
+  repoExists(repo: RepoPath): Promise<boolean>;
+  /** The object's size, or undefined when it does not exist. */
+  stat(ref: ObjectRef): Promise<number | undefined>;
+  /** Opens the object, or the part of it named by the range, for reading. */
+  read(ref: ObjectRef, range: RangeSpec | undefined, signal?: AbortSignal): Promise<ReadResult>;
+  /** Stores the body atomically and exclusively: the whole verified object appears, or nothing. */
+  write(ref: ObjectRef, body: AsyncIterable<Uint8Array>, options: WriteOptions): Promise<WriteResult>;
+  /** Removes the object; false when it was already absent. */
+  delete(ref: ObjectRef): Promise<boolean>;
+  /** Every valid object of a type; sizes are exact. NOT_FOUND when the repository does not exist. */
+  list(repo: RepoPath, type: ObjectType): AsyncIterable<ObjectEntry>;
+  /** Releases resources (file handles, clients). */
+  close(): Promise<void>;
+}

@@ -1,0 +1,87 @@
+/** Starts the real `ratchet` command as a child process on a loopback port, for black-box tests. */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const projectRoot = fileURLToPath(new URL('../../', import.meta.url));
+const cliEntry = path.join(projectRoot, 'src', 'cli', 'main.ts');
+
+export interface RatchetProcess {
+  /** Base URL such as http://127.0.0.1:41234 (no trailing slash). */
+  readonly url: string;
+  readonly dataDir: string;
+  readonly child: ChildProcess;
+  /** Everything the process wrote to stderr so far. */
+  stderr(): string;
+  /** Sends SIGTERM and waits for the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/** A fresh temporary folder, removed by the returned cleanup function. */
+export async function makeTempDir(
+  prefix = 'ratchet-test-',
+): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(path.join(tmpdir(), prefix));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** Runs the ratchet command with the given arguments and no server expected: exit code and output. */
+export async function runRatchet(
+  args: string[],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', cliEntry, ...args], { cwd: projectRoot });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, stdout, stderr };
+}
+
+/**
+ * Starts `ratchet --listen 127.0.0.1:0 --path <dataDir> ...args` and resolves once it serves.
+ * The caller passes --no-auth (or credentials setup) in args.
+ */
+export async function startRatchet(dataDir: string, args: string[] = []): Promise<RatchetProcess> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', cliEntry, '--listen', '127.0.0.1:0', '--path', dataDir, ...args],
+    { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`ratchet did not start in time: ${stderr}`)), 20_000);
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+      const match = /on (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout);
+      if (match?.[1]) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`ratchet exited with ${code}: ${stderr}`));
+    });
+  });
+  child.stdout.resume();
+  return {
+    url,
+    dataDir,
+    child,
+    stderr: () => stderr,
+    async stop() {
+      if (child.exitCode !== null) return child.exitCode;
+      const exited = once(child, 'exit') as Promise<[number | null]>;
+      child.kill('SIGTERM');
+      const [code] = await exited;
+      return code;
+    },
+  };
+}
