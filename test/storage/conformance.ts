@@ -1,0 +1,271 @@
+/** The behaviour every Storage backend must have; each backend's test file runs it. */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { RatchetError } from '../../src/errors.ts';
+import type { Storage, ObjectRef } from '../../src/storage/storage.ts';
+
+export interface BackendHarness {
+  /** A fresh, empty backend. */
+  create(): Promise<Storage>;
+  /** Called after each test with the backend it created. */
+  destroy(storage: Storage): Promise<void>;
+}
+
+export const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex');
+
+async function* chunksOf(data: Buffer, size = 7919): AsyncIterable<Uint8Array> {
+  for (let i = 0; i < data.length; i += size) {
+    await Promise.resolve();
+    yield data.subarray(i, i + size);
+  }
+}
+
+async function readAll(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Uint8Array[] = [];
+  for await (const part of stream) parts.push(part);
+  return Buffer.concat(parts);
+}
+
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of items) out.push(item);
+  return out;
+}
+
+function code(expected: string): (err: unknown) => boolean {
+  return (err) => err instanceof RatchetError && err.code === expected;
+}
+
+/** Registers the conformance tests for one backend. */
+export function storageConformance(name: string, harness: BackendHarness): void {
+  describe(`storage conformance: ${name}`, () => {
+    const withStorage = (fn: (storage: Storage) => Promise<void>) => async () => {
+      const storage = await harness.create();
+      try {
+        await fn(storage);
+      } finally {
+        await harness.destroy(storage);
+      }
+    };
+    const repo = ['alice', 'laptop'];
+    const put = async (storage: Storage, data: Buffer, type: 'data' | 'keys' = 'data') => {
+      const ref: ObjectRef = { repo, type, name: sha256(data) };
+      const result = await storage.write(ref, chunksOf(data), {
+        expectedSha256: ref.type === 'config' ? undefined : ref.name,
+        contentLength: data.length,
+      });
+      return { ref, result };
+    };
+
+    it(
+      'creates repositories idempotently and tells whether they exist',
+      withStorage(async (storage) => {
+        assert.equal(await storage.repoExists(repo), false);
+        await storage.createRepo(repo);
+        await storage.createRepo(repo);
+        assert.equal(await storage.repoExists(repo), true);
+        assert.equal(await storage.repoExists(['alice']), false);
+        assert.equal(await storage.repoExists(['bob']), false);
+      }),
+    );
+
+    it(
+      'writes, stats, reads and deletes an object',
+      withStorage(async (storage) => {
+        await storage.createRepo(repo);
+        const data = randomBytes(100_000);
+        const { ref, result } = await put(storage, data);
+        assert.deepEqual(result, { created: true, size: data.length });
+        assert.equal(await storage.stat(ref), data.length);
+        const read = await storage.read(ref, undefined);
+        assert.equal(read.size, data.length);
+        assert.equal(read.range, undefined);
+        assert.ok((await readAll(read.body)).equals(data));
+        assert.equal(await storage.delete(ref), true);
+        assert.equal(await storage.delete(ref), false);
+        assert.equal(await storage.stat(ref), undefined);
+        await assert.rejects(storage.read(ref, undefined), code('NOT_FOUND'));
+      }),
+    );
+
+    it(
+      'reads ranges, cuts them at the end, and refuses ranges past the end',
+      withStorage(async (storage) => {
+        await storage.createRepo(repo);
+        const data = randomBytes(1000);
+        const { ref } = await put(storage, data);
+        const middle = await storage.read(ref, { kind: 'from', start: 10, end: 19 });
+        assert.deepEqual(middle.range, { start: 10, end: 19 });
+        assert.ok((await readAll(middle.body)).equals(data.subarray(10, 20)));
+        const open = await storage.read(ref, { kind: 'from', start: 990 });
+        assert.ok((await readAll(open.body)).equals(data.subarray(990)));
+        const cut = await storage.read(ref, { kind: 'from', start: 900, end: 5000 });
+        assert.deepEqual(cut.range, { start: 900, end: 999 });
+        assert.ok((await readAll(cut.body)).equals(data.subarray(900)));
+        const suffix = await storage.read(ref, { kind: 'suffix', length: 5 });
+        assert.ok((await readAll(suffix.body)).equals(data.subarray(995)));
+        await assert.rejects(storage.read(ref, { kind: 'from', start: 1000 }), (err) => {
+          assert.ok(err instanceof RatchetError);
+          assert.equal(err.code, 'RANGE_NOT_SATISFIABLE');
+          assert.equal(err.headers['Content-Range'], 'bytes */1000');
+          return true;
+        });
+      }),
+    );
+
+    it(
+      'stores nothing when the content does not match its name',
+      withStorage(async (storage) => {
+        await storage.createRepo(repo);
+        const data = randomBytes(5000);
+        const ref: ObjectRef = { repo, type: 'data', name: sha256(Buffer.from('other')) };
+        await assert.rejects(
+          storage.write(ref, chunksOf(data), { expectedSha256: ref.name, contentLength: data.length }),
+          code('HASH_MISMATCH'),
+        );
+        assert.equal(await storage.stat(ref), undefined);
+        assert.deepEqual(await collect(storage.list(repo, 'data')), []);
+      }),
+    );
+
+    it(
+      'stores nothing when the body ends short of its declared length',
+      withStorage(async (storage) => {
+        await storage.createRepo(repo);
+        const data = randomBytes(5000);
+        const ref: ObjectRef = { repo, type: 'data', name: sha256(data) };
+        await assert.rejects(
+          storage.write(ref, chunksOf(data.subarray(0, 4000)), {
+            expectedSha256: ref.name,
+            contentLength: 5000,
+          }),
+          code('INCOMPLETE_BODY'),
+        );
+        assert.equal(await storage.stat(ref), undefined);
+      }),
+    );
+
+    it(
+      'stores nothing when the body fails midway',
+      withStorage(async (storage) => {
+        await storage.createRepo(repo);
+        const data = randomBytes(50_000);
+        const ref: ObjectRef = { repo, type: 'data', name: sha256(data) };
+        async function* failing(): AsyncIterable<Uint8Array> {
+          yield data.subarray(0, 20_000);
+          await Promise.resolve();
+          throw new RatchetError('INCOMPLETE_BODY', 'client went away');
+        }
+        await assert.rejects(
+          storage.write(ref, failing(), { expectedSha256: ref.name, contentLength: data.length }),
+          code('INCOMPLETE_BODY'),
+        );
+        assert.equal(await storage.stat(ref), undefined);
+        assert.deepEqual(await collect(storage.list(repo, 'data')), []);
+      }),
+    );
+
+    it(
+      'accepts an identical re-upload without writing, refuses different config content',
+      withStorage(async (storage) => {
+        await storage.createRepo(repo);
+        const data = randomBytes(3000);
+        const first = await put(storage, data);
+        const second = await put(storage, data);
+        assert.equal(first.result.created, true);
+        assert.equal(second.result.created, false);
+
+        const config: ObjectRef = { repo, type: 'config' };
+        const one = Buffer.from('config one');
+        await storage.write(config, chunksOf(one), { expectedSha256: undefined, contentLength: one.length });
+        const again = await storage.write(config, chunksOf(one), {
+          expectedSha256: undefined,
+          contentLength: one.length,
+        });
+        assert.equal(again.created, false);
+        const two = Buffer.from('config two');
+        await assert.rejects(
+          storage.write(config, chunksOf(two), { expectedSha256: undefined, contentLength: two.length }),
+          code('CONFLICT'),
+        );
+        assert.ok((await readAll((await storage.read(config, undefined)).body)).equals(one));
+      }),
+    );
+
+    it(
+      'refuses an unverified upload with other content under an existing name',
+      withStorage(async (storage) => {
+        await storage.createRepo(repo);
+        const data = randomBytes(3000);
+        const { ref } = await put(storage, data);
+        const other = randomBytes(3000);
+        await assert.rejects(
+          storage.write(ref, chunksOf(other), { expectedSha256: undefined, contentLength: other.length }),
+          code('CONFLICT'),
+        );
+        assert.ok((await readAll((await storage.read(ref, undefined)).body)).equals(data));
+      }),
+    );
+
+    it(
+      'lets exactly one of many concurrent identical uploads create the object',
+      withStorage(async (storage) => {
+        await storage.createRepo(repo);
+        const data = randomBytes(64 * 1024);
+        const results = await Promise.all(Array.from({ length: 16 }, () => put(storage, data)));
+        assert.equal(results.filter((r) => r.result.created).length, 1);
+        assert.deepEqual(await collect(storage.list(repo, 'data')), [
+          { name: sha256(data), size: data.length },
+        ]);
+      }),
+    );
+
+    it(
+      'lists objects of a type with exact sizes, and nothing for an empty type',
+      withStorage(async (storage) => {
+        await storage.createRepo(repo);
+        const blobs = [randomBytes(10), randomBytes(2000), randomBytes(0)];
+        for (const blob of blobs) await put(storage, blob);
+        await put(storage, randomBytes(33), 'keys');
+        const listed = (await collect(storage.list(repo, 'data'))).sort((a, b) =>
+          a.name.localeCompare(b.name),
+        );
+        const expected = blobs
+          .map((b) => ({ name: sha256(b), size: b.length }))
+          .sort((a, b) => a.name.localeCompare(b.name));
+        assert.deepEqual(listed, expected);
+        assert.equal((await collect(storage.list(repo, 'keys'))).length, 1);
+        assert.deepEqual(await collect(storage.list(repo, 'snapshots')), []);
+      }),
+    );
+
+    it(
+      'refuses to list or write into a repository that does not exist',
+      withStorage(async (storage) => {
+        await assert.rejects(collect(storage.list(['nobody'], 'data')), code('NOT_FOUND'));
+        const data = randomBytes(10);
+        await assert.rejects(
+          storage.write({ repo: ['nobody'], type: 'data', name: sha256(data) }, chunksOf(data), {
+            expectedSha256: sha256(data),
+            contentLength: 10,
+          }),
+          code('NOT_FOUND'),
+        );
+        assert.equal(await storage.repoExists(['nobody']), false);
+      }),
+    );
+
+    it(
+      'serves an empty object whole even when a range is asked for',
+      withStorage(async (storage) => {
+        await storage.createRepo(repo);
+        const { ref } = await put(storage, Buffer.alloc(0));
+        const read = await storage.read(ref, { kind: 'from', start: 0 });
+        assert.equal(read.size, 0);
+        assert.equal(read.range, undefined);
+        assert.equal((await readAll(read.body)).length, 0);
+      }),
+    );
+  });
+}

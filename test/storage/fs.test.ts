@@ -1,0 +1,165 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, stat, utimes, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { FsStorage } from '../../src/storage/fs/fs-storage.ts';
+import { tempPrefix } from '../../src/storage/fs/layout.ts';
+import type { Storage } from '../../src/storage/storage.ts';
+import { makeTempDir } from '../helpers/ratchet-process.ts';
+import { sha256, storageConformance } from './conformance.ts';
+
+const cleanups = new Map<Storage, () => Promise<void>>();
+
+storageConformance('filesystem', {
+  async create() {
+    const { dir, cleanup } = await makeTempDir();
+    const storage = new FsStorage({ root: dir });
+    await storage.init();
+    cleanups.set(storage, cleanup);
+    return storage;
+  },
+  async destroy(storage) {
+    await storage.close();
+    await cleanups.get(storage)?.();
+    cleanups.delete(storage);
+  },
+});
+
+async function* once(data: Buffer): AsyncIterable<Uint8Array> {
+  await Promise.resolve();
+  yield data;
+}
+
+describe('filesystem storage layout', () => {
+  it('creates the folders restic init creates, with private modes', async () => {
+    const { dir, cleanup } = await makeTempDir();
+    try {
+      const storage = new FsStorage({ root: dir });
+      await storage.init();
+      await storage.createRepo(['r']);
+      const entries = (await readdir(path.join(dir, 'r'))).sort();
+      assert.deepEqual(entries, ['data', 'index', 'keys', 'locks', 'snapshots']);
+      assert.equal((await readdir(path.join(dir, 'r', 'data'))).length, 256);
+      assert.equal((await stat(path.join(dir, 'r'))).mode & 0o777, 0o700);
+      const data = randomBytes(100);
+      const name = sha256(data);
+      await storage.write({ repo: ['r'], type: 'data', name }, once(data), {
+        expectedSha256: name,
+        contentLength: 100,
+      });
+      const file = path.join(dir, 'r', 'data', name.slice(0, 2), name);
+      assert.equal((await stat(file)).mode & 0o777, 0o600);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('uses group modes when asked', async () => {
+    const { dir, cleanup } = await makeTempDir();
+    const mask = process.umask(0o007);
+    try {
+      const storage = new FsStorage({ root: dir, groupAccessible: true });
+      await storage.createRepo(['g']);
+      const data = randomBytes(10);
+      const name = sha256(data);
+      await storage.write({ repo: ['g'], type: 'keys', name }, once(data), {
+        expectedSha256: name,
+        contentLength: 10,
+      });
+      assert.equal((await stat(path.join(dir, 'g'))).mode & 0o777, 0o770);
+      assert.equal((await stat(path.join(dir, 'g', 'keys', name))).mode & 0o777, 0o660);
+    } finally {
+      process.umask(mask);
+      await cleanup();
+    }
+  });
+
+  it('never lists temporary files or foreign names, and recreates a missing fan-out folder', async () => {
+    const { dir, cleanup } = await makeTempDir();
+    try {
+      const storage = new FsStorage({ root: dir });
+      await storage.createRepo(['r']);
+      const name = 'ab'.repeat(32);
+      await writeFile(path.join(dir, 'r', 'data', 'ab', `${tempPrefix}123`), 'partial');
+      await writeFile(path.join(dir, 'r', 'data', 'ab', 'README'), 'x');
+      await writeFile(path.join(dir, 'r', 'keys', `${name}.tmp`), 'x');
+      const listed: string[] = [];
+      for await (const entry of storage.list(['r'], 'data')) listed.push(entry.name);
+      for await (const entry of storage.list(['r'], 'keys')) listed.push(entry.name);
+      assert.deepEqual(listed, []);
+
+      const { rm } = await import('node:fs/promises');
+      const data = randomBytes(10);
+      const hash = sha256(data);
+      await rm(path.join(dir, 'r', 'data', hash.slice(0, 2)), { recursive: true });
+      await storage.write({ repo: ['r'], type: 'data', name: hash }, once(data), {
+        expectedSha256: hash,
+        contentLength: 10,
+      });
+      assert.equal(await storage.stat({ repo: ['r'], type: 'data', name: hash }), 10);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('removes temporary files left by a crash when it starts, and only those', async () => {
+    const { dir, cleanup } = await makeTempDir();
+    try {
+      await mkdir(path.join(dir, 'r', 'data', 'cd'), { recursive: true });
+      const leftover = path.join(dir, 'r', 'data', 'cd', `${tempPrefix}dead`);
+      const foreign = path.join(dir, 'r', 'data', 'cd', 'notes.txt');
+      await writeFile(leftover, 'partial upload');
+      await writeFile(foreign, 'keep me');
+      const past = new Date(Date.now() - 60_000);
+      await utimes(leftover, past, past);
+      const storage = new FsStorage({ root: dir });
+      await storage.init();
+      const deadline = Date.now() + 5000;
+      while (
+        Date.now() < deadline &&
+        (await readdir(path.dirname(leftover))).includes(path.basename(leftover))
+      ) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.deepEqual(await readdir(path.dirname(leftover)), ['notes.txt']);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('replaces a stored object whose bytes no longer match its name when verified content arrives', async () => {
+    const { dir, cleanup } = await makeTempDir();
+    try {
+      const storage = new FsStorage({ root: dir });
+      await storage.createRepo(['r']);
+      const data = randomBytes(500);
+      const name = sha256(data);
+      const file = path.join(dir, 'r', 'data', name.slice(0, 2), name);
+      await writeFile(file, randomBytes(500));
+      const result = await storage.write({ repo: ['r'], type: 'data', name }, once(data), {
+        expectedSha256: name,
+        contentLength: 500,
+      });
+      assert.equal(result.created, true);
+      const { readFile } = await import('node:fs/promises');
+      assert.ok((await readFile(file)).equals(data));
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('reads a repository laid out by restic init on a local folder', async () => {
+    const { dir, cleanup } = await makeTempDir();
+    try {
+      // restic's local layout: config file, keys/, data/XX/ — the same as the server's.
+      await mkdir(path.join(dir, 'legacy', 'keys'), { recursive: true });
+      await writeFile(path.join(dir, 'legacy', 'config'), 'cfg');
+      const storage = new FsStorage({ root: dir });
+      assert.equal(await storage.repoExists(['legacy']), true);
+      assert.equal(await storage.stat({ repo: ['legacy'], type: 'config' }), 3);
+    } finally {
+      await cleanup();
+    }
+  });
+});
