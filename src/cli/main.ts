@@ -1,12 +1,21 @@
 #!/usr/bin/env node
 /** The `ratchet` command: parses flags, starts the server, and shuts it down on a signal. */
 import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { startHtpasswdAuth } from '../auth/htpasswd-auth.ts';
+import type { HtpasswdAuth } from '../auth/htpasswd-auth.ts';
+import { loadConfigFile } from '../config/config-file.ts';
 import { describeAddress } from '../config/listen-address.ts';
-import { optionSpecs, toServerConfig } from '../config/options.ts';
-import type { ServerConfig } from '../config/options.ts';
+import { envName, optionSpecs } from '../config/options.ts';
+import { buildServerConfig } from '../config/server-config.ts';
+import type { ServerConfig } from '../config/server-config.ts';
 import { createLogger } from '../log/logger.ts';
+import type { Logger } from '../log/logger.ts';
 import { startServer } from '../server/server.ts';
+import type { RunningServer } from '../server/server.ts';
+import { ensureInitialAdmin, registerUserCommands, userCommandFailure } from './user-command.ts';
 
 const usageExitCode = 2;
 
@@ -26,13 +35,13 @@ export function buildProgram(): Command {
     .exitOverride()
     .allowExcessArguments(false);
   for (const spec of optionSpecs) {
-    const option = new Option(spec.flag, spec.description);
+    const option = new Option(spec.flag, spec.description).env(envName(spec));
     if (spec.defaultValue !== undefined) option.default(spec.defaultValue);
     if (spec.parse) {
       const parse = spec.parse;
-      option.argParser((value: string) => {
+      option.argParser((value: string, previous: unknown) => {
         try {
-          return parse(value);
+          return parse(value, previous);
         } catch (err) {
           throw new InvalidArgumentError((err as Error).message);
         }
@@ -40,24 +49,57 @@ export function buildProgram(): Command {
     }
     program.addOption(option);
   }
+  program.action(() => serve(program));
+  registerUserCommands(program);
   return program;
 }
 
-async function serve(config: ServerConfig): Promise<void> {
-  if (!config.noAuth) {
-    process.stderr.write(
-      'ratchet: authentication is not available in this version yet; start with --no-auth on a trusted network\n',
-    );
-    process.exit(usageExitCode);
-  }
-  const logger = createLogger(config.debug);
-  const server = await startServer(config, logger);
-  const where = describeAddress(server.address);
-  logger.info({ path: config.path, listen: where, appendOnly: config.appendOnly }, 'ratchet started');
-  process.stdout.write(
-    `ratchet ${version()}: serving ${config.path} on ${where}${config.appendOnly ? ' (append-only)' : ''}\n`,
-  );
+/** Reads the configuration file named by --config (if any) and merges it with the flags. */
+async function resolveConfig(program: Command): Promise<ServerConfig> {
+  const values = program.opts();
+  const configPath = typeof values.config === 'string' ? values.config : undefined;
+  const file = configPath === undefined ? undefined : await loadConfigFile(configPath);
+  return buildServerConfig(values, (key) => program.getOptionValueSource(key), file);
+}
 
+async function serve(program: Command): Promise<void> {
+  const config = await resolveConfig(program);
+  const logger = createLogger(config.debug);
+  const auth = config.noAuth ? undefined : await startAuth(config, logger);
+  const server = await startServer(config, { logger, credentials: auth });
+  announce(config, server, logger);
+  handleSignals(program, server, auth, logger);
+}
+
+/** Loads the users; on a first start without any, creates an admin and shows its password once. */
+async function startAuth(config: ServerConfig, logger: Logger): Promise<HtpasswdAuth> {
+  await mkdir(path.dirname(config.htpasswdFile), { recursive: true, mode: 0o700 });
+  const password = await ensureInitialAdmin(config.htpasswdFile, logger);
+  if (password !== undefined) {
+    process.stdout.write(
+      `No users were configured, so user "admin" was created with the password:\n\n    ${password}\n\n` +
+        `It is shown only this once; only its hash is stored, in ${config.htpasswdFile}.\n` +
+        `Add users with: ratchet user add <name> --htpasswd-file ${config.htpasswdFile}\n`,
+    );
+  }
+  return startHtpasswdAuth({ file: config.htpasswdFile, logger });
+}
+
+function announce(config: ServerConfig, server: RunningServer, logger: Logger): void {
+  for (const [i, address] of server.addresses.entries()) {
+    const where = describeAddress(address);
+    const maxRole = config.listeners[i]?.maxRole ?? 'admin';
+    logger.info({ path: config.path, listen: where, maxRole }, 'listening');
+    process.stdout.write(`ratchet ${version()}: serving ${config.path} on ${where} (at most ${maxRole})\n`);
+  }
+}
+
+function handleSignals(
+  program: Command,
+  server: RunningServer,
+  auth: HtpasswdAuth | undefined,
+  logger: Logger,
+): void {
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) {
@@ -66,7 +108,7 @@ async function serve(config: ServerConfig): Promise<void> {
     }
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    server.close().then(
+    Promise.all([server.close(), auth?.close()]).then(
       () => {
         logger.info('stopped');
         logger.flush(() => process.exit(0));
@@ -79,20 +121,31 @@ async function serve(config: ServerConfig): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    logger.info('SIGHUP: reloading users and configuration');
+    auth?.reload().catch((err: unknown) => logger.error({ err }, 'reloading users failed'));
+    resolveConfig(program).then(
+      (config) => {
+        server.access.update(config.grants);
+        logger.info('configuration reloaded');
+      },
+      (err: unknown) =>
+        logger.error({ err: (err as Error).message }, 'reload failed, keeping the old configuration'),
+    );
+  });
 }
 
 async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
   try {
-    program.parse(argv);
+    await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      // --help and --version end here with code 0; usage errors with 2.
-      process.exit(err.exitCode === 0 ? 0 : usageExitCode);
+      // --help and --version end with 0, failures of the user commands with 1, usage errors with 2.
+      process.exit(err.exitCode === 0 ? 0 : err.code === userCommandFailure ? 1 : usageExitCode);
     }
     throw err;
   }
-  await serve(toServerConfig(program.opts()));
 }
 
 main(process.argv).catch((err: unknown) => {

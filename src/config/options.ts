@@ -1,31 +1,23 @@
 /**
- * The server's options: one table from which the command line (and its --help) is built, with
- * rest-server's flag names so that switching servers is a one-word change.
+ * The server's options: one table from which the command line, its --help, the RATCHET_*
+ * environment variables and the configuration file's keys all come. Flag names are
+ * rest-server's, so switching servers is a one-word change.
+ * Precedence: defaults < configuration file < environment < flags.
  */
 import { parseListenAddress } from './listen-address.ts';
-import type { ListenAddress } from './listen-address.ts';
 
-export interface ServerConfig {
-  readonly path: string;
-  readonly listen: ListenAddress;
-  readonly appendOnly: boolean;
-  readonly noAuth: boolean;
-  readonly verifyUpload: boolean;
-  readonly log: string | undefined;
-  readonly debug: boolean;
-  readonly groupAccessibleRepos: boolean;
-  readonly maxRepoDepth: number;
-  readonly shutdownTimeout: number;
-}
-
-type Parser = (text: string) => unknown;
+type Parser = (text: string, previous: unknown) => unknown;
 
 export interface OptionSpec {
+  /** Property name in the parsed values, e.g. `appendOnly` (`auth` for `--no-auth`). */
+  readonly key: string;
   /** The flag as commander takes it, e.g. `--path <dir>` or `--append-only`. */
   readonly flag: string;
   readonly description: string;
   readonly defaultValue?: unknown;
   readonly parse?: Parser;
+  /** Key in the configuration file; flags without one are command-line only. */
+  readonly fileKey?: string;
 }
 
 function positiveInteger(name: string, max: number): Parser {
@@ -37,67 +29,109 @@ function positiveInteger(name: string, max: number): Parser {
   };
 }
 
+function listenAddresses(text: string, previous: unknown): string[] {
+  parseListenAddress(text);
+  return [...(Array.isArray(previous) ? (previous as string[]) : []), text];
+}
+
 /** Every option, in the order --help shows them. */
 export const optionSpecs: readonly OptionSpec[] = [
-  { flag: '--path <dir>', description: 'data directory', defaultValue: './data' },
   {
+    key: 'config',
+    flag: '--config <file>',
+    description: 'YAML configuration file (see docs/configuration.md)',
+  },
+  {
+    key: 'path',
+    flag: '--path <dir>',
+    description: 'data directory',
+    defaultValue: './data',
+    fileKey: 'path',
+  },
+  {
+    key: 'listen',
     flag: '--listen <address>',
-    description: 'listen address: host:port, :port (all interfaces) or unix:/path/to/socket',
-    defaultValue: '127.0.0.1:8000',
-    parse: (text) => {
-      parseListenAddress(text);
-      return text;
-    },
+    description:
+      'listen address: host:port, :port (all interfaces) or unix:/path; repeatable (default: "127.0.0.1:8000")',
+    parse: listenAddresses,
+    fileKey: 'listen',
   },
   {
+    key: 'adminListen',
+    flag: '--admin-listen <address>',
+    description: 'an extra listener that --append-only does not cap, for admins who prune; repeatable',
+    parse: listenAddresses,
+    fileKey: 'admin-listen',
+  },
+  {
+    key: 'appendOnly',
     flag: '--append-only',
-    description: 'enable append only mode: nobody may delete or overwrite (locks aside)',
+    description: 'nobody may delete or overwrite through --listen listeners (lock files aside)',
+    fileKey: 'append-only',
   },
   {
+    key: 'privateRepos',
+    flag: '--private-repos',
+    description: 'users reach only repositories below /<username>/',
+    fileKey: 'private-repos',
+  },
+  {
+    key: 'htpasswdFile',
+    flag: '--htpasswd-file <file>',
+    description: 'htpasswd file with the users (default: <path>/.htpasswd)',
+    fileKey: 'htpasswd-file',
+  },
+  {
+    key: 'auth',
     flag: '--no-auth',
     description: 'disable authentication (anyone who can connect may use every repository)',
+    fileKey: 'no-auth',
   },
   {
+    key: 'proxyAuthUsername',
+    flag: '--proxy-auth-username <header>',
+    description: 'trust this request header, set by a reverse proxy, as the user name',
+    fileKey: 'proxy-auth-username',
+  },
+  {
+    key: 'verifyUpload',
     flag: '--no-verify-upload',
     description: 'do not verify that uploads match their SHA-256 name (not recommended)',
+    fileKey: 'no-verify-upload',
   },
   {
+    key: 'log',
     flag: '--log <file>',
     description: 'write an Apache combined access log to file, or - for standard output',
+    fileKey: 'log',
   },
-  { flag: '--debug', description: 'log at debug level' },
+  { key: 'debug', flag: '--debug', description: 'log at debug level', fileKey: 'debug' },
   {
+    key: 'groupAccessibleRepos',
     flag: '--group-accessible-repos',
     description: 'let the file group read and write repositories (0770/0660)',
+    fileKey: 'group-accessible-repos',
   },
   {
+    key: 'maxRepoDepth',
     flag: '--max-repo-depth <n>',
     description: 'how many path components a repository path may have',
     defaultValue: 8,
     parse: positiveInteger('--max-repo-depth', 64),
+    fileKey: 'max-repo-depth',
   },
   {
+    key: 'shutdownTimeout',
     flag: '--shutdown-timeout <seconds>',
     description: 'on SIGTERM/SIGINT, how long in-flight requests may take to finish',
     defaultValue: 30,
     parse: positiveInteger('--shutdown-timeout', 3600),
+    fileKey: 'shutdown-timeout',
   },
 ];
 
-/** Turns the parsed command-line values into a validated configuration. */
-export function toServerConfig(values: Record<string, unknown>): ServerConfig {
-  const text = (key: string): string | undefined =>
-    typeof values[key] === 'string' ? values[key] : undefined;
-  return {
-    path: text('path') ?? './data',
-    listen: parseListenAddress(text('listen') ?? '127.0.0.1:8000'),
-    appendOnly: values.appendOnly === true,
-    noAuth: values.auth === false,
-    verifyUpload: values.verifyUpload !== false,
-    log: text('log'),
-    debug: values.debug === true,
-    groupAccessibleRepos: values.groupAccessibleRepos === true,
-    maxRepoDepth: typeof values.maxRepoDepth === 'number' ? values.maxRepoDepth : 8,
-    shutdownTimeout: typeof values.shutdownTimeout === 'number' ? values.shutdownTimeout : 30,
-  };
+/** The environment variable that sets an option: RATCHET_ and the flag's name in capitals. */
+export function envName(spec: OptionSpec): string {
+  const name = /^--([a-z0-9-]+)/.exec(spec.flag)?.[1] ?? spec.key;
+  return `RATCHET_${name.replace(/-/g, '_').toUpperCase()}`;
 }

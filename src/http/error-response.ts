@@ -14,10 +14,16 @@ const drainLimitBytes = 4 << 20;
 const quietCodes = new Set(['NOT_FOUND', 'RANGE_NOT_SATISFIABLE', 'UNAUTHORIZED']);
 
 /** Answers the request with the status that the error maps to, and logs it for the operator. */
-export function sendError(req: IncomingMessage, res: ServerResponse, err: unknown, logger: Logger): void {
+export function sendError(
+  req: IncomingMessage,
+  res: ServerResponse,
+  err: unknown,
+  logger: Logger,
+  user?: string,
+): void {
   const known = err instanceof RatchetError ? err : undefined;
   const status = known ? errorStatus[known.code] : 500;
-  const context = { method: req.method, url: req.url, status };
+  const context = { method: req.method, url: req.url, status, user, client: req.socket.remoteAddress };
   if (!known) {
     logger.error({ ...context, err }, 'request failed');
   } else if (status >= 500) {

@@ -1,10 +1,11 @@
 /**
- * The request pipeline: route → method → access decision → handler, with every failure sent
- * through the one error-response mapping. Authentication joins at the marked step.
+ * The request pipeline: identify the user → route → method → access decision → handler, with
+ * every failure sent through the one error-response mapping.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { decide } from '../access/policy.ts';
+import type { AccessControl } from '../access/access-control.ts';
+import { capRole, decide } from '../access/policy.ts';
 import type { Role } from '../access/policy.ts';
 import { RatchetError } from '../errors.ts';
 import type { AccessLog } from '../log/access-log.ts';
@@ -14,14 +15,19 @@ import { parseRoute } from '../protocol/route.ts';
 import type { Storage } from '../storage/storage.ts';
 import { sendError } from './error-response.ts';
 
+/** Who sent the request: a user name, undefined when authentication is off, or UNAUTHORIZED. */
+export type Identify = (req: IncomingMessage) => Promise<string | undefined>;
+
 export interface PipelineOptions {
   readonly storage: Storage;
   readonly logger: Logger;
   readonly accessLog: AccessLog | undefined;
   readonly verifyUploads: boolean;
   readonly maxRepoDepth: number;
-  /** The most any request may do (append-only mode caps everyone at 'append-only'). */
-  readonly roleCeiling: Role;
+  readonly identify: Identify;
+  readonly access: AccessControl;
+  /** The most any request on this listener may do (the seed's public vs admin vhost). */
+  readonly maxRole: Role;
 }
 
 export type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
@@ -30,12 +36,13 @@ export type RequestListener = (req: IncomingMessage, res: ServerResponse) => voi
 export function createRequestHandler(options: PipelineOptions): RequestListener {
   return (req, res) => {
     const controller = new AbortController();
+    const exchange = { user: undefined as string | undefined };
     res.once('close', () => {
       if (!res.writableFinished) controller.abort();
-      options.accessLog?.record(req, res, undefined, new Date());
+      options.accessLog?.record(req, res, exchange.user, new Date());
     });
-    serve(options, req, res, controller.signal).catch((err: unknown) => {
-      sendError(req, res, err, options.logger);
+    serve(options, req, res, controller.signal, exchange).catch((err: unknown) => {
+      sendError(req, res, err, options.logger, exchange.user);
     });
   };
 }
@@ -45,17 +52,20 @@ async function serve(
   req: IncomingMessage,
   res: ServerResponse,
   signal: AbortSignal,
+  exchange: { user: string | undefined },
 ): Promise<void> {
+  const user = await options.identify(req);
+  exchange.user = user;
+
   const url = req.url ?? '/';
   const queryStart = url.indexOf('?');
-  const path = queryStart < 0 ? url : url.slice(0, queryStart);
-  const route = parseRoute(path, options.maxRepoDepth);
+  const route = parseRoute(queryStart < 0 ? url : url.slice(0, queryStart), options.maxRepoDepth);
   if (route === undefined) throw new RatchetError('NOT_FOUND', 'not found');
   const operation = operationFor(req.method ?? 'GET', route);
 
-  // Authentication and per-user roles come here; until then everyone has the ceiling role.
-  const role = options.roleCeiling;
-  const decision = decide(role, operation, resourceOf(route));
+  const granted = options.access.roleFor(user, route.repo);
+  if (granted === undefined) throw new RatchetError('FORBIDDEN', 'no access to this repository');
+  const decision = decide(capRole(granted, options.maxRole), operation, resourceOf(route));
   if (!decision.allowed) throw new RatchetError('FORBIDDEN', decision.reason);
 
   const query = new URLSearchParams(queryStart < 0 ? '' : url.slice(queryStart + 1));

@@ -1,12 +1,17 @@
 /** Starts the server inside the test process on a loopback port: a real socket, no child process. */
-import type { ServerConfig } from '../../src/config/options.ts';
+import { defaultGrants } from '../../src/access/grants.ts';
+import type { ServerConfig } from '../../src/config/server-config.ts';
+import type { CredentialChecker } from '../../src/http/identify.ts';
 import { silentLogger } from '../../src/log/logger.ts';
 import { startServer } from '../../src/server/server.ts';
 import type { RunningServer } from '../../src/server/server.ts';
 import type { Storage } from '../../src/storage/storage.ts';
 
 export interface TestServer {
+  /** The first listener's base URL. */
   readonly url: string;
+  /** Every listener's base URL, in the order of the config's listeners. */
+  readonly urls: readonly string[];
   readonly server: RunningServer;
   close(): Promise<void>;
 }
@@ -15,9 +20,19 @@ export interface TestServer {
 export function testConfig(dataDir: string, overrides: Partial<ServerConfig> = {}): ServerConfig {
   return {
     path: dataDir,
-    listen: { kind: 'tcp', host: '127.0.0.1', port: 0 },
+    listeners: [
+      {
+        address: { kind: 'tcp', host: '127.0.0.1', port: 0 },
+        maxRole: overrides.appendOnly ? 'append-only' : 'admin',
+      },
+    ],
     appendOnly: false,
     noAuth: true,
+    htpasswdFile: `${dataDir}/.htpasswd`,
+    privateRepos: false,
+    proxyAuthUsername: undefined,
+    grants: defaultGrants(false),
+    configFile: undefined,
     verifyUpload: true,
     log: undefined,
     debug: false,
@@ -33,8 +48,16 @@ export async function startTestServer(
   dataDir: string,
   overrides: Partial<ServerConfig> = {},
   storage?: Storage,
+  credentials?: CredentialChecker,
 ): Promise<TestServer> {
-  const server = await startServer(testConfig(dataDir, overrides), silentLogger(), storage);
-  if (server.address.kind !== 'tcp') throw new Error('test servers listen on TCP');
-  return { url: `http://127.0.0.1:${server.address.port}`, server, close: () => server.close() };
+  const server = await startServer(testConfig(dataDir, overrides), {
+    logger: silentLogger(),
+    storage,
+    credentials,
+  });
+  const urls = server.addresses.map((address) => {
+    if (address.kind !== 'tcp') throw new Error('test servers listen on TCP');
+    return `http://127.0.0.1:${address.port}`;
+  });
+  return { url: urls[0] ?? '', urls, server, close: () => server.close() };
 }

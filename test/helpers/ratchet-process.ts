@@ -17,6 +17,8 @@ export interface RatchetProcess {
   readonly child: ChildProcess;
   /** Everything the process wrote to stderr so far. */
   stderr(): string;
+  /** Everything the process wrote to stdout so far. */
+  stdout(): string;
   /** Sends SIGTERM and waits for the exit code. */
   stop(): Promise<number | null>;
 }
@@ -55,10 +57,10 @@ export async function startRatchet(dataDir: string, args: string[] = []): Promis
   let stdout = '';
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`ratchet did not start in time: ${stderr}`)), 20_000);
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
+    child.stdout.on('data', () => {
       const match = /on (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout);
       if (match?.[1]) {
         clearTimeout(timer);
@@ -70,12 +72,12 @@ export async function startRatchet(dataDir: string, args: string[] = []): Promis
       reject(new Error(`ratchet exited with ${code}: ${stderr}`));
     });
   });
-  child.stdout.resume();
   return {
     url,
     dataDir,
     child,
     stderr: () => stderr,
+    stdout: () => stdout,
     async stop() {
       if (child.exitCode !== null) return child.exitCode;
       const exited = once(child, 'exit') as Promise<[number | null]>;

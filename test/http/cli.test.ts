@@ -50,12 +50,32 @@ describe('ratchet command line', () => {
     }
   });
 
-  it('refuses to serve without authentication unless --no-auth is given', async () => {
+  it('creates an admin with a random password on first start and requires credentials', async () => {
     const { dir, cleanup } = await makeTempDir();
     try {
-      const result = await runRatchet(['--path', dir, '--listen', '127.0.0.1:0']);
-      assert.notEqual(result.code, 0);
-      assert.match(result.stderr, /--no-auth/);
+      const server = await startRatchet(dir);
+      try {
+        const password = /^ {4}(\S+)$/m.exec(server.stdout())?.[1];
+        assert.ok(password !== undefined && password.length >= 16, server.stdout());
+        const htpasswd = await readFile(path.join(dir, '.htpasswd'), 'utf8');
+        assert.match(htpasswd, /^admin:\$2[aby]\$/);
+        assert.ok(!htpasswd.includes(password), 'only the hash is stored');
+        assert.ok(!server.stderr().includes(password), 'the password is not in the log');
+        const anonymous = await raw(server.url, 'POST', '/r/?create=true');
+        assert.equal(anonymous.status, 401);
+        assert.equal(anonymous.headers['www-authenticate'], 'Basic realm="restic"');
+        const auth = `Basic ${Buffer.from(`admin:${password}`).toString('base64')}`;
+        assert.equal(
+          (await raw(server.url, 'POST', '/r/?create=true', { headers: { Authorization: auth } })).status,
+          200,
+        );
+      } finally {
+        await server.stop();
+      }
+      // A second start finds the user and prints no password.
+      const again = await startRatchet(dir);
+      await again.stop();
+      assert.doesNotMatch(again.stdout(), /password/);
     } finally {
       await cleanup();
     }

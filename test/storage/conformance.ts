@@ -52,7 +52,7 @@ export function storageConformance(name: string, harness: BackendHarness): void 
     const put = async (storage: Storage, data: Buffer, type: 'data' | 'keys' = 'data') => {
       const ref: ObjectRef = { repo, type, name: sha256(data) };
       const result = await storage.write(ref, chunksOf(data), {
-        expectedSha256: ref.type === 'config' ? undefined : ref.name,
+        expectedSha256: ref.name,
         contentLength: data.length,
       });
       return { ref, result };

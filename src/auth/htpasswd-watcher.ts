@@ -1,0 +1,214 @@
+/**
+ * Keeps the users in step with the htpasswd file: reloads when the file changes, including when
+ * it is replaced by a rename (as htpasswd, editors and `ratchet user` do), and on demand (SIGHUP).
+ *
+ * `fs.watch(file)` follows the inode and goes quiet after a rename-replace, so the folder is
+ * watched instead, and a cheap stat poll backs it up (network file systems, a symlinked file,
+ * a folder created later). A file that cannot be read or parsed keeps the previous users; a
+ * missing file means no users.
+ */
+import { createHash } from 'node:crypto';
+import { watch } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { parseHtpasswd } from './htpasswd.ts';
+import type { HtpasswdWarning, ParsedHtpasswd } from './htpasswd.ts';
+
+export type ReloadOutcome =
+  | { readonly status: 'loaded'; readonly users: number; readonly warnings: readonly HtpasswdWarning[] }
+  | { readonly status: 'unchanged'; readonly users: number }
+  | { readonly status: 'missing' }
+  | { readonly status: 'failed'; readonly error: string };
+
+export interface HtpasswdWatcherOptions {
+  readonly file: string;
+  readonly logger: Logger;
+  /** Receives the new users after every successful load (an empty map when the file is missing). */
+  readonly onUsers: (users: ReadonlyMap<string, string>) => void;
+  /** How often the file is stat'ed for changes, in ms (default 5000; 0 turns polling off). */
+  readonly pollIntervalMs?: number;
+  /** Watch the file's folder for immediate reloads (default true). */
+  readonly watch?: boolean;
+  /** Wait this long after a change event before reading, to let a writer finish (default 100 ms). */
+  readonly debounceMs?: number;
+}
+
+/** Files larger than this are refused: no htpasswd file is that big, and it would all be read. */
+export const maxHtpasswdBytes = 16 * 1024 * 1024;
+
+const missing = 'missing';
+
+/** Loads an htpasswd file and reloads it on change or request. */
+export class HtpasswdWatcher {
+  readonly #options: HtpasswdWatcherOptions;
+  readonly #file: string;
+  readonly #logger: Logger;
+  #watcher: FSWatcher | undefined;
+  #poller: NodeJS.Timeout | undefined;
+  #debounce: NodeJS.Timeout | undefined;
+  #running: Promise<ReloadOutcome> | undefined;
+  #queued: Promise<ReloadOutcome> | undefined;
+  /** Digest of the content last applied ('missing' when the file was absent), undefined at first. */
+  #applied: string | undefined;
+  #users = 0;
+  /** The stat signature last seen by the poller. */
+  #signature: string | undefined;
+  #closed = false;
+
+  private constructor(options: HtpasswdWatcherOptions) {
+    this.#options = options;
+    this.#file = path.resolve(options.file);
+    this.#logger = options.logger.child({ htpasswd: this.#file });
+  }
+
+  /** Loads the file and starts watching it; throws when the file exists but is unusable. */
+  static async start(options: HtpasswdWatcherOptions): Promise<HtpasswdWatcher> {
+    const watcher = new HtpasswdWatcher(options);
+    // Stat before reading: a change in between then shows up as a new signature at the next poll.
+    watcher.#signature = await watcher.#stat();
+    const outcome = await watcher.reload();
+    if (outcome.status === 'failed') {
+      watcher.close();
+      throw new Error(`cannot load the htpasswd file ${watcher.#file}: ${outcome.error}`);
+    }
+    if (options.watch !== false) watcher.#watchFolder();
+    const interval = options.pollIntervalMs ?? 5000;
+    if (interval > 0) {
+      watcher.#poller = setInterval(() => void watcher.#poll(), interval);
+      watcher.#poller.unref();
+    }
+    return watcher;
+  }
+
+  /** Reads the file again now; concurrent calls share one reload that starts after the call. */
+  reload(): Promise<ReloadOutcome> {
+    if (this.#queued) return this.#queued;
+    if (!this.#running) return this.#begin();
+    this.#queued = this.#running.then(() => {
+      this.#queued = undefined;
+      return this.#begin();
+    });
+    return this.#queued;
+  }
+
+  /** Stops watching. */
+  close(): void {
+    this.#closed = true;
+    this.#watcher?.close();
+    this.#watcher = undefined;
+    clearInterval(this.#poller);
+    clearTimeout(this.#debounce);
+  }
+
+  #begin(): Promise<ReloadOutcome> {
+    const running = this.#load().finally(() => {
+      if (this.#running === running) this.#running = undefined;
+    });
+    this.#running = running;
+    return running;
+  }
+
+  async #load(): Promise<ReloadOutcome> {
+    let bytes: Buffer;
+    let mode: number;
+    try {
+      const info = await stat(this.#file);
+      if (!info.isFile()) return this.#failed(new Error('not a regular file'));
+      if (info.size > maxHtpasswdBytes)
+        return this.#failed(new Error(`larger than ${maxHtpasswdBytes} bytes`));
+      mode = info.mode;
+      bytes = await readFile(this.#file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return this.#missing();
+      return this.#failed(err);
+    }
+    const digest = createHash('sha256').update(bytes).digest('hex');
+    if (digest === this.#applied) return { status: 'unchanged', users: this.#users };
+    let parsed: ParsedHtpasswd;
+    try {
+      parsed = parseHtpasswd(bytes);
+    } catch (err) {
+      return this.#failed(err);
+    }
+    // Password hashes readable by everyone invite offline guessing.
+    if ((mode & 0o004) !== 0)
+      this.#logger.warn('the htpasswd file is readable by every local user; chmod 600 it');
+    for (const warning of parsed.warnings)
+      this.#logger.warn({ line: warning.line }, `htpasswd line ${warning.line}: ${warning.message}`);
+    this.#options.onUsers(parsed.users);
+    this.#applied = digest;
+    this.#users = parsed.users.size;
+    this.#logger.info({ users: parsed.users.size, skipped: parsed.warnings.length }, 'htpasswd file loaded');
+    return { status: 'loaded', users: parsed.users.size, warnings: parsed.warnings };
+  }
+
+  #missing(): ReloadOutcome {
+    if (this.#applied !== missing) {
+      this.#options.onUsers(new Map());
+      this.#applied = missing;
+      this.#users = 0;
+      this.#logger.warn('the htpasswd file does not exist: no user can log in');
+    }
+    return { status: 'missing' };
+  }
+
+  #failed(err: unknown): ReloadOutcome {
+    const error = err instanceof Error ? err.message : String(err);
+    const keeping = this.#applied === undefined ? '' : `; keeping the previous ${this.#users} users`;
+    this.#logger.error({ error }, `the htpasswd file could not be loaded${keeping}`);
+    return { status: 'failed', error };
+  }
+
+  /** A cheap change detector: identity, size and times of the file, or 'missing'. */
+  async #stat(): Promise<string> {
+    try {
+      const info = await stat(this.#file, { bigint: true });
+      return `${info.dev}:${info.ino}:${info.size}:${info.mtimeNs}:${info.ctimeNs}:${info.mode}`;
+    } catch {
+      return missing;
+    }
+  }
+
+  async #poll(): Promise<void> {
+    if (this.#closed) return;
+    if (this.#options.watch !== false && !this.#watcher) this.#watchFolder();
+    const signature = await this.#stat();
+    if (signature === this.#signature || this.#closed) return;
+    this.#signature = signature;
+    this.#schedule();
+  }
+
+  #watchFolder(): void {
+    const base = path.basename(this.#file);
+    try {
+      const watcher = watch(path.dirname(this.#file), { persistent: false }, (_event, name) => {
+        if (name === null || name === base) this.#schedule();
+      });
+      watcher.on('error', (err) => {
+        this.#logger.debug({ err }, 'watching the htpasswd folder failed; polling continues');
+        watcher.close();
+        if (this.#watcher === watcher) this.#watcher = undefined;
+      });
+      this.#watcher = watcher;
+    } catch (err) {
+      // A missing folder, or no inotify watches left: the poll still sees changes.
+      this.#logger.debug({ err }, 'cannot watch the htpasswd folder; polling only');
+    }
+  }
+
+  #schedule(): void {
+    if (this.#closed) return;
+    clearTimeout(this.#debounce);
+    this.#debounce = setTimeout(() => {
+      this.#debounce = undefined;
+      this.reload()
+        .then(async () => {
+          this.#signature = await this.#stat();
+        })
+        .catch((err: unknown) => this.#logger.error({ err }, 'reloading the htpasswd file failed'));
+    }, this.#options.debounceMs ?? 100);
+    this.#debounce.unref();
+  }
+}

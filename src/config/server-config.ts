@@ -1,0 +1,105 @@
+/**
+ * The validated configuration the server runs with, built from the parsed flags (which already
+ * carry environment values and their sources) and the optional configuration file.
+ */
+import path from 'node:path';
+import type { Grant } from '../access/grants.ts';
+import { defaultGrants } from '../access/grants.ts';
+import type { Role } from '../access/policy.ts';
+import type { ConfigFile } from './config-file.ts';
+import { parseListenAddress } from './listen-address.ts';
+import type { ListenAddress } from './listen-address.ts';
+import { optionSpecs } from './options.ts';
+
+export interface ListenerConfig {
+  readonly address: ListenAddress;
+  /** The most any request on this listener may do, whatever the user's grants. */
+  readonly maxRole: Role;
+}
+
+export interface ServerConfig {
+  readonly path: string;
+  readonly listeners: readonly ListenerConfig[];
+  readonly appendOnly: boolean;
+  readonly noAuth: boolean;
+  readonly htpasswdFile: string;
+  readonly privateRepos: boolean;
+  readonly proxyAuthUsername: string | undefined;
+  readonly grants: readonly Grant[];
+  readonly verifyUpload: boolean;
+  readonly log: string | undefined;
+  readonly debug: boolean;
+  readonly groupAccessibleRepos: boolean;
+  readonly maxRepoDepth: number;
+  readonly shutdownTimeout: number;
+  readonly configFile: string | undefined;
+}
+
+export const defaultListen = '127.0.0.1:8000';
+
+/** Where each parsed value came from, as commander reports it. */
+export type ValueSource = (key: string) => string | undefined;
+
+/** Merges defaults, the configuration file, environment and flags into a ServerConfig. */
+export function buildServerConfig(
+  values: Record<string, unknown>,
+  source: ValueSource,
+  file: ConfigFile | undefined,
+): ServerConfig {
+  const merged: Record<string, unknown> = {};
+  for (const spec of optionSpecs) {
+    const from = source(spec.key);
+    const fileValue =
+      spec.fileKey === undefined ? undefined : (file as Record<string, unknown> | undefined)?.[spec.fileKey];
+    if (from === 'cli' || from === 'env' || fileValue === undefined) {
+      merged[spec.key] = values[spec.key];
+    } else {
+      // Negated flags (--no-auth) are stored inverted; the file says no-auth: true.
+      merged[spec.key] = spec.flag.startsWith('--no-') ? !fileValue : fileValue;
+    }
+  }
+  const str = (key: string): string | undefined =>
+    typeof merged[key] === 'string' ? merged[key] : undefined;
+  const num = (key: string, fallback: number): number =>
+    typeof merged[key] === 'number' ? merged[key] : fallback;
+  const list = (key: string): string[] => (Array.isArray(merged[key]) ? (merged[key] as string[]) : []);
+
+  const dataPath = str('path') ?? './data';
+  const appendOnly = merged.appendOnly === true;
+  const privateRepos = merged.privateRepos === true;
+  const flagListeners = source('listen') === 'cli' || source('adminListen') === 'cli';
+  const listeners: ListenerConfig[] =
+    file?.listeners && !flagListeners
+      ? file.listeners.map((l) => ({ address: parseListenAddress(l.address), maxRole: l['max-role'] }))
+      : [
+          ...(list('listen').length > 0 || list('adminListen').length > 0
+            ? list('listen')
+            : [defaultListen]
+          ).map((text) => ({
+            address: parseListenAddress(text),
+            maxRole: appendOnly ? ('append-only' as const) : ('admin' as const),
+          })),
+          ...list('adminListen').map((text) => ({
+            address: parseListenAddress(text),
+            maxRole: 'admin' as const,
+          })),
+        ];
+
+  return {
+    path: dataPath,
+    listeners,
+    appendOnly,
+    noAuth: merged.auth === false,
+    htpasswdFile: str('htpasswdFile') ?? path.join(dataPath, '.htpasswd'),
+    privateRepos,
+    proxyAuthUsername: str('proxyAuthUsername'),
+    grants: file?.access ?? defaultGrants(privateRepos),
+    verifyUpload: merged.verifyUpload !== false,
+    log: str('log'),
+    debug: merged.debug === true,
+    groupAccessibleRepos: merged.groupAccessibleRepos === true,
+    maxRepoDepth: num('maxRepoDepth', 8),
+    shutdownTimeout: num('shutdownTimeout', 30),
+    configFile: str('config'),
+  };
+}
