@@ -1,0 +1,102 @@
+/** The configuration file as an operator uses it: validation messages and reload on SIGHUP. */
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { hashPassword } from '../../src/auth/htpasswd-file.ts';
+import { parseConfigFile } from '../../src/config/config-file.ts';
+import { raw, v2 } from '../helpers/http.ts';
+import { makeTempDir, runRatchet, startRatchet } from '../helpers/ratchet-process.ts';
+
+const basic = (user: string, password: string): string =>
+  `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+
+describe('configuration file', () => {
+  it('names every invalid key with its problem', () => {
+    assert.throws(
+      () =>
+        parseConfigFile(
+          'listen: [nowhere]\nappend-only: "yes"\naccess:\n  - users: [a]\n    repos: [relative/**]\n    role: owner\nbogus: 1\n',
+          'ratchet.yaml',
+        ),
+      (err: Error) =>
+        /ratchet\.yaml: invalid configuration/.test(err.message) &&
+        /listen\.0: expected host:port/.test(err.message) &&
+        /append-only:/.test(err.message) &&
+        /access\.0\.repos\.0: expected a repository pattern/.test(err.message) &&
+        /access\.0\.role:/.test(err.message) &&
+        /bogus/.test(err.message),
+    );
+    assert.throws(() => parseConfigFile('a: [', 'x.yaml'), /x\.yaml: not valid YAML/);
+  });
+
+  it('refuses to start with an invalid file and says why', async () => {
+    const { dir, cleanup } = await makeTempDir();
+    try {
+      const file = path.join(dir, 'ratchet.yaml');
+      await writeFile(file, 'max-repo-depth: 0\n');
+      const result = await runRatchet(['--config', file, '--path', dir, '--listen', '127.0.0.1:0']);
+      assert.notEqual(result.code, 0);
+      assert.match(result.stderr, /max-repo-depth/);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('applies new grants on SIGHUP, and keeps the old ones when the new file is invalid', async () => {
+    const { dir, cleanup } = await makeTempDir();
+    try {
+      const data = path.join(dir, 'data');
+      const file = path.join(dir, 'ratchet.yaml');
+      const htpasswd = path.join(dir, 'htpasswd');
+      await writeFile(
+        htpasswd,
+        `alice:${await hashPassword('pw', 4)}\nadmin:${await hashPassword('root', 4)}\n`,
+      );
+      const grants = (extra: string): string =>
+        `htpasswd-file: ${htpasswd}\naccess:\n  - users: ['*']\n    repos: ['/{user}/**']\n    role: append-only\n` +
+        `  - users: [admin]\n    repos: ['/**']\n    role: admin\n${extra}`;
+      await writeFile(file, grants(''));
+      const server = await startRatchet(data, ['--config', file]);
+      try {
+        const alice = { Authorization: basic('alice', 'pw'), Accept: v2 };
+        assert.equal(
+          (
+            await raw(server.url, 'POST', '/shared/?create=true', {
+              headers: { Authorization: basic('admin', 'root') },
+            })
+          ).status,
+          200,
+        );
+        assert.equal((await raw(server.url, 'GET', '/shared/keys/', { headers: alice })).status, 403);
+
+        await writeFile(file, grants(`  - users: [alice]\n    repos: ['/shared/']\n    role: read-only\n`));
+        server.child.kill('SIGHUP');
+        await waitFor(
+          async () => (await raw(server.url, 'GET', '/shared/keys/', { headers: alice })).status === 200,
+        );
+
+        await writeFile(file, 'access: nonsense\n');
+        server.child.kill('SIGHUP');
+        await waitFor(() => Promise.resolve(/reload failed/.test(server.stderr())));
+        assert.equal(
+          (await raw(server.url, 'GET', '/shared/keys/', { headers: alice })).status,
+          200,
+          'old grants kept',
+        );
+      } finally {
+        assert.equal(await server.stop(), 0);
+      }
+    } finally {
+      await cleanup();
+    }
+  });
+});
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not reached in time');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
