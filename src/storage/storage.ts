@@ -16,6 +16,15 @@ export interface ObjectEntry {
   readonly size: number;
 }
 
+/** What a repository holds, for quotas and metrics. */
+export interface RepoSummary {
+  /** Bytes of all objects and the config. */
+  readonly bytes: number;
+  readonly objects: Readonly<Record<ObjectType, number>>;
+  /** When the newest snapshot object was stored (ms since the epoch), if there is one. */
+  readonly newestSnapshotMs: number | undefined;
+}
+
 export interface WriteOptions {
   /** Hex SHA-256 the content must have; undefined skips verification (config, --no-verify-upload). */
   readonly expectedSha256: string | undefined;
@@ -56,6 +65,8 @@ export interface Storage {
   delete(ref: ObjectRef): Promise<boolean>;
   /** Every valid object of a type; sizes are exact. NOT_FOUND when the repository does not exist. */
   list(repo: RepoPath, type: ObjectType): AsyncIterable<ObjectEntry>;
-  /** Releases resources (file handles, clients). */
+  /** Totals for the repository; NOT_FOUND when it does not exist. */
+  summarize(repo: RepoPath): Promise<RepoSummary>;
+  /** Releases resources (file handles, clients) and saves state. */
   close(): Promise<void>;
 }

@@ -267,5 +267,41 @@ export function storageConformance(name: string, harness: BackendHarness): void 
         assert.equal((await readAll(read.body)).length, 0);
       }),
     );
+
+    it(
+      'summarizes bytes, object counts and the newest snapshot time',
+      withStorage(async (storage) => {
+        await storage.createRepo(repo);
+        const empty = await storage.summarize(repo);
+        assert.deepEqual(empty, {
+          bytes: 0,
+          objects: { data: 0, keys: 0, locks: 0, snapshots: 0, index: 0 },
+          newestSnapshotMs: undefined,
+        });
+        const before = Date.now() - 2000;
+        await put(storage, randomBytes(1000));
+        const { ref } = await put(storage, randomBytes(300));
+        await put(storage, randomBytes(50), 'keys');
+        const config = Buffer.from('config!');
+        await storage.write({ repo, type: 'config' }, chunksOf(config), {
+          expectedSha256: undefined,
+          contentLength: config.length,
+        });
+        const snapshot = randomBytes(20);
+        await storage.write({ repo, type: 'snapshots', name: sha256(snapshot) }, chunksOf(snapshot), {
+          expectedSha256: sha256(snapshot),
+          contentLength: snapshot.length,
+        });
+        let summary = await storage.summarize(repo);
+        assert.equal(summary.bytes, 1000 + 300 + 50 + config.length + 20);
+        assert.deepEqual(summary.objects, { data: 2, keys: 1, locks: 0, snapshots: 1, index: 0 });
+        assert.ok(summary.newestSnapshotMs !== undefined && summary.newestSnapshotMs >= before);
+        await storage.delete(ref);
+        summary = await storage.summarize(repo);
+        assert.equal(summary.bytes, 1000 + 50 + config.length + 20);
+        assert.equal(summary.objects.data, 1);
+        await assert.rejects(storage.summarize(['nobody']), code('NOT_FOUND'));
+      }),
+    );
   });
 }

@@ -162,4 +162,75 @@ describe('filesystem storage layout', () => {
       await cleanup();
     }
   });
+
+  it('sees objects that others add to or remove from the folders', async () => {
+    const { dir, cleanup } = await makeTempDir();
+    try {
+      const storage = new FsStorage({ root: dir });
+      await storage.init();
+      await storage.createRepo(['r']);
+      const names = async (): Promise<string[]> => {
+        const out: string[] = [];
+        for await (const entry of storage.list(['r'], 'data')) out.push(`${entry.name}:${entry.size}`);
+        return out.sort();
+      };
+      const data = randomBytes(10);
+      const name = sha256(data);
+      await storage.write({ repo: ['r'], type: 'data', name }, once(data), {
+        expectedSha256: name,
+        contentLength: 10,
+      });
+      assert.deepEqual(await names(), [`${name}:10`]);
+      // Another process (restic on the local folder, a copy tool) adds and removes files.
+      const other = randomBytes(33);
+      const otherName = sha256(other);
+      const { rm } = await import('node:fs/promises');
+      await writeFile(path.join(dir, 'r', 'data', otherName.slice(0, 2), otherName), other);
+      assert.deepEqual(await names(), [`${name}:10`, `${otherName}:33`].sort());
+      await rm(path.join(dir, 'r', 'data', name.slice(0, 2), name));
+      assert.deepEqual(await names(), [`${otherName}:33`]);
+      assert.equal((await storage.summarize(['r'])).bytes, 33);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('keeps the index across a restart and trusts only folders that did not change', async () => {
+    const { dir, cleanup } = await makeTempDir();
+    try {
+      const first = new FsStorage({ root: dir });
+      await first.init();
+      await first.createRepo(['r']);
+      const blobs = Array.from({ length: 20 }, (_, i) => randomBytes(100 + i));
+      for (const data of blobs) {
+        const name = sha256(data);
+        await first.write({ repo: ['r'], type: 'data', name }, once(data), {
+          expectedSha256: name,
+          contentLength: data.length,
+        });
+      }
+      // Let folder mtimes leave the racy window so the saved snapshots are trusted.
+      await new Promise((resolve) => setTimeout(resolve, 2100));
+      assert.equal((await first.summarize(['r'])).objects.data, 20);
+      await first.close();
+      assert.ok((await readdir(path.join(dir, '.ratchet'))).includes('index.v1.jsonl'));
+
+      // While the server is down, someone removes one object.
+      const gone = sha256(blobs[0] ?? Buffer.alloc(0));
+      const { rm } = await import('node:fs/promises');
+      await rm(path.join(dir, 'r', 'data', gone.slice(0, 2), gone));
+
+      const second = new FsStorage({ root: dir });
+      await second.init();
+      const summary = await second.summarize(['r']);
+      assert.equal(summary.objects.data, 19);
+      assert.equal(
+        summary.bytes,
+        blobs.slice(1).reduce((sum, b) => sum + b.length, 0),
+      );
+      await second.close();
+    } finally {
+      await cleanup();
+    }
+  });
 });

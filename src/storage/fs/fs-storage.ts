@@ -13,10 +13,20 @@ import { RatchetError } from '../../errors.ts';
 import type { RangeSpec } from '../../protocol/range.ts';
 import { applyRange } from '../../protocol/range.ts';
 import type { ObjectType, RepoPath } from '../../protocol/route.ts';
-import { isObjectName } from '../../protocol/route.ts';
-import type { ObjectEntry, ObjectRef, ReadResult, Storage, WriteOptions, WriteResult } from '../storage.ts';
+import type {
+  ObjectEntry,
+  ObjectRef,
+  ReadResult,
+  RepoSummary,
+  Storage,
+  WriteOptions,
+  WriteResult,
+} from '../storage.ts';
+import { objectTypes } from '../../protocol/route.ts';
+import { DirectoryIndex } from './dir-index.ts';
 import { fsyncDir, sha256OfFile } from './durable.ts';
 import { errnoCode, isMissing, translateFsError } from './fs-errors.ts';
+import { loadIndex, saveIndex } from './index-file.ts';
 import { FsLayout, tempPrefix } from './layout.ts';
 
 export interface FsStorageOptions {
@@ -28,11 +38,10 @@ export interface FsStorageOptions {
 
 // Writes are gathered into batches of this size: fewer syscalls than one write per socket chunk.
 const writeBatchBytes = 1 << 20;
-// Sizes for a listing are looked up this many files at a time.
-const statConcurrency = 64;
 
 export class FsStorage implements Storage {
   readonly layout: FsLayout;
+  private readonly index = new DirectoryIndex();
   private readonly fileMode: number;
   private readonly dirMode: number;
   private readonly logger: Logger | undefined;
@@ -47,6 +56,12 @@ export class FsStorage implements Storage {
   /** Creates the data root if needed and removes uploads a crash left behind, in the background. */
   async init(): Promise<void> {
     await mkdir(this.layout.root, { recursive: true, mode: this.dirMode });
+    try {
+      const folders = await loadIndex(this.layout.stateDir(), this.layout.root, this.index);
+      if (folders > 0) this.logger?.info({ folders }, 'loaded the object index');
+    } catch (err) {
+      this.logger?.warn({ err }, 'the saved object index could not be read; folders will be read afresh');
+    }
     const startedAt = Date.now();
     void this.sweepTemporaryFiles(this.layout.root, startedAt).catch((err: unknown) => {
       this.logger?.warn({ err }, 'sweeping leftover temporary files failed');
@@ -124,6 +139,8 @@ export class FsStorage implements Storage {
       handleOpen = false;
       await handle.close();
       const created = await this.publish(temp, target, digest, options.expectedSha256 !== undefined);
+      if (created && ref.type !== 'config')
+        this.index.noteAdded(dir, ref.name, { size, mtimeMs: Date.now() });
       return { created, size };
     } catch (err) {
       throw translateFsError(err);
@@ -136,6 +153,7 @@ export class FsStorage implements Storage {
   async delete(ref: ObjectRef): Promise<boolean> {
     try {
       await unlink(this.layout.objectPath(ref));
+      if (ref.type !== 'config') this.index.noteRemoved(this.layout.objectDir(ref), ref.name);
       return true;
     } catch (err) {
       if (isMissing(err)) return false;
@@ -145,31 +163,46 @@ export class FsStorage implements Storage {
 
   async *list(repo: RepoPath, type: ObjectType): AsyncIterable<ObjectEntry> {
     if (!(await this.repoExists(repo))) throw new RatchetError('NOT_FOUND', 'no such repository');
-    const typeDir = this.layout.typeDir(repo, type);
-    if (type !== 'data') {
-      yield* this.entriesIn(typeDir);
-      return;
-    }
-    for (const sub of await readdirOrEmpty(typeDir)) {
-      if (sub.isDirectory() && /^[0-9a-f]{2}$/.test(sub.name))
-        yield* this.entriesIn(path.join(typeDir, sub.name));
+    for (const dir of await this.objectFolders(repo, type)) {
+      for (const [name, entry] of await this.index.entries(dir)) yield { name, size: entry.size };
     }
   }
 
-  async close(): Promise<void> {}
-
-  private async *entriesIn(dir: string): AsyncIterable<ObjectEntry> {
-    const names = (await readdirOrEmpty(dir))
-      .filter((entry) => !entry.isDirectory() && isObjectName(entry.name))
-      .map((entry) => entry.name);
-    for (let i = 0; i < names.length; i += statConcurrency) {
-      const batch = names.slice(i, i + statConcurrency);
-      const infos = await Promise.all(batch.map((name) => statOrUndefined(path.join(dir, name))));
-      for (let j = 0; j < batch.length; j++) {
-        const info = infos[j];
-        if (info?.isFile()) yield { name: batch[j] ?? '', size: info.size };
+  async summarize(repo: RepoPath): Promise<RepoSummary> {
+    if (!(await this.repoExists(repo))) throw new RatchetError('NOT_FOUND', 'no such repository');
+    const config = await statOrUndefined(path.join(this.layout.repoDir(repo), 'config'));
+    let bytes = config?.isFile() ? config.size : 0;
+    const objects = { data: 0, keys: 0, locks: 0, snapshots: 0, index: 0 };
+    let newestSnapshotMs: number | undefined;
+    for (const type of objectTypes) {
+      for (const dir of await this.objectFolders(repo, type)) {
+        for (const entry of (await this.index.entries(dir)).values()) {
+          bytes += entry.size;
+          objects[type]++;
+          if (type === 'snapshots' && (newestSnapshotMs === undefined || entry.mtimeMs > newestSnapshotMs)) {
+            newestSnapshotMs = entry.mtimeMs;
+          }
+        }
       }
     }
+    return { bytes, objects, newestSnapshotMs };
+  }
+
+  async close(): Promise<void> {
+    try {
+      await saveIndex(this.layout.stateDir(), this.layout.root, this.index, this.dirMode);
+    } catch (err) {
+      this.logger?.warn({ err }, 'saving the object index failed; it will be rebuilt from the folders');
+    }
+  }
+
+  /** The folders holding objects of a type: the type folder, or data's fan-out folders. */
+  private async objectFolders(repo: RepoPath, type: ObjectType): Promise<string[]> {
+    const typeDir = this.layout.typeDir(repo, type);
+    if (type !== 'data') return [typeDir];
+    return (await readdirOrEmpty(typeDir))
+      .filter((sub) => sub.isDirectory() && /^[0-9a-f]{2}$/.test(sub.name))
+      .map((sub) => path.join(typeDir, sub.name));
   }
 
   private async openTemp(ref: ObjectRef, dir: string, temp: string): Promise<FileHandle> {

@@ -18,6 +18,11 @@ export class FsLayout {
     this.root = path.resolve(root);
   }
 
+  /** The server's own state (saved index), hidden from repositories by its leading dot. */
+  stateDir(): string {
+    return path.join(this.root, '.ratchet');
+  }
+
   /** The repository's folder. */
   repoDir(repo: RepoPath): string {
     for (const component of repo) {

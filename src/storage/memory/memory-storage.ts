@@ -9,10 +9,20 @@ import type { RangeSpec } from '../../protocol/range.ts';
 import { applyRange } from '../../protocol/range.ts';
 import type { ObjectType, RepoPath } from '../../protocol/route.ts';
 import { repoKey } from '../../protocol/route.ts';
-import type { ObjectEntry, ObjectRef, ReadResult, Storage, WriteOptions, WriteResult } from '../storage.ts';
+import type {
+  ObjectEntry,
+  ObjectRef,
+  ReadResult,
+  RepoSummary,
+  Storage,
+  WriteOptions,
+  WriteResult,
+} from '../storage.ts';
 
 export class MemoryStorage implements Storage {
   private readonly repos = new Map<string, Map<string, Buffer>>();
+  // When each object was stored, keyed by repo and object key, for summaries.
+  private readonly storedAt = new Map<string, number>();
 
   createRepo(repo: RepoPath): Promise<void> {
     const key = repoKey(repo);
@@ -69,6 +79,7 @@ export class MemoryStorage implements Storage {
       }
     }
     objects.set(key, Buffer.concat(chunks));
+    this.storedAt.set(`${repoKey(ref.repo)}\0${key}`, Date.now());
     return { created: true, size };
   }
 
@@ -84,6 +95,24 @@ export class MemoryStorage implements Storage {
       if (key.startsWith(prefix)) yield { name: key.slice(prefix.length), size: content.length };
     }
     await Promise.resolve();
+  }
+
+  summarize(repo: RepoPath): Promise<RepoSummary> {
+    const objects = this.repos.get(repoKey(repo));
+    if (objects === undefined) return Promise.reject(new RatchetError('NOT_FOUND', 'no such repository'));
+    const counts = { data: 0, keys: 0, locks: 0, snapshots: 0, index: 0 };
+    let bytes = 0;
+    let newestSnapshotMs: number | undefined;
+    for (const [key, content] of objects) {
+      bytes += content.length;
+      const type = key.split('/')[0];
+      if (type !== undefined && type in counts) counts[type as ObjectType]++;
+      if (type === 'snapshots') {
+        const at = this.storedAt.get(`${repoKey(repo)}\0${key}`) ?? 0;
+        newestSnapshotMs = Math.max(newestSnapshotMs ?? 0, at);
+      }
+    }
+    return Promise.resolve({ bytes, objects: counts, newestSnapshotMs });
   }
 
   close(): Promise<void> {

@@ -1,0 +1,73 @@
+/**
+ * Saves the directory index on shutdown and loads it on start, so a restart knows every folder's
+ * objects without reading them again: a saved folder is used only while its mtime still matches.
+ * One JSON document per line, so neither side holds the whole file as one string.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rename, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { finished } from 'node:stream/promises';
+import type { DirectoryIndex, IndexedEntry } from './dir-index.ts';
+import { isMissing } from './fs-errors.ts';
+import { fsyncDir } from './durable.ts';
+
+const fileName = 'index.v1.jsonl';
+
+interface SavedFolder {
+  readonly dir: string;
+  readonly mtimeMs: number;
+  readonly entries: [string, number, number][];
+}
+
+/** Loads the saved index into the given one; returns how many folders it restored. */
+export async function loadIndex(stateDir: string, root: string, index: DirectoryIndex): Promise<number> {
+  const file = path.join(stateDir, fileName);
+  let count = 0;
+  try {
+    const lines = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
+    for await (const line of lines) {
+      if (line === '') continue;
+      const saved = JSON.parse(line) as SavedFolder;
+      const dir = path.resolve(root, saved.dir);
+      if (!dir.startsWith(root + path.sep)) continue;
+      const entries = new Map<string, IndexedEntry>();
+      for (const [name, size, mtimeMs] of saved.entries) entries.set(name, { size, mtimeMs });
+      index.restore(dir, { mtimeMs: saved.mtimeMs, entries });
+      count++;
+    }
+  } catch (err) {
+    if (isMissing(err)) return 0;
+    throw err;
+  }
+  // A crash after this point must not leave a stale file that looks current.
+  await unlink(file).catch(() => undefined);
+  return count;
+}
+
+/** Writes the index atomically (temp file, rename). */
+export async function saveIndex(
+  stateDir: string,
+  root: string,
+  index: DirectoryIndex,
+  dirMode: number,
+): Promise<void> {
+  await mkdir(stateDir, { recursive: true, mode: dirMode });
+  const file = path.join(stateDir, fileName);
+  const temp = `${file}.tmp`;
+  const out = createWriteStream(temp, { mode: 0o600 });
+  for (const [dir, folder] of index.snapshot()) {
+    if (folder.mtimeMs < 0) continue;
+    const saved: SavedFolder = {
+      dir: path.relative(root, dir),
+      mtimeMs: folder.mtimeMs,
+      entries: [...folder.entries].map(([name, e]) => [name, e.size, e.mtimeMs]),
+    };
+    if (!out.write(`${JSON.stringify(saved)}\n`))
+      await new Promise<void>((resolve) => out.once('drain', () => resolve()));
+  }
+  out.end();
+  await finished(out);
+  await rename(temp, file);
+  await fsyncDir(stateDir);
+}
