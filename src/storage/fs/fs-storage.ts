@@ -22,7 +22,7 @@ import type {
   WriteOptions,
   WriteResult,
 } from '../storage.ts';
-import { objectTypes } from '../../protocol/route.ts';
+import { isRepoComponent, objectTypes } from '../../protocol/route.ts';
 import { DirectoryIndex } from './dir-index.ts';
 import { fsyncDir, sha256OfFile } from './durable.ts';
 import { errnoCode, isMissing, translateFsError } from './fs-errors.ts';
@@ -165,6 +165,18 @@ export class FsStorage implements Storage {
     if (!(await this.repoExists(repo))) throw new RatchetError('NOT_FOUND', 'no such repository');
     for (const dir of await this.objectFolders(repo, type)) {
       for (const [name, entry] of await this.index.entries(dir)) yield { name, size: entry.size };
+    }
+  }
+
+  async *listRepos(): AsyncIterable<RepoPath> {
+    yield* this.reposBelow([]);
+  }
+
+  /** Walks folders only (never object files), skipping dot folders and a repository's own folders. */
+  private async *reposBelow(prefix: string[]): AsyncIterable<RepoPath> {
+    if (await this.repoExists(prefix)) yield prefix;
+    for (const entry of await readdirOrEmpty(this.layout.repoDir(prefix))) {
+      if (entry.isDirectory() && isRepoComponent(entry.name)) yield* this.reposBelow([...prefix, entry.name]);
     }
   }
 

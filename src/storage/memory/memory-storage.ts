@@ -97,6 +97,11 @@ export class MemoryStorage implements Storage {
     await Promise.resolve();
   }
 
+  async *listRepos(): AsyncIterable<RepoPath> {
+    for (const key of [...this.repos.keys()]) yield key === '' ? [] : key.split('/');
+    await Promise.resolve();
+  }
+
   summarize(repo: RepoPath): Promise<RepoSummary> {
     const objects = this.repos.get(repoKey(repo));
     if (objects === undefined) return Promise.reject(new RatchetError('NOT_FOUND', 'no such repository'));
