@@ -66,11 +66,6 @@ export class Restic {
     return new Restic({ ...this.settings(), sink });
   }
 
-  /** The same settings for another repository. */
-  forRepo(repo: string): Restic {
-    return new Restic({ ...this.settings(), repo });
-  }
-
   private settings(): {
     repo: string;
     password: string;
@@ -88,8 +83,10 @@ export class Restic {
     options: ResticRunOptions = {},
   ): { child: ChildProcessWithoutNullStreams; command: string } {
     const fullArgs = ['-r', this.repo, '--cache-dir', this.cacheDir, ...args];
-    const command = ['restic', ...fullArgs.map((arg) => (arg === this.cacheDir ? '$CACHE' : arg))].join(' ');
-    this.sink(`$ ${command}`);
+    const command = maskPasswords(
+      ['restic', ...fullArgs.map((arg) => (arg === this.cacheDir ? '$CACHE' : arg))].join(' '),
+    );
+    this.note(`$ ${command}`);
     const child = spawn('restic', fullArgs, {
       cwd: options.cwd ?? this.home,
       env: {
@@ -104,6 +101,21 @@ export class Restic {
       killSignal: 'SIGKILL',
     });
     return { child, command };
+  }
+
+  /** Writes a line to the transcript, with passwords in URLs (`//user:password@`) masked. */
+  note(line: string): void {
+    this.sink(maskPasswords(line));
+  }
+
+  /** Runs `restic snapshots --json`, asserts the count when given, and notes the snapshots. */
+  async snapshots(expected?: number, label = ''): Promise<SnapshotJson[]> {
+    const snapshots = await this.json<SnapshotJson[]>(['snapshots']);
+    if (expected !== undefined) assert.equal(snapshots.length, expected, JSON.stringify(snapshots));
+    const ids = snapshots.map((snapshot) => snapshot.short_id).join(', ');
+    const count = `${snapshots.length} snapshot${snapshots.length === 1 ? '' : 's'}`;
+    this.note(`  snapshots --json: ${label}${count}${ids === '' ? '' : ` ${ids}`}`);
+    return snapshots;
   }
 
   /** Runs `restic -r <repo> --cache-dir <cache> ...args` and resolves with its outcome (never rejects on exit code). */
@@ -121,7 +133,7 @@ export class Restic {
     });
     const durationMs = performance.now() - started;
     const result: ResticResult = { command, code, signal, stdout, stderr, durationMs };
-    this.sink(`  -> exit ${code ?? signal} in ${(durationMs / 1000).toFixed(1)}s`);
+    this.note(`  -> exit ${code ?? signal} in ${(durationMs / 1000).toFixed(1)}s`);
     return result;
   }
 
@@ -155,7 +167,7 @@ export class Restic {
       .split('\n')
       .filter((line) => /error|fatal|forbidden|\b[45]\d\d\b/i.test(line));
     this.showTail(lines.slice(0, options.show ?? 4).join('\n'), options.show ?? 4, 'stderr: ');
-    if (retries > 0) this.sink(`  (restic retried ${retries} times)`);
+    if (retries > 0) this.note(`  (restic retried ${retries} times)`);
     return result;
   }
 
@@ -165,7 +177,7 @@ export class Restic {
       .split('\n')
       .map((line) => line.trimEnd())
       .filter((line) => line.length > 0);
-    for (const line of lines.slice(-count)) this.sink(`  ${prefix}${line}`);
+    for (const line of lines.slice(-count)) this.note(`  ${prefix}${line}`);
   }
 }
 
@@ -207,6 +219,11 @@ export function describeFailure(result: ResticResult): string {
     `${result.command}\nexit code ${result.code}, signal ${result.signal}, ` +
     `${(result.durationMs / 1000).toFixed(1)}s\n--- stderr ---\n${tail(result.stderr)}\n--- stdout ---\n${tail(result.stdout)}`
   );
+}
+
+/** Passwords in URLs (`//user:password@host`) replaced by `***`, for transcripts and messages. */
+function maskPasswords(text: string): string {
+  return text.replace(/\/\/([^:/@\s]+):[^@/\s]*@/g, '//$1:***@');
 }
 
 /** Repeated lines collapsed. */
@@ -272,6 +289,16 @@ export const fullTree: TreeSpec = {
   dirs: 10,
   subdirs: 10,
   maxSmallSize: 8192,
+};
+
+/** A tree for the tests that are about something else than the amount of data. */
+export const smallTree: TreeSpec = {
+  bigFiles: 1,
+  bigFileSize: 5 * 1024 * 1024,
+  smallFiles: 300,
+  dirs: 5,
+  subdirs: 3,
+  maxSmallSize: 4096,
 };
 
 export interface TreeStats {

@@ -4,25 +4,12 @@
  * through Ratchet opens with `restic -r <folder>` directly.
  */
 import assert from 'node:assert/strict';
-import { mkdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import type { TestContext } from 'node:test';
-import { makeTempDir, startRatchet } from '../helpers/ratchet-process.ts';
-import type { RatchetProcess } from '../helpers/ratchet-process.ts';
-import {
-  Restic,
-  assertSameTree,
-  findTempFiles,
-  generateTree,
-  listFiles,
-  mib,
-  walkTree,
-} from './restic-helpers.ts';
-import type { SnapshotJson, TreeSpec } from './restic-helpers.ts';
-
-const password = 'one layout for all';
-const step = { timeout: 180_000 };
+import { describe, it } from 'node:test';
+import { inTest, resticEnvironment, step } from './fixture.ts';
+import { findTempFiles, listFiles, walkTree } from './restic-helpers.ts';
+import type { TreeSpec } from './restic-helpers.ts';
 
 const tree: TreeSpec = {
   bigFiles: 2,
@@ -33,84 +20,39 @@ const tree: TreeSpec = {
   maxSmallSize: 4096,
 };
 
-function inTest(restic: Restic, t: TestContext): Restic {
-  return restic.withSink((line) => t.diagnostic(line));
-}
-
 describe('restic e2e, on-disk layout shared with the local backend', { timeout: 600_000 }, () => {
-  let tmp: { dir: string; cleanup: () => Promise<void> };
-  let server: RatchetProcess | undefined;
-  let dataDir: string;
-  let source: string;
-  /** Settings shared by every runner; each access path gets its own cache so nothing is read from it. */
-  let local: (repoDir: string, cache: string) => Restic;
-  let rest: (repoPath: string, cache: string) => Restic;
-
-  before(
-    async () => {
-      tmp = await makeTempDir('ratchet-e2e-layout-');
-      dataDir = path.join(tmp.dir, 'data');
-      source = path.join(tmp.dir, 'source');
-      await mkdir(dataDir);
-      await mkdir(path.join(tmp.dir, 'home'));
-      const stats = await generateTree(source, 'layout', tree);
-      console.log(`generated ${stats.files} files, ${mib(stats.bytes)} in ${source}`);
-      const runner = (repo: string, cache: string): Restic =>
-        new Restic({
-          repo,
-          password,
-          cacheDir: path.join(tmp.dir, `cache-${cache}`),
-          home: path.join(tmp.dir, 'home'),
-        });
-      local = (repoDir, cache) => runner(path.join(dataDir, repoDir), cache);
-      rest = (repoPath, cache) => {
-        assert.ok(server, 'ratchet is running');
-        return runner(`rest:${server.url}/${repoPath}`, cache);
-      };
-    },
-    { timeout: 60_000 },
-  );
-
-  after(async () => {
-    const code = await server?.stop();
-    await tmp?.cleanup();
-    assert.equal(code ?? 0, 0, `ratchet did not exit cleanly:\n${server?.stderr() ?? ''}`);
-  });
+  // No server at first: the first repository is made by restic alone. Each access path gets its
+  // own cache folder so that nothing is read from another path's cache.
+  const env = resticEnvironment({ name: 'layout', password: 'one layout for all', tree });
 
   it('a repo made by `restic init` on a local folder (Ratchet not running yet)', step, async (t) => {
-    const restic = inTest(local('localrepo', 'local'), t);
+    const restic = inTest(env.local('localrepo', 'cache-local'), t);
     await restic.ok(['init']);
-    await restic.ok(['backup', '.'], { cwd: source });
-    assert.ok((await stat(path.join(dataDir, 'localrepo', 'config'))).isFile());
+    await restic.ok(['backup', '.'], { cwd: env.source });
+    assert.ok((await stat(path.join(env.dataDir, 'localrepo', 'config'))).isFile());
   });
 
   it('is served by Ratchet as it is: snapshots, check --read-data, restore, backup', step, async (t) => {
-    server = await startRatchet(dataDir, ['--no-auth']);
-    t.diagnostic(`ratchet serves ${dataDir} on ${server.url}`);
-    const restic = inTest(rest('localrepo/', 'rest'), t);
-    const snapshots = await restic.json<SnapshotJson[]>(['snapshots']);
-    assert.equal(snapshots.length, 1, JSON.stringify(snapshots));
-    t.diagnostic(`  snapshots --json: 1 snapshot ${snapshots[0]?.short_id}`);
+    const server = await env.startServer(['--no-auth']);
+    t.diagnostic(`ratchet serves ${env.dataDir} on ${server.url}`);
+    const restic = inTest(env.rest('localrepo/', 'cache-rest'), t);
+    await restic.snapshots(1);
     await restic.ok(['check', '--read-data'], { show: 2 });
-    const target = path.join(tmp.dir, 'restore-local-through-rest');
-    await restic.ok(['restore', 'latest', '--target', target], { show: 1 });
-    const compared = await assertSameTree(source, target);
-    t.diagnostic(`  compared ${compared.files} files, ${mib(compared.bytes)}: identical`);
+    await env.restoreLatest(restic, 'restore-local-through-rest');
 
     // Writing into it through Ratchet keeps it a valid local repository.
-    await restic.ok(['backup', 'misc', '--tag', 'through-ratchet'], { cwd: source });
-    const again = inTest(local('localrepo', 'local'), t);
-    const all = await again.json<SnapshotJson[]>(['snapshots']);
-    assert.equal(all.length, 2, JSON.stringify(all));
+    await restic.ok(['backup', 'misc', '--tag', 'through-ratchet'], { cwd: env.source });
+    const again = inTest(env.local('localrepo', 'cache-local'), t);
+    await again.snapshots(2);
     await again.ok(['check', '--read-data'], { show: 2 });
   });
 
   it('a repo made through Ratchet opens with `restic -r <folder>`', step, async (t) => {
-    const through = inTest(rest('made/by/ratchet/', 'made-rest'), t);
+    const through = inTest(env.rest('made/by/ratchet/', 'cache-made-rest'), t);
     await through.ok(['init']);
-    await through.ok(['backup', '.'], { cwd: source });
+    await through.ok(['backup', '.'], { cwd: env.source });
 
-    const repoDir = path.join(dataDir, 'made', 'by', 'ratchet');
+    const repoDir = path.join(env.dataDir, 'made', 'by', 'ratchet');
     const files = await listFiles(repoDir);
     assert.ok(files.includes('config'), 'config at the repo root');
     assert.ok(
@@ -126,24 +68,19 @@ describe('restic e2e, on-disk layout shared with the local backend', { timeout: 
 
     // Files 0600 and folders 0700, as restic's local backend and rest-server expect (PROTOCOL.md section 8).
     const modes = new Map<string, string>();
-    for (const [name, entry] of await walkTree(path.join(dataDir, 'made'))) {
+    for (const [name, entry] of await walkTree(path.join(env.dataDir, 'made'))) {
       const want = entry.kind === 'dir' ? '700' : '600';
       if (entry.mode.toString(8) !== want) modes.set(name, entry.mode.toString(8));
     }
     assert.deepEqual(Object.fromEntries(modes), {}, 'entries with unexpected permission bits');
 
-    const direct = inTest(local(path.join('made', 'by', 'ratchet'), 'made-local'), t);
-    const snapshots = await direct.json<SnapshotJson[]>(['snapshots']);
-    assert.equal(snapshots.length, 1, JSON.stringify(snapshots));
-    t.diagnostic(`  snapshots --json: 1 snapshot ${snapshots[0]?.short_id}`);
+    const direct = inTest(env.local(path.join('made', 'by', 'ratchet'), 'cache-made-local'), t);
+    await direct.snapshots(1);
     await direct.ok(['check', '--read-data'], { show: 2 });
-    const target = path.join(tmp.dir, 'restore-rest-through-local');
-    await direct.ok(['restore', 'latest', '--target', target], { show: 1 });
-    const compared = await assertSameTree(source, target);
-    t.diagnostic(`  compared ${compared.files} files, ${mib(compared.bytes)}: identical`);
+    await env.restoreLatest(direct, 'restore-rest-through-local');
   });
 
   it('leaves no temporary file behind', async () => {
-    assert.deepEqual(await findTempFiles(dataDir), []);
+    assert.deepEqual(await findTempFiles(env.dataDir), []);
   });
 });
