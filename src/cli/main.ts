@@ -9,12 +9,13 @@ import type { HtpasswdAuth } from '../auth/htpasswd-auth.ts';
 import { loadConfigFile } from '../config/config-file.ts';
 import { describeAddress } from '../config/listen-address.ts';
 import { envName, optionSpecs } from '../config/options.ts';
-import { buildServerConfig } from '../config/server-config.ts';
+import { buildServerConfig, UsageError } from '../config/server-config.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import { createLogger } from '../log/logger.ts';
 import type { Logger } from '../log/logger.ts';
 import { startServer } from '../server/server.ts';
 import type { RunningServer } from '../server/server.ts';
+import { loadTlsMaterial } from '../server/tls-material.ts';
 import { ensureInitialAdmin, registerUserCommands, userCommandFailure } from './user-command.ts';
 
 const usageExitCode = 2;
@@ -65,6 +66,9 @@ async function resolveConfig(program: Command): Promise<ServerConfig> {
 async function serve(program: Command): Promise<void> {
   const config = await resolveConfig(program);
   const logger = createLogger(config.debug);
+  // A missing or mismatched certificate is reported before anything else happens (such as
+  // creating the first admin); startServer checks it again when it loads it.
+  if (config.tls !== undefined) await loadTlsMaterial(config.tls);
   const auth = config.noAuth ? undefined : await startAuth(config, logger);
   const server = await startServer(config, { logger, credentials: auth });
   announce(config, server, logger);
@@ -87,7 +91,7 @@ async function startAuth(config: ServerConfig, logger: Logger): Promise<Htpasswd
 
 function announce(config: ServerConfig, server: RunningServer, logger: Logger): void {
   for (const [i, address] of server.addresses.entries()) {
-    const where = describeAddress(address);
+    const where = describeAddress(address, server.secure[i] === true);
     const maxRole = config.listeners[i]?.maxRole ?? 'admin';
     logger.info({ path: config.path, listen: where, maxRole }, 'listening');
     process.stdout.write(`ratchet ${version()}: serving ${config.path} on ${where} (at most ${maxRole})\n`);
@@ -122,8 +126,11 @@ function handleSignals(
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
-    logger.info('SIGHUP: reloading users and configuration');
+    logger.info('SIGHUP: reloading users, TLS certificate and configuration');
     auth?.reload().catch((err: unknown) => logger.error({ err }, 'reloading users failed'));
+    server
+      .reloadCertificates()
+      .catch((err: unknown) => logger.error({ err }, 'reloading the TLS certificate failed'));
     resolveConfig(program).then(
       (config) => {
         server.access.update(config.grants);
@@ -150,5 +157,5 @@ async function main(argv: string[]): Promise<void> {
 
 main(process.argv).catch((err: unknown) => {
   process.stderr.write(`ratchet: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
+  process.exit(err instanceof UsageError ? usageExitCode : 1);
 });

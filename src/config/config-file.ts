@@ -38,6 +38,12 @@ const configFileSchema = z
     path: z.string().min(1),
     listen: z.array(listenText).min(1),
     'admin-listen': z.array(listenText),
+    tls: z.boolean(),
+    'tls-cert': z.string().min(1),
+    'tls-key': z.string().min(1),
+    // YAML reads an unquoted 1.2 as a number.
+    'tls-min-ver': z.union([z.enum(['1.2', '1.3']), z.literal(1.2), z.literal(1.3)]).transform(String),
+    'tls-client-ca': z.string().min(1),
     listeners: z.array(z.object({ address: listenText, 'max-role': z.enum(roles) }).strict()).min(1),
     'append-only': z.boolean(),
     'private-repos': z.boolean(),

@@ -21,8 +21,8 @@ export function parseListenAddress(text: string): ListenAddress {
 }
 
 /** The address as a URL base a client could use (unix sockets shown as unix:path). */
-export function describeAddress(address: ListenAddress): string {
+export function describeAddress(address: ListenAddress, secure = false): string {
   if (address.kind === 'unix') return `unix:${address.path}`;
   const host = address.host ?? '0.0.0.0';
-  return `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+  return `${secure ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
 }

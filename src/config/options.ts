@@ -29,6 +29,11 @@ function positiveInteger(name: string, max: number): Parser {
   };
 }
 
+function tlsVersion(text: string): string {
+  if (text !== '1.2' && text !== '1.3') throw new Error('--tls-min-ver must be 1.2 or 1.3');
+  return text;
+}
+
 function listenAddresses(text: string, previous: unknown): string[] {
   parseListenAddress(text);
   return [...(Array.isArray(previous) ? (previous as string[]) : []), text];
@@ -62,6 +67,39 @@ export const optionSpecs: readonly OptionSpec[] = [
     description: 'an extra listener that --append-only does not cap, for admins who prune; repeatable',
     parse: listenAddresses,
     fileKey: 'admin-listen',
+  },
+  {
+    key: 'tls',
+    flag: '--tls',
+    description: 'serve HTTPS (HTTP/2 with HTTP/1.1 fallback) on the TCP listeners; unix sockets stay plain',
+    fileKey: 'tls',
+  },
+  {
+    key: 'tlsCert',
+    flag: '--tls-cert <file>',
+    description: 'TLS certificate (chain) in PEM, reloaded when it changes (default: <path>/public_key)',
+    fileKey: 'tls-cert',
+  },
+  {
+    key: 'tlsKey',
+    flag: '--tls-key <file>',
+    description: 'TLS private key in PEM, unencrypted (default: <path>/private_key)',
+    fileKey: 'tls-key',
+  },
+  {
+    key: 'tlsMinVer',
+    flag: '--tls-min-ver <version>',
+    description: 'oldest TLS version accepted: 1.2 or 1.3',
+    defaultValue: '1.2',
+    parse: tlsVersion,
+    fileKey: 'tls-min-ver',
+  },
+  {
+    key: 'tlsClientCa',
+    flag: '--tls-client-ca <file>',
+    description:
+      'CA (PEM) for client certificates: a certificate it signed logs in as its common name, without a password',
+    fileKey: 'tls-client-ca',
   },
   {
     key: 'appendOnly',

@@ -17,6 +17,16 @@ export interface ListenerConfig {
   readonly maxRole: Role;
 }
 
+export interface TlsConfig {
+  /** PEM certificate, or chain with the server's certificate first. */
+  readonly cert: string;
+  /** PEM private key of that certificate (unencrypted). */
+  readonly key: string;
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** PEM CA bundle for client certificates; undefined when no client certificate is asked for. */
+  readonly clientCa: string | undefined;
+}
+
 export interface ServerConfig {
   readonly path: string;
   readonly listeners: readonly ListenerConfig[];
@@ -33,6 +43,16 @@ export interface ServerConfig {
   readonly maxRepoDepth: number;
   readonly shutdownTimeout: number;
   readonly configFile: string | undefined;
+  /** HTTPS on every TCP listener; absent for plain HTTP. */
+  readonly tls?: TlsConfig;
+}
+
+/** A combination of options that cannot work together; the command exits with the usage code. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
 }
 
 export const defaultListen = '127.0.0.1:8000';
@@ -47,10 +67,12 @@ export function buildServerConfig(
   file: ConfigFile | undefined,
 ): ServerConfig {
   const merged: Record<string, unknown> = {};
+  const explicit = new Set<string>();
   for (const spec of optionSpecs) {
     const from = source(spec.key);
     const fileValue =
       spec.fileKey === undefined ? undefined : (file as Record<string, unknown> | undefined)?.[spec.fileKey];
+    if (from === 'cli' || from === 'env' || fileValue !== undefined) explicit.add(spec.key);
     if (from === 'cli' || from === 'env' || fileValue === undefined) {
       merged[spec.key] = values[spec.key];
     } else {
@@ -101,5 +123,35 @@ export function buildServerConfig(
     maxRepoDepth: num('maxRepoDepth', 8),
     shutdownTimeout: num('shutdownTimeout', 30),
     configFile: str('config'),
+    tls: tlsConfig(merged, explicit, dataPath),
+  };
+}
+
+/** The TLS settings, or undefined without --tls; TLS-only options without --tls are refused. */
+function tlsConfig(
+  merged: Record<string, unknown>,
+  explicit: ReadonlySet<string>,
+  dataPath: string,
+): TlsConfig | undefined {
+  const text = (key: string): string | undefined =>
+    typeof merged[key] === 'string' ? merged[key] : undefined;
+  if (merged.tls !== true) {
+    const tlsOnly = {
+      tlsCert: '--tls-cert',
+      tlsKey: '--tls-key',
+      tlsMinVer: '--tls-min-ver',
+      tlsClientCa: '--tls-client-ca',
+    };
+    const stray = Object.entries(tlsOnly).filter(([key]) => explicit.has(key));
+    if (stray.length > 0) {
+      throw new UsageError(`${stray.map(([, flag]) => flag).join(', ')} need --tls (or tls: true)`);
+    }
+    return undefined;
+  }
+  return {
+    cert: text('tlsCert') ?? path.join(dataPath, 'public_key'),
+    key: text('tlsKey') ?? path.join(dataPath, 'private_key'),
+    minVersion: text('tlsMinVer') === '1.3' ? 'TLSv1.3' : 'TLSv1.2',
+    clientCa: text('tlsClientCa'),
   };
 }

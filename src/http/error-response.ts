@@ -2,12 +2,13 @@
  * The one place where failures become HTTP responses. Catalogue errors get their status and
  * client-safe message; anything else is a 500 whose detail goes to the log only.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { errorStatus, RatchetError } from '../errors.ts';
+import { abortResponse, bodyPending, refuseUnreadBody } from './http-types.ts';
+import type { HttpRequest, HttpResponse } from './http-types.ts';
 
 // Bodies of rejected uploads up to this size are read and discarded so the connection can be
-// reused; larger ones are cut off by closing the connection after the response.
+// reused; larger ones are cut off after the response (the connection, or the HTTP/2 stream).
 const drainLimitBytes = 4 << 20;
 
 // Expected outcomes of normal restic use that are not worth an operator's attention.
@@ -15,8 +16,8 @@ const quietCodes = new Set(['NOT_FOUND', 'RANGE_NOT_SATISFIABLE', 'UNAUTHORIZED'
 
 /** Answers the request with the status that the error maps to, and logs it for the operator. */
 export function sendError(
-  req: IncomingMessage,
-  res: ServerResponse,
+  req: HttpRequest,
+  res: HttpResponse,
   err: unknown,
   logger: Logger,
   user?: string,
@@ -35,8 +36,8 @@ export function sendError(
   }
 
   if (res.headersSent) {
-    // Part of the body is out already: only cutting the connection tells the client it failed.
-    res.destroy();
+    // Part of the body is out already: only cutting the exchange tells the client it failed.
+    abortResponse(res);
     return;
   }
   const body = `${known ? known.message : 'internal server error'}\n`;
@@ -44,16 +45,17 @@ export function sendError(
   for (const [name, value] of Object.entries(known?.headers ?? {})) res.setHeader(name, value);
   res.setHeader('Content-Type', 'text/plain; charset=utf-8');
   res.setHeader('Content-Length', Buffer.byteLength(body));
-  if (!req.complete) settleUnreadBody(req, res);
-  res.end(req.method === 'HEAD' ? undefined : body);
+  if (bodyPending(req)) settleUnreadBody(req, res);
+  if (req.method === 'HEAD') res.end();
+  else res.end(body);
 }
 
 /** A rejected request's body is still coming: drain a small one, refuse to wait for a large one. */
-function settleUnreadBody(req: IncomingMessage, res: ServerResponse): void {
+function settleUnreadBody(req: HttpRequest, res: HttpResponse): void {
   const declared = Number(req.headers['content-length'] ?? Number.NaN);
   if (Number.isFinite(declared) && declared <= drainLimitBytes) {
     req.resume();
   } else {
-    res.setHeader('Connection', 'close');
+    refuseUnreadBody(req, res);
   }
 }

@@ -1,6 +1,11 @@
-/** Turns a request into a user name: Basic credentials, a trusted proxy header, or nobody (no-auth). */
-import type { IncomingMessage } from 'node:http';
+/**
+ * Turns a request into a user name: a verified TLS client certificate, a trusted proxy header,
+ * Basic credentials, or nobody (no-auth).
+ */
+import { TLSSocket } from 'node:tls';
 import { RatchetError } from '../errors.ts';
+import { isHttp2Request } from './http-types.ts';
+import type { HttpRequest } from './http-types.ts';
 import type { Identify } from './request-handler.ts';
 
 /** Checks Basic credentials; implemented by the htpasswd authenticator. */
@@ -14,6 +19,11 @@ export interface IdentifyOptions {
   /** Header a reverse proxy sets to the authenticated user name (rest-server's --proxy-auth-username). */
   readonly proxyHeader: string | undefined;
   readonly checker: CredentialChecker | undefined;
+  /**
+   * Accept a client certificate that the TLS layer verified against --tls-client-ca: its subject
+   * common name is the user, and Basic credentials are not asked for (rest-server issue 73).
+   */
+  readonly clientCertificates?: boolean;
 }
 
 /** Builds the identification step of the pipeline. */
@@ -22,13 +32,28 @@ export function createIdentify(options: IdentifyOptions): Identify {
   const proxyHeader = options.proxyHeader?.toLowerCase();
   const checker = options.checker;
   if (checker === undefined) throw new Error('authentication is on but no credential checker was configured');
-  return (req: IncomingMessage) => {
+  const clientCertificates = options.clientCertificates === true;
+  return (req: HttpRequest) => {
+    if (clientCertificates) {
+      const user = certificateUser(req);
+      if (user !== undefined) return Promise.resolve(user);
+    }
     if (proxyHeader !== undefined) {
       const value = req.headers[proxyHeader];
       if (typeof value === 'string' && value !== '') return Promise.resolve(value);
     }
     return checker.authenticate(req.headers.authorization, req.socket.remoteAddress ?? '');
   };
+}
+
+/** The common name of the client certificate the request's TLS connection verified, if any. */
+export function certificateUser(req: HttpRequest): string | undefined {
+  // For HTTP/2, req.socket is a proxy for the stream; the TLS socket belongs to the session.
+  const socket: unknown = isHttp2Request(req) ? req.stream.session?.socket : req.socket;
+  // `authorized` is true only when the chain checked out against the configured client CA.
+  if (!(socket instanceof TLSSocket) || !socket.authorized) return undefined;
+  const name: unknown = socket.getPeerCertificate().subject?.CN;
+  return typeof name === 'string' && name !== '' ? name : undefined;
 }
 
 /** The 401 every unauthenticated request gets. */

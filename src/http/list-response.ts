@@ -2,8 +2,8 @@
  * Streams a listing as restic's v1 (names) or v2 (names and sizes) JSON. restic recognises v2
  * only by the exact Content-Type, with no charset parameter.
  */
-import type { ServerResponse } from 'node:http';
 import type { ObjectEntry } from '../storage/storage.ts';
+import type { HttpResponse } from './http-types.ts';
 import { writeWithBackpressure } from './response-stream.ts';
 
 export const v2MediaType = 'application/vnd.x.restic.rest.v2';
@@ -26,7 +26,7 @@ export function encodeEntry(entry: ObjectEntry, format: 'v1' | 'v2'): string {
  * repository can still be answered with a status; later failures cut the connection.
  */
 export async function sendListing(
-  res: ServerResponse,
+  res: HttpResponse,
   entries: AsyncIterable<ObjectEntry>,
   format: 'v1' | 'v2',
   headOnly: boolean,

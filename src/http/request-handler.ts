@@ -2,7 +2,6 @@
  * The request pipeline: identify the user → route → method → access decision → handler, with
  * every failure sent through the one error-response mapping.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { AccessControl } from '../access/access-control.ts';
 import { capRole, decide } from '../access/policy.ts';
@@ -14,9 +13,11 @@ import { operationFor, resourceOf } from '../protocol/operations.ts';
 import { parseRoute } from '../protocol/route.ts';
 import type { Storage } from '../storage/storage.ts';
 import { sendError } from './error-response.ts';
+import { responseIncomplete } from './http-types.ts';
+import type { HttpRequest, HttpResponse } from './http-types.ts';
 
 /** Who sent the request: a user name, undefined when authentication is off, or UNAUTHORIZED. */
-export type Identify = (req: IncomingMessage) => Promise<string | undefined>;
+export type Identify = (req: HttpRequest) => Promise<string | undefined>;
 
 export interface PipelineOptions {
   readonly storage: Storage;
@@ -30,16 +31,18 @@ export interface PipelineOptions {
   readonly maxRole: Role;
 }
 
-export type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
+export type RequestListener = (req: HttpRequest, res: HttpResponse) => void;
 
 /** Builds the listener that serves the restic REST protocol. */
 export function createRequestHandler(options: PipelineOptions): RequestListener {
   return (req, res) => {
     const controller = new AbortController();
     const exchange = { user: undefined as string | undefined };
+    // Read now: an HTTP/2 request's socket view is gone once its stream has closed.
+    const remoteAddress = req.socket.remoteAddress;
     res.once('close', () => {
-      if (!res.writableFinished) controller.abort();
-      options.accessLog?.record(req, res, exchange.user, new Date());
+      if (responseIncomplete(res)) controller.abort();
+      options.accessLog?.record(req, res, exchange.user, new Date(), remoteAddress);
     });
     serve(options, req, res, controller.signal, exchange).catch((err: unknown) => {
       sendError(req, res, err, options.logger, exchange.user);
@@ -49,8 +52,8 @@ export function createRequestHandler(options: PipelineOptions): RequestListener 
 
 async function serve(
   options: PipelineOptions,
-  req: IncomingMessage,
-  res: ServerResponse,
+  req: HttpRequest,
+  res: HttpResponse,
   signal: AbortSignal,
   exchange: { user: string | undefined },
 ): Promise<void> {

@@ -1,20 +1,23 @@
 /** Writing to a response without outrunning the client, and without hanging when it leaves. */
-import type { ServerResponse } from 'node:http';
+import type { Writable } from 'node:stream';
 import { RatchetError } from '../errors.ts';
+import type { HttpResponse } from './http-types.ts';
 
 /** Writes the chunk; when the socket buffer is full, waits for it to drain or for the client to go. */
-export function writeWithBackpressure(res: ServerResponse, chunk: string | Uint8Array): Promise<void> {
-  if (res.write(chunk)) return Promise.resolve();
+export function writeWithBackpressure(res: HttpResponse, chunk: string | Uint8Array): Promise<void> {
+  // Both response kinds are Writables; their write() overloads just do not unify as a union.
+  const out: Writable = res;
+  if (out.write(chunk)) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const onDrain = (): void => {
-      res.off('close', onClose);
+      out.off('close', onClose);
       resolve();
     };
     const onClose = (): void => {
-      res.off('drain', onDrain);
+      out.off('drain', onDrain);
       reject(new RatchetError('INCOMPLETE_BODY', 'client went away'));
     };
-    res.once('drain', onDrain);
-    res.once('close', onClose);
+    out.once('drain', onDrain);
+    out.once('close', onClose);
   });
 }

@@ -1,13 +1,22 @@
 /** The Apache combined access log that rest-server's `--log` writes. */
 import { createWriteStream } from 'node:fs';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Writable } from 'node:stream';
+import type { HttpRequest, HttpResponse } from '../http/http-types.ts';
 
 const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
 export interface AccessLog {
-  /** Records one finished (or abandoned) exchange. */
-  record(req: IncomingMessage, res: ServerResponse, user: string | undefined, at: Date): void;
+  /**
+   * Records one finished (or abandoned) exchange. `remoteAddress` is the client's address as
+   * read when the request arrived (an HTTP/2 request no longer knows it once its stream closed).
+   */
+  record(
+    req: HttpRequest,
+    res: HttpResponse,
+    user: string | undefined,
+    at: Date,
+    remoteAddress?: string,
+  ): void;
   close(): Promise<void>;
 }
 
@@ -16,8 +25,8 @@ export function openAccessLog(target: string): AccessLog {
   const out: Writable =
     target === '-' ? process.stdout : createWriteStream(target, { flags: 'a', mode: 0o640 });
   return {
-    record(req, res, user, at) {
-      out.write(formatCombined(req, res, user, at));
+    record(req, res, user, at, remoteAddress) {
+      out.write(formatCombined(req, res, user, at, remoteAddress));
     },
     close() {
       if (out === process.stdout) return Promise.resolve();
@@ -28,12 +37,13 @@ export function openAccessLog(target: string): AccessLog {
 
 /** One line of the combined log format. */
 export function formatCombined(
-  req: IncomingMessage,
-  res: ServerResponse,
+  req: HttpRequest,
+  res: HttpResponse,
   user: string | undefined,
   at: Date,
+  remoteAddress: string | undefined = req.socket.remoteAddress,
 ): string {
-  const host = req.socket.remoteAddress ?? '-';
+  const host = remoteAddress ?? '-';
   const length = res.getHeader('content-length');
   const bytes = length === undefined || length === 0 || length === '0' ? '-' : String(length);
   const request = `${req.method ?? '-'} ${req.url ?? '-'} HTTP/${req.httpVersion}`;
@@ -41,7 +51,7 @@ export function formatCombined(
   return `${host} - ${quoteless(user ?? '-')} [${clfDate(at)}] "${escape(request)}" ${status} ${bytes} "${escape(header(req, 'referer'))}" "${escape(header(req, 'user-agent'))}"\n`;
 }
 
-function header(req: IncomingMessage, name: string): string {
+function header(req: HttpRequest, name: string): string {
   const value = req.headers[name];
   return typeof value === 'string' ? value : '-';
 }

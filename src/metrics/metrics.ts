@@ -28,7 +28,11 @@ export class Metrics {
 
   constructor(storage: Storage, logger: Logger) {
     const registry = this.registry;
-    const blob = (operation: BlobOperation, suffix: string, help: string): Counter<(typeof blobLabels)[number]> =>
+    const blob = (
+      operation: BlobOperation,
+      suffix: string,
+      help: string,
+    ): Counter<(typeof blobLabels)[number]> =>
       new Counter({
         name: `rest_server_blob_${operation}${suffix}_total`,
         help,

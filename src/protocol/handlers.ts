@@ -1,7 +1,7 @@
 /** One handler per restic REST resource operation; each answers with exactly 200/206 on success. */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { RatchetError } from '../errors.ts';
+import type { HttpRequest, HttpResponse } from '../http/http-types.ts';
 import { listFormat, sendListing } from '../http/list-response.ts';
 import type { Storage, ObjectRef } from '../storage/storage.ts';
 import type { Operation } from '../access/policy.ts';
@@ -14,8 +14,8 @@ export interface HandlerContext {
 }
 
 export interface Exchange {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
+  readonly req: HttpRequest;
+  readonly res: HttpResponse;
   readonly route: Route;
   readonly query: URLSearchParams;
   readonly signal: AbortSignal;
@@ -98,7 +98,7 @@ async function writeObject(
 }
 
 /** The Content-Length of the request; undefined for a chunked body. */
-function declaredLength(req: IncomingMessage): number | undefined {
+function declaredLength(req: HttpRequest): number | undefined {
   const header = req.headers['content-length'];
   if (header === undefined) return undefined;
   if (!/^\d+$/.test(header)) throw new RatchetError('BAD_REQUEST', 'invalid Content-Length');
@@ -106,7 +106,7 @@ function declaredLength(req: IncomingMessage): number | undefined {
 }
 
 /** The request body; a connection lost mid-body becomes INCOMPLETE_BODY. */
-async function* requestBody(req: IncomingMessage): AsyncIterable<Uint8Array> {
+async function* requestBody(req: HttpRequest): AsyncIterable<Uint8Array> {
   try {
     for await (const chunk of req) yield chunk as Buffer;
   } catch (err) {
@@ -115,7 +115,7 @@ async function* requestBody(req: IncomingMessage): AsyncIterable<Uint8Array> {
   if (!req.complete) throw new RatchetError('INCOMPLETE_BODY', 'the upload ended early');
 }
 
-function ok(res: ServerResponse): void {
+function ok(res: HttpResponse): void {
   res.statusCode = 200;
   res.setHeader('Content-Length', 0);
   res.end();

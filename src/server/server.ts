@@ -1,10 +1,15 @@
 /**
  * Assembles a running server from a configuration: storage, access rules, one request pipeline
- * per listener (each with its role ceiling), timeouts, and a graceful shutdown that lets
- * in-flight uploads finish.
+ * per listener (each with its role ceiling), TLS with certificate reload, timeouts, and a
+ * graceful shutdown that lets in-flight uploads finish.
+ *
+ * With TLS on, every TCP listener serves HTTPS (HTTP/2 and HTTP/1.1); unix sockets stay plain
+ * HTTP/1.1: they are reached only from this machine, their file permissions guard them, and the
+ * usual client is a local reverse proxy that has already terminated TLS.
  */
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
+import type { Server as NetServer } from 'node:net';
 import type { Logger } from 'pino';
 import { AccessControl } from '../access/access-control.ts';
 import type { ListenAddress } from '../config/listen-address.ts';
@@ -15,14 +20,13 @@ import { createRequestHandler } from '../http/request-handler.ts';
 import { openAccessLog } from '../log/access-log.ts';
 import { FsStorage } from '../storage/fs/fs-storage.ts';
 import type { Storage } from '../storage/storage.ts';
+import { CertificateWatcher, warnIfExpired } from './certificate-watcher.ts';
+import type { CertificateReloadOutcome, CertificateWatcherOptions } from './certificate-watcher.ts';
 import { listenOn, removeSocketFile } from './listener.ts';
-
-// Time a client has to send its request headers (slowloris protection).
-const headersTimeoutMs = 60_000;
-// A connection on which nothing moves for this long is closed; a slow upload still moves.
-const idleTimeoutMs = 5 * 60_000;
-// How long an idle keep-alive connection stays open between requests.
-const keepAliveTimeoutMs = 65_000;
+import { createSecureHttpServer } from './secure-server.ts';
+import type { SecureHttpServer } from './secure-server.ts';
+import { headersTimeoutMs, idleTimeoutMs, keepAliveTimeoutMs } from './timeouts.ts';
+import { loadTlsMaterial } from './tls-material.ts';
 
 export interface ServerDependencies {
   readonly logger: Logger;
@@ -30,20 +34,43 @@ export interface ServerDependencies {
   readonly storage?: Storage;
   /** Required unless config.noAuth. */
   readonly credentials?: CredentialChecker;
+  /** How the TLS files are watched for changes (tests shorten the delays). */
+  readonly certificateWatch?: Pick<CertificateWatcherOptions, 'pollIntervalMs' | 'watch' | 'debounceMs'>;
 }
 
 export interface RunningServer {
   /** The bound addresses, in the order of config.listeners. */
   readonly addresses: readonly ListenAddress[];
+  /** For each address, whether it serves HTTPS. */
+  readonly secure: readonly boolean[];
   readonly storage: Storage;
   readonly access: AccessControl;
+  /**
+   * Reads the TLS certificate, key and client CA again (SIGHUP); a bad set is refused and the
+   * current one kept. Undefined when no listener serves TLS.
+   */
+  reloadCertificates(): Promise<CertificateReloadOutcome | undefined>;
   /** Stops accepting, lets in-flight requests finish up to the deadline, then cuts the rest. */
   close(): Promise<void>;
+}
+
+/** One listening server and how to shut it down gracefully. */
+interface Served {
+  readonly server: NetServer;
+  drain(deadlineMs: number): Promise<void>;
 }
 
 /** Starts Ratchet with the given configuration. */
 export async function startServer(config: ServerConfig, deps: ServerDependencies): Promise<RunningServer> {
   const { logger } = deps;
+  const tls = config.tls;
+  // Before anything is opened: a missing or mismatched certificate is a startup error.
+  const material = tls === undefined ? undefined : await loadTlsMaterial(tls);
+  if (material !== undefined) {
+    const { fingerprint, subject, validTo } = material;
+    logger.info({ fingerprint, subject, validTo, minVersion: tls?.minVersion }, 'TLS certificate loaded');
+    warnIfExpired(material, logger);
+  }
   let storage = deps.storage;
   if (storage === undefined) {
     const fsStorage = new FsStorage({
@@ -60,10 +87,14 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     noAuth: config.noAuth,
     proxyHeader: config.proxyAuthUsername,
     checker: deps.credentials,
+    clientCertificates: tls?.clientCa !== undefined,
   });
 
-  const servers: Server[] = [];
+  const servers: Served[] = [];
+  const secureServers: SecureHttpServer[] = [];
   const addresses: ListenAddress[] = [];
+  const secure: boolean[] = [];
+  let watcher: CertificateWatcher | undefined;
   try {
     for (const listener of config.listeners) {
       const handler = createRequestHandler({
@@ -76,12 +107,33 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
         access,
         maxRole: listener.maxRole,
       });
-      const server = createHttpServer(handler, logger);
-      servers.push(server);
-      addresses.push(await listenOn(server, listener.address));
+      let served: Served;
+      const isSecure = tls !== undefined && material !== undefined && listener.address.kind === 'tcp';
+      if (isSecure) {
+        const secureServer = createSecureHttpServer(handler, tls, material, logger);
+        secureServers.push(secureServer);
+        served = { server: secureServer.server, drain: (ms) => secureServer.drain(ms) };
+      } else {
+        const server = createHttpServer(handler, logger);
+        served = { server, drain: (ms) => drain(server, ms, logger) };
+      }
+      servers.push(served);
+      secure.push(isSecure);
+      addresses.push(await listenOn(served.server, listener.address));
+    }
+    if (tls !== undefined && material !== undefined && secureServers.length > 0) {
+      watcher = await CertificateWatcher.start({
+        ...deps.certificateWatch,
+        config: tls,
+        logger,
+        current: material,
+        onMaterial: (next) => {
+          for (const secureServer of secureServers) secureServer.setMaterial(next);
+        },
+      });
     }
   } catch (err) {
-    for (const server of servers) server.close();
+    for (const { server } of servers) server.close();
     throw err;
   }
 
@@ -89,14 +141,17 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      await Promise.all(servers.map((server) => drain(server, config.shutdownTimeout * 1000, logger)));
+      watcher?.close();
+      await Promise.all(servers.map((served) => served.drain(config.shutdownTimeout * 1000)));
       await Promise.all(addresses.map(removeSocketFile));
       await accessLog?.close();
       await finalStorage.close();
     })();
     return closing;
   };
-  return { addresses, storage: finalStorage, access, close };
+  const reloadCertificates = (): Promise<CertificateReloadOutcome | undefined> =>
+    watcher === undefined ? Promise.resolve(undefined) : watcher.reload();
+  return { addresses, secure, storage: finalStorage, access, reloadCertificates, close };
 }
 
 function createHttpServer(handler: ReturnType<typeof createRequestHandler>, logger: Logger): Server {

@@ -11,7 +11,7 @@ export const projectRoot = fileURLToPath(new URL('../../', import.meta.url));
 const cliEntry = path.join(projectRoot, 'src', 'cli', 'main.ts');
 
 export interface RatchetProcess {
-  /** Base URL such as http://127.0.0.1:41234 (no trailing slash). */
+  /** Base URL such as http://127.0.0.1:41234 (https:// with --tls; no trailing slash). */
   readonly url: string;
   readonly dataDir: string;
   readonly child: ChildProcess;
@@ -61,7 +61,7 @@ export async function startRatchet(dataDir: string, args: string[] = []): Promis
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`ratchet did not start in time: ${stderr}`)), 20_000);
     child.stdout.on('data', () => {
-      const match = /on (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout);
+      const match = /on (https?:\/\/127\.0\.0\.1:\d+)/.exec(stdout);
       if (match?.[1]) {
         clearTimeout(timer);
         resolve(match[1]);

@@ -1,0 +1,121 @@
+/**
+ * The TLS listener: HTTP/2 negotiated by ALPN (what restic speaks over TLS), with HTTP/1.1 on the
+ * same port for clients that do not offer h2 (curl --http1.1, older tools). Both go through the
+ * same request pipeline.
+ *
+ * HTTP/2 differs from the plain server in what has to be set up by hand: the HTTP/1.1 fallback
+ * does not take http.createServer's timeout options, flow-control windows default to 64 KiB
+ * (a few MB/s on a long link), and shutdown must send every session a GOAWAY, as
+ * closeIdleConnections only knows HTTP/1.1 connections.
+ */
+import { createSecureServer } from 'node:http2';
+import type { Http2SecureServer, ServerHttp2Session } from 'node:http2';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { TlsConfig } from '../config/server-config.ts';
+import type { RequestListener } from '../http/request-handler.ts';
+import { secureContextOptions } from './tls-material.ts';
+import type { TlsMaterial } from './tls-material.ts';
+import { headersTimeoutMs, idleTimeoutMs, keepAliveTimeoutMs } from './timeouts.ts';
+
+// Flow-control windows: restic sends up to 5 uploads of 4-128 MiB on one connection. 1 MiB per
+// stream and 8 MiB per connection fill a 100 ms link at ~80 MB/s; unread data stays bounded by them.
+const streamWindowBytes = 1 << 20;
+const sessionWindowBytes = 8 << 20;
+// Node refuses new streams when a session holds more than this (MB), counting buffered data.
+const maxSessionMemoryMb = 32;
+// restic opens 5 streams by default (-o rest.connections); leave room, but not unbounded.
+const maxConcurrentStreams = 128;
+
+/** A TLS listener and the means to update its certificate and shut it down. */
+export interface SecureHttpServer {
+  readonly server: Http2SecureServer;
+  /** New connections use this certificate from now on; open ones keep theirs. */
+  setMaterial(material: TlsMaterial): void;
+  /** Stops accepting, lets streams in flight finish until the deadline, then cuts the rest. */
+  drain(deadlineMs: number): Promise<void>;
+}
+
+/** Creates the HTTPS server (not yet listening) for the request pipeline. */
+export function createSecureHttpServer(
+  handler: RequestListener,
+  config: TlsConfig,
+  material: TlsMaterial,
+  logger: Logger,
+): SecureHttpServer {
+  const server = createSecureServer(
+    {
+      ...secureContextOptions(config, material),
+      allowHTTP1: true,
+      // Ask for a client certificate but let clients without one (or with an unknown one) in:
+      // they fall back to Basic authentication. `authorized` tells the pipeline which is which.
+      ...(config.clientCa === undefined ? {} : { requestCert: true, rejectUnauthorized: false }),
+      handshakeTimeout: headersTimeoutMs,
+      maxSessionMemory: maxSessionMemoryMb,
+      settings: { initialWindowSize: streamWindowBytes, maxConcurrentStreams },
+    },
+    handler,
+  );
+  // An HTTP/2 session idle this long is closed; every frame (a slow upload's too) resets it.
+  server.setTimeout(idleTimeoutMs);
+  // The HTTP/1.1 fallback reads these from the server object, not from the options above; the
+  // default requestTimeout (300 s) would cut off a slow 128 MiB upload.
+  Object.assign(server, {
+    requestTimeout: 0,
+    headersTimeout: headersTimeoutMs,
+    keepAliveTimeout: keepAliveTimeoutMs,
+  });
+
+  const sessions = new Set<ServerHttp2Session>();
+  const sockets = new Set<Socket>();
+  let draining = false;
+  const track = (socket: Socket): void => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  };
+  server.on('connection', track);
+  server.on('secureConnection', track);
+  server.on('session', (session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+    if (!session.destroyed) session.setLocalWindowSize(sessionWindowBytes);
+    if (draining) session.close();
+  });
+  server.on('sessionError', (err) => logger.debug({ err }, 'HTTP/2 session error'));
+  server.on('tlsClientError', (err) => logger.debug({ err }, 'TLS handshake failed'));
+  server.on('clientError', (err: Error, socket: Socket) => {
+    logger.debug({ err }, 'client error');
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+
+  // Present on Node versions whose HTTP/2 server tracks its HTTP/1.1 fallback connections.
+  const closeIdleHttp1 = (): void =>
+    (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
+
+  return {
+    server,
+    setMaterial(next) {
+      // setSecureContext replaces every context option, so the client CA and minimum version go
+      // along again.
+      server.setSecureContext(secureContextOptions(config, next));
+    },
+    async drain(deadlineMs) {
+      draining = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // GOAWAY: no new streams; each session closes once its streams are done.
+      for (const session of sessions) session.close();
+      closeIdleHttp1();
+      // HTTP/1.1 connections that finish a request while shutting down are closed right after it.
+      const idleSweep = setInterval(closeIdleHttp1, 100);
+      const deadline = setTimeout(() => {
+        logger.warn('shutdown deadline reached, closing remaining connections');
+        for (const session of sessions) session.destroy();
+        for (const socket of sockets) socket.destroy();
+      }, deadlineMs);
+      await closed;
+      clearTimeout(deadline);
+      clearInterval(idleSweep);
+    },
+  };
+}
