@@ -14,6 +14,7 @@ import type { ServerConfig } from '../config/server-config.ts';
 import { createLogger } from '../log/logger.ts';
 import type { Logger } from '../log/logger.ts';
 import { startServer } from '../server/server.ts';
+import { notifySystemd, takeSystemdSockets } from '../server/systemd.ts';
 import type { RunningServer } from '../server/server.ts';
 import { loadTlsMaterial } from '../server/tls-material.ts';
 import { ensureInitialAdmin, registerUserCommands, userCommandFailure } from './user-command.ts';
@@ -70,9 +71,10 @@ async function serve(program: Command): Promise<void> {
   // creating the first admin); startServer checks it again when it loads it.
   if (config.tls !== undefined) await loadTlsMaterial(config.tls);
   const auth = config.noAuth ? undefined : await startAuth(config, logger);
-  const server = await startServer(config, { logger, credentials: auth });
+  const server = await startServer(config, { logger, credentials: auth, inheritedFds: takeSystemdSockets() });
   announce(config, server, logger);
   handleSignals(program, server, auth, logger);
+  await notifySystemd(`READY=1\nSTATUS=serving ${config.path}`, logger);
 }
 
 /** Loads the users; on a first start without any, creates an admin and shows its password once. */
@@ -92,7 +94,7 @@ async function startAuth(config: ServerConfig, logger: Logger): Promise<Htpasswd
 function announce(config: ServerConfig, server: RunningServer, logger: Logger): void {
   for (const [i, address] of server.addresses.entries()) {
     const where = describeAddress(address, server.secure[i] === true);
-    const maxRole = config.listeners[i]?.maxRole ?? 'admin';
+    const maxRole = server.maxRoles[i] ?? 'admin';
     logger.info({ path: config.path, listen: where, maxRole }, 'listening');
     process.stdout.write(`ratchet ${version()}: serving ${config.path} on ${where} (at most ${maxRole})\n`);
   }
@@ -112,6 +114,7 @@ function handleSignals(
     }
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    void notifySystemd('STOPPING=1', logger);
     Promise.all([server.close(), auth?.close()]).then(
       () => {
         logger.info('stopped');
@@ -133,7 +136,7 @@ function handleSignals(
       .catch((err: unknown) => logger.error({ err }, 'reloading the TLS certificate failed'));
     resolveConfig(program).then(
       (config) => {
-        server.access.update(config.grants);
+        server.reloadPolicies(config);
         logger.info('configuration reloaded');
       },
       (err: unknown) =>

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { compilePattern } from '../access/grants.ts';
 import { roles } from '../access/policy.ts';
 import { parseListenAddress } from './listen-address.ts';
+import { parseSize } from './sizes.ts';
 
 const listenText = z.string().refine(
   (text) => {
@@ -33,6 +34,15 @@ const pattern = z.string().refine(
   { message: 'expected a repository pattern such as /{user}/** or /servers/*/' },
 );
 
+const size = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  try {
+    return parseSize(value);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
 const configFileSchema = z
   .object({
     path: z.string().min(1),
@@ -56,6 +66,29 @@ const configFileSchema = z
     'group-accessible-repos': z.boolean(),
     'max-repo-depth': z.number().int().min(1).max(64),
     'shutdown-timeout': z.number().int().min(1).max(3600),
+    'max-size': size,
+    prometheus: z.boolean(),
+    'prometheus-no-auth': z.boolean(),
+    quotas: z
+      .object({
+        repos: z.array(z.object({ repos: z.array(pattern).min(1), 'max-size': size }).strict()),
+        users: z.array(z.object({ users: z.array(z.string().min(1)).min(1), 'max-size': size }).strict()),
+      })
+      .partial()
+      .strict(),
+    limits: z.array(
+      z
+        .object({
+          users: z.array(z.string().min(1)).min(1),
+          'requests-per-second': z.number().positive(),
+          burst: z.number().int().positive(),
+          'upload-bytes-per-second': size,
+          'download-bytes-per-second': size,
+        })
+        .partial()
+        .required({ users: true })
+        .strict(),
+    ),
     access: z.array(
       z
         .object({

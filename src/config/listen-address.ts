@@ -2,7 +2,9 @@
 
 export type ListenAddress =
   | { readonly kind: 'tcp'; readonly host: string | undefined; readonly port: number }
-  | { readonly kind: 'unix'; readonly path: string };
+  | { readonly kind: 'unix'; readonly path: string }
+  /** A listening socket inherited from systemd socket activation. */
+  | { readonly kind: 'fd'; readonly fd: number };
 
 /** Parses a listen address; throws an Error with a readable message when it is not one. */
 export function parseListenAddress(text: string): ListenAddress {
@@ -23,6 +25,7 @@ export function parseListenAddress(text: string): ListenAddress {
 /** The address as a URL base a client could use (unix sockets shown as unix:path). */
 export function describeAddress(address: ListenAddress, secure = false): string {
   if (address.kind === 'unix') return `unix:${address.path}`;
+  if (address.kind === 'fd') return `fd:${address.fd}`;
   const host = address.host ?? '0.0.0.0';
   return `${secure ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
 }

@@ -5,6 +5,7 @@
  * Precedence: defaults < configuration file < environment < flags.
  */
 import { parseListenAddress } from './listen-address.ts';
+import { parseSize } from './sizes.ts';
 
 type Parser = (text: string, previous: unknown) => unknown;
 
@@ -130,6 +131,25 @@ export const optionSpecs: readonly OptionSpec[] = [
     flag: '--proxy-auth-username <header>',
     description: 'trust this request header, set by a reverse proxy, as the user name',
     fileKey: 'proxy-auth-username',
+  },
+  {
+    key: 'maxSize',
+    flag: '--max-size <size>',
+    description: 'the most the whole data directory may hold, e.g. 500GiB (507 beyond it)',
+    parse: (text) => parseSize(text),
+    fileKey: 'max-size',
+  },
+  {
+    key: 'prometheus',
+    flag: '--prometheus',
+    description: 'serve Prometheus metrics at /metrics (and /.ratchet/metrics)',
+    fileKey: 'prometheus',
+  },
+  {
+    key: 'prometheusNoAuth',
+    flag: '--prometheus-no-auth',
+    description: 'serve the metrics without authentication',
+    fileKey: 'prometheus-no-auth',
   },
   {
     key: 'verifyUpload',

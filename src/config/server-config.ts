@@ -10,6 +10,8 @@ import type { ConfigFile } from './config-file.ts';
 import { parseListenAddress } from './listen-address.ts';
 import type { ListenAddress } from './listen-address.ts';
 import { optionSpecs } from './options.ts';
+import type { QuotaLimits } from '../quota/quota-manager.ts';
+import type { LimitRule } from '../limits/user-limits.ts';
 
 export interface ListenerConfig {
   readonly address: ListenAddress;
@@ -45,6 +47,10 @@ export interface ServerConfig {
   readonly configFile: string | undefined;
   /** HTTPS on every TCP listener; absent for plain HTTP. */
   readonly tls?: TlsConfig;
+  readonly quotas: QuotaLimits;
+  readonly limits: readonly LimitRule[];
+  readonly prometheus: boolean;
+  readonly prometheusNoAuth: boolean;
 }
 
 /** A combination of options that cannot work together; the command exits with the usage code. */
@@ -124,6 +130,26 @@ export function buildServerConfig(
     shutdownTimeout: num('shutdownTimeout', 30),
     configFile: str('config'),
     tls: tlsConfig(merged, explicit, dataPath),
+    quotas: {
+      maxTotalBytes: typeof merged.maxSize === 'number' ? merged.maxSize : undefined,
+      repoRules: (file?.quotas?.repos ?? []).map((rule) => ({
+        repos: rule.repos,
+        maxBytes: rule['max-size'],
+      })),
+      userRules: (file?.quotas?.users ?? []).map((rule) => ({
+        users: rule.users,
+        maxBytes: rule['max-size'],
+      })),
+    },
+    limits: (file?.limits ?? []).map((rule) => ({
+      users: rule.users,
+      requestsPerSecond: rule['requests-per-second'],
+      burst: rule.burst,
+      uploadBytesPerSecond: rule['upload-bytes-per-second'],
+      downloadBytesPerSecond: rule['download-bytes-per-second'],
+    })),
+    prometheus: merged.prometheus === true,
+    prometheusNoAuth: merged.prometheusNoAuth === true,
   };
 }
 

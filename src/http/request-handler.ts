@@ -11,8 +11,12 @@ import type { AccessLog } from '../log/access-log.ts';
 import { handleOperation } from '../protocol/handlers.ts';
 import { operationFor, resourceOf } from '../protocol/operations.ts';
 import { parseRoute } from '../protocol/route.ts';
+import type { UserLimits } from '../limits/user-limits.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import type { QuotaManager } from '../quota/quota-manager.ts';
 import type { Storage } from '../storage/storage.ts';
 import { sendError } from './error-response.ts';
+import { isServerEndpoint, serveEndpoint } from './server-endpoints.ts';
 import { responseIncomplete } from './http-types.ts';
 import type { HttpRequest, HttpResponse } from './http-types.ts';
 
@@ -29,6 +33,17 @@ export interface PipelineOptions {
   readonly access: AccessControl;
   /** The most any request on this listener may do (the seed's public vs admin vhost). */
   readonly maxRole: Role;
+  readonly quota: QuotaManager;
+  readonly limits: UserLimits;
+  /** Undefined unless --prometheus. */
+  readonly metrics: Metrics | undefined;
+  readonly metricsNeedAuth: boolean;
+}
+
+/** What the pipeline learns about a request as it goes, for logs and metrics. */
+interface ExchangeState {
+  user: string | undefined;
+  operation: string;
 }
 
 export type RequestListener = (req: HttpRequest, res: HttpResponse) => void;
@@ -37,12 +52,14 @@ export type RequestListener = (req: HttpRequest, res: HttpResponse) => void;
 export function createRequestHandler(options: PipelineOptions): RequestListener {
   return (req, res) => {
     const controller = new AbortController();
-    const exchange = { user: undefined as string | undefined };
+    const exchange: ExchangeState = { user: undefined, operation: 'none' };
     // Read now: an HTTP/2 request's socket view is gone once its stream has closed.
     const remoteAddress = req.socket.remoteAddress;
+    const timer = options.metrics?.startRequest(req.method ?? 'GET');
     res.once('close', () => {
       if (responseIncomplete(res)) controller.abort();
       options.accessLog?.record(req, res, exchange.user, new Date(), remoteAddress);
+      timer?.(exchange.operation, res.statusCode);
     });
     serve(options, req, res, controller.signal, exchange).catch((err: unknown) => {
       sendError(req, res, err, options.logger, exchange.user);
@@ -55,16 +72,24 @@ async function serve(
   req: HttpRequest,
   res: HttpResponse,
   signal: AbortSignal,
-  exchange: { user: string | undefined },
+  exchange: ExchangeState,
 ): Promise<void> {
-  const user = await options.identify(req);
-  exchange.user = user;
-
   const url = req.url ?? '/';
   const queryStart = url.indexOf('?');
-  const route = parseRoute(queryStart < 0 ? url : url.slice(0, queryStart), options.maxRepoDepth);
+  const path = queryStart < 0 ? url : url.slice(0, queryStart);
+  if (isServerEndpoint(path, options.metrics !== undefined)) {
+    exchange.operation = 'server';
+    return serveEndpoint(path, req, res, options, (user) => (exchange.user = user));
+  }
+
+  const user = await identifyCounted(options, req);
+  exchange.user = user;
+  if (options.limits.active) options.limits.admit(user);
+
+  const route = parseRoute(path, options.maxRepoDepth);
   if (route === undefined) throw new RatchetError('NOT_FOUND', 'not found');
   const operation = operationFor(req.method ?? 'GET', route);
+  exchange.operation = operation;
 
   const granted = options.access.roleFor(user, route.repo);
   if (granted === undefined) throw new RatchetError('FORBIDDEN', 'no access to this repository');
@@ -72,5 +97,18 @@ async function serve(
   if (!decision.allowed) throw new RatchetError('FORBIDDEN', decision.reason);
 
   const query = new URLSearchParams(queryStart < 0 ? '' : url.slice(queryStart + 1));
-  await handleOperation(options, operation, { req, res, route, query, signal });
+  await handleOperation(options, operation, { req, res, route, query, signal, user });
+}
+
+/** Identifies the user, counting refusals for the metrics. */
+async function identifyCounted(options: PipelineOptions, req: HttpRequest): Promise<string | undefined> {
+  try {
+    return await options.identify(req);
+  } catch (err) {
+    if (err instanceof RatchetError && options.metrics !== undefined) {
+      if (err.code === 'UNAUTHORIZED') options.metrics.authFailure('unauthorized');
+      if (err.code === 'TOO_MANY_REQUESTS') options.metrics.authFailure('throttled');
+    }
+    throw err;
+  }
 }

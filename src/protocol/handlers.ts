@@ -7,10 +7,17 @@ import type { Storage, ObjectRef } from '../storage/storage.ts';
 import type { Operation } from '../access/policy.ts';
 import { parseRange } from './range.ts';
 import type { RepoPath, Route } from './route.ts';
+import { repoKey } from './route.ts';
+import type { QuotaManager } from '../quota/quota-manager.ts';
+import type { UserLimits } from '../limits/user-limits.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 
 export interface HandlerContext {
   readonly storage: Storage;
   readonly verifyUploads: boolean;
+  readonly quota: QuotaManager;
+  readonly limits: UserLimits;
+  readonly metrics: Metrics | undefined;
 }
 
 export interface Exchange {
@@ -19,6 +26,8 @@ export interface Exchange {
   readonly route: Route;
   readonly query: URLSearchParams;
   readonly signal: AbortSignal;
+  /** The authenticated user; undefined without authentication. */
+  readonly user: string | undefined;
 }
 
 /** Runs the operation on the route and writes the response. */
@@ -45,8 +54,7 @@ export async function handleOperation(
     case 'write':
       return writeObject(ctx, ref, exchange);
     case 'delete':
-      await ctx.storage.delete(ref);
-      return ok(exchange.res);
+      return deleteObject(ctx, ref, exchange);
     default:
       throw new RatchetError('METHOD_NOT_ALLOWED', 'operation not supported here');
   }
@@ -72,28 +80,50 @@ async function statObject(ctx: HandlerContext, ref: ObjectRef, { res }: Exchange
 async function readObject(
   ctx: HandlerContext,
   ref: ObjectRef,
-  { req, res, signal }: Exchange,
+  { req, res, signal, user }: Exchange,
 ): Promise<void> {
   const { size, range, body } = await ctx.storage.read(ref, parseRange(req.headers.range), signal);
+  const length = range ? range.end - range.start + 1 : size;
   res.statusCode = range ? 206 : 200;
   res.setHeader('Content-Type', 'application/octet-stream');
   res.setHeader('Accept-Ranges', 'bytes');
-  res.setHeader('Content-Length', range ? range.end - range.start + 1 : size);
+  res.setHeader('Content-Length', length);
   if (range) res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
-  await pipeline(body, res);
+  await pipeline(ctx.limits.active ? ctx.limits.paceDownload(user, body) : body, res);
+  ctx.metrics?.blob('read', user, repoKey(ref.repo), ref.type, length);
 }
 
 async function writeObject(
   ctx: HandlerContext,
   ref: ObjectRef,
-  { req, res, signal }: Exchange,
+  { req, res, signal, user }: Exchange,
 ): Promise<void> {
   const contentLength = declaredLength(req);
-  await ctx.storage.write(ref, requestBody(req), {
-    expectedSha256: ctx.verifyUploads && ref.type !== 'config' ? ref.name : undefined,
-    contentLength,
-    signal,
-  });
+  const reservation = await ctx.quota.reserve(ref.repo, user, contentLength);
+  let body = requestBody(req);
+  if (ctx.limits.active) body = ctx.limits.paceUpload(user, body);
+  try {
+    const result = await ctx.storage.write(ref, reservation.limit(body), {
+      expectedSha256: ctx.verifyUploads && ref.type !== 'config' ? ref.name : undefined,
+      contentLength,
+      signal,
+    });
+    reservation.commit(result.created ? result.size : 0);
+    ctx.metrics?.blob('write', user, repoKey(ref.repo), ref.type, result.size);
+  } catch (err) {
+    reservation.release();
+    throw err;
+  }
+  ok(res);
+}
+
+async function deleteObject(ctx: HandlerContext, ref: ObjectRef, { res, user }: Exchange): Promise<void> {
+  // rest-server counts the bytes of deleted blobs; only look the size up when someone counts.
+  const size = ctx.metrics === undefined ? 0 : await ctx.storage.stat(ref);
+  if (await ctx.storage.delete(ref)) {
+    ctx.quota.noteDeleted(ref.repo);
+    ctx.metrics?.blob('delete', user, repoKey(ref.repo), ref.type, size ?? 0);
+  }
   ok(res);
 }
 

@@ -159,6 +159,32 @@ export class QuotaManager {
     if (entry !== undefined) entry.readAt = 0;
   }
 
+  /** Every limit with what it currently holds, as far as this server has read usage (metrics). */
+  report(): { scope: string; limit: number; used: number }[] {
+    const out: { scope: string; limit: number; used: number }[] = [];
+    if (this.limits.maxTotalBytes !== undefined) {
+      out.push({ scope: 'total', limit: this.limits.maxTotalBytes, used: this.sum(() => true) });
+    }
+    const users = new Set<string>();
+    for (const [key, entry] of this.usage) {
+      const repo = key === '' ? [] : key.split('/');
+      const owner = repo[0];
+      if (owner !== undefined) users.add(owner);
+      const rule = this.repoLimits.find((r) => r.table.roleFor(owner ?? '', repo) !== undefined);
+      if (rule !== undefined) out.push({ scope: `repo:${key}`, limit: rule.maxBytes, used: entry.bytes });
+    }
+    for (const user of users) {
+      const rule = this.userRuleFor(user);
+      if (rule === undefined) continue;
+      out.push({
+        scope: `user:${user}`,
+        limit: rule.maxBytes,
+        used: this.sum((k) => k === user || k.startsWith(`${user}/`)),
+      });
+    }
+    return out;
+  }
+
   private compile(): void {
     this.repoLimits = this.limits.repoRules.map((rule) => ({
       table: new GrantTable([{ users: ['*'], repos: rule.repos, role: 'admin' }]),

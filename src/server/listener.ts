@@ -14,12 +14,14 @@ export async function listenOn(server: Server, address: ListenAddress): Promise<
       resolve();
     };
     if (address.kind === 'unix') server.listen(address.path, done);
+    else if (address.kind === 'fd') server.listen({ fd: address.fd }, done);
     else server.listen(address.port, address.host, done);
   });
   const bound = server.address();
-  if (address.kind === 'tcp' && bound !== null && typeof bound === 'object') {
+  if (bound !== null && typeof bound === 'object')
     return { kind: 'tcp', host: bound.address, port: bound.port };
-  }
+  // An inherited unix socket: the path is known to systemd, not needed here (never removed).
+  if (address.kind === 'fd' && typeof bound === 'string') return { kind: 'fd', fd: address.fd };
   return address;
 }
 

@@ -12,8 +12,12 @@ import type { Server } from 'node:http';
 import type { Server as NetServer } from 'node:net';
 import type { Logger } from 'pino';
 import { AccessControl } from '../access/access-control.ts';
+import type { Role } from '../access/policy.ts';
 import type { ListenAddress } from '../config/listen-address.ts';
-import type { ServerConfig } from '../config/server-config.ts';
+import type { ListenerConfig, ServerConfig } from '../config/server-config.ts';
+import { UserLimits } from '../limits/user-limits.ts';
+import { Metrics } from '../metrics/metrics.ts';
+import { QuotaManager } from '../quota/quota-manager.ts';
 import { createIdentify } from '../http/identify.ts';
 import type { CredentialChecker } from '../http/identify.ts';
 import { createRequestHandler } from '../http/request-handler.ts';
@@ -34,6 +38,8 @@ export interface ServerDependencies {
   readonly storage?: Storage;
   /** Required unless config.noAuth. */
   readonly credentials?: CredentialChecker;
+  /** Listening sockets passed by systemd; they replace config.listeners' addresses. */
+  readonly inheritedFds?: readonly number[];
   /** How the TLS files are watched for changes (tests shorten the delays). */
   readonly certificateWatch?: Pick<CertificateWatcherOptions, 'pollIntervalMs' | 'watch' | 'debounceMs'>;
 }
@@ -41,10 +47,14 @@ export interface ServerDependencies {
 export interface RunningServer {
   /** The bound addresses, in the order of config.listeners. */
   readonly addresses: readonly ListenAddress[];
+  /** For each address, the most a request on it may do. */
+  readonly maxRoles: readonly Role[];
   /** For each address, whether it serves HTTPS. */
   readonly secure: readonly boolean[];
   readonly storage: Storage;
   readonly access: AccessControl;
+  /** Applies a reloaded configuration's grants, quotas and limits (SIGHUP). */
+  reloadPolicies(config: ServerConfig): void;
   /**
    * Reads the TLS certificate, key and client CA again (SIGHUP); a bad set is refused and the
    * current one kept. Undefined when no listener serves TLS.
@@ -83,6 +93,21 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
   }
   const accessLog = config.log === undefined ? undefined : openAccessLog(config.log);
   const access = new AccessControl(config.grants);
+  const quota = new QuotaManager(storage, config.quotas, logger);
+  const limits = new UserLimits(config.limits);
+  const metrics = config.prometheus ? new Metrics(storage, logger) : undefined;
+  metrics?.gauge(
+    'ratchet_quota_limit_bytes',
+    'Configured quota, by scope (total, repo:<path>, user:<name>)',
+    ['scope'],
+    (gauge) => {
+      for (const entry of quota.report()) gauge.set({ scope: entry.scope }, entry.limit);
+    },
+  );
+  metrics?.gauge('ratchet_quota_used_bytes', 'Bytes counted against each quota', ['scope'], (gauge) => {
+    for (const entry of quota.report()) gauge.set({ scope: entry.scope }, entry.used);
+  });
+  const listeners = listenersFor(config, deps.inheritedFds);
   const identify = createIdentify({
     noAuth: config.noAuth,
     proxyHeader: config.proxyAuthUsername,
@@ -96,7 +121,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
   const secure: boolean[] = [];
   let watcher: CertificateWatcher | undefined;
   try {
-    for (const listener of config.listeners) {
+    for (const listener of listeners) {
       const handler = createRequestHandler({
         storage,
         logger,
@@ -106,9 +131,13 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
         identify,
         access,
         maxRole: listener.maxRole,
+        quota,
+        limits,
+        metrics,
+        metricsNeedAuth: !config.prometheusNoAuth && !config.noAuth,
       });
       let served: Served;
-      const isSecure = tls !== undefined && material !== undefined && listener.address.kind === 'tcp';
+      const isSecure = tls !== undefined && material !== undefined && listener.address.kind !== 'unix';
       if (isSecure) {
         const secureServer = createSecureHttpServer(handler, tls, material, logger);
         secureServers.push(secureServer);
@@ -151,7 +180,29 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
   };
   const reloadCertificates = (): Promise<CertificateReloadOutcome | undefined> =>
     watcher === undefined ? Promise.resolve(undefined) : watcher.reload();
-  return { addresses, secure, storage: finalStorage, access, reloadCertificates, close };
+  const reloadPolicies = (next: ServerConfig): void => {
+    access.update(next.grants);
+    quota.update(next.quotas);
+    limits.update(next.limits);
+  };
+  const maxRoles = listeners.map((listener) => listener.maxRole);
+  return {
+    addresses,
+    maxRoles,
+    secure,
+    storage: finalStorage,
+    access,
+    reloadPolicies,
+    reloadCertificates,
+    close,
+  };
+}
+
+/** The configured listeners, or systemd's sockets with the ceiling --listen would give them. */
+function listenersFor(config: ServerConfig, fds: readonly number[] | undefined): readonly ListenerConfig[] {
+  if (fds === undefined || fds.length === 0) return config.listeners;
+  const maxRole = config.appendOnly ? 'append-only' : 'admin';
+  return fds.map((fd) => ({ address: { kind: 'fd', fd }, maxRole }));
 }
 
 function createHttpServer(handler: ReturnType<typeof createRequestHandler>, logger: Logger): Server {

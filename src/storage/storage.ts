@@ -65,6 +65,8 @@ export interface Storage {
   delete(ref: ObjectRef): Promise<boolean>;
   /** Every valid object of a type; sizes are exact. NOT_FOUND when the repository does not exist. */
   list(repo: RepoPath, type: ObjectType): AsyncIterable<ObjectEntry>;
+  /** Checks that the store accepts a durable write now (readiness); throws UNAVAILABLE if not. */
+  probe(): Promise<void>;
   /** Every repository in the store, nested ones included. */
   listRepos(): AsyncIterable<RepoPath>;
   /** Totals for the repository; NOT_FOUND when it does not exist. */

@@ -1,5 +1,6 @@
 /** Starts the server inside the test process on a loopback port: a real socket, no child process. */
 import { defaultGrants } from '../../src/access/grants.ts';
+import { noQuotas } from '../../src/quota/quota-manager.ts';
 import type { ServerConfig } from '../../src/config/server-config.ts';
 import type { CredentialChecker } from '../../src/http/identify.ts';
 import { silentLogger } from '../../src/log/logger.ts';
@@ -33,6 +34,10 @@ export function testConfig(dataDir: string, overrides: Partial<ServerConfig> = {
     proxyAuthUsername: undefined,
     grants: defaultGrants(false),
     configFile: undefined,
+    quotas: noQuotas,
+    limits: [],
+    prometheus: false,
+    prometheusNoAuth: false,
     verifyUpload: true,
     log: undefined,
     debug: false,

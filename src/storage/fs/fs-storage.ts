@@ -168,6 +168,25 @@ export class FsStorage implements Storage {
     }
   }
 
+  async probe(): Promise<void> {
+    const stateDir = this.layout.stateDir();
+    const file = path.join(stateDir, `${tempPrefix}probe-${randomBytes(4).toString('hex')}`);
+    try {
+      await mkdir(stateDir, { recursive: true, mode: this.dirMode });
+      const handle = await open(file, 'wx', this.fileMode);
+      try {
+        await handle.writeFile('ready?');
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await unlink(file);
+    } catch (err) {
+      await unlink(file).catch(() => undefined);
+      throw new RatchetError('UNAVAILABLE', 'storage is not writable', { cause: err });
+    }
+  }
+
   async *listRepos(): AsyncIterable<RepoPath> {
     yield* this.reposBelow([]);
   }

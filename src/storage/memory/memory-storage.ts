@@ -97,6 +97,10 @@ export class MemoryStorage implements Storage {
     await Promise.resolve();
   }
 
+  probe(): Promise<void> {
+    return Promise.resolve();
+  }
+
   async *listRepos(): AsyncIterable<RepoPath> {
     for (const key of [...this.repos.keys()]) yield key === '' ? [] : key.split('/');
     await Promise.resolve();

@@ -1,0 +1,74 @@
+/**
+ * The server's own endpoints. They live below `/.ratchet/`, a path no repository can have (repo
+ * path components may not start with a dot), so they never collide with a repository:
+ * `/.ratchet/health` (liveness), `/.ratchet/ready` (readiness: storage takes a durable write) and
+ * `/.ratchet/metrics`. With --prometheus, `/metrics` answers too, as in rest-server; GET on a
+ * repository root is not a protocol request, so a repository named `metrics` still works.
+ * Health answers without authentication and says nothing about users or repositories.
+ */
+import type { AccessControl } from '../access/access-control.ts';
+import { RatchetError } from '../errors.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import type { Storage } from '../storage/storage.ts';
+import type { HttpRequest, HttpResponse } from './http-types.ts';
+import type { Identify } from './request-handler.ts';
+
+export interface EndpointOptions {
+  readonly storage: Storage;
+  readonly identify: Identify;
+  readonly access: AccessControl;
+  readonly metrics: Metrics | undefined;
+  readonly metricsNeedAuth: boolean;
+}
+
+/** True when the path is one of the server's endpoints (so the protocol does not handle it). */
+export function isServerEndpoint(path: string, metricsEnabled: boolean): boolean {
+  return path.startsWith('/.ratchet/') || (metricsEnabled && path === '/metrics');
+}
+
+/** Answers a server endpoint request. */
+export async function serveEndpoint(
+  path: string,
+  req: HttpRequest,
+  res: HttpResponse,
+  options: EndpointOptions,
+  onUser: (user: string | undefined) => void,
+): Promise<void> {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    throw new RatchetError('METHOD_NOT_ALLOWED', `method ${req.method ?? ''} not allowed here`, {
+      headers: { Allow: 'GET, HEAD' },
+    });
+  }
+  switch (path) {
+    case '/.ratchet/health':
+      return send(req, res, 'text/plain; charset=utf-8', 'ok\n');
+    case '/.ratchet/ready':
+      await options.storage.probe();
+      return send(req, res, 'text/plain; charset=utf-8', 'ready\n');
+    case '/metrics':
+    case '/.ratchet/metrics': {
+      const metrics = options.metrics;
+      if (metrics === undefined)
+        throw new RatchetError('NOT_FOUND', 'metrics are off (start with --prometheus)');
+      if (options.metricsNeedAuth) {
+        const user = await options.identify(req);
+        onUser(user);
+        // Metrics name every repository: only users with access to the root see them.
+        if (options.access.roleFor(user, []) === undefined)
+          throw new RatchetError('FORBIDDEN', 'no access to metrics');
+      }
+      return send(req, res, metrics.registry.contentType, await metrics.registry.metrics());
+    }
+    default:
+      throw new RatchetError('NOT_FOUND', 'not found');
+  }
+}
+
+function send(req: HttpRequest, res: HttpResponse, contentType: string, body: string): void {
+  res.statusCode = 200;
+  res.setHeader('Content-Type', contentType);
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.setHeader('Cache-Control', 'no-store');
+  if (req.method === 'HEAD') res.end();
+  else res.end(body);
+}
