@@ -7,9 +7,13 @@ import { errorStatus, RatchetError } from '../errors.ts';
 import { abortResponse, bodyPending, refuseUnreadBody } from './http-types.ts';
 import type { HttpRequest, HttpResponse } from './http-types.ts';
 
-// Bodies of rejected uploads up to this size are read and discarded so the connection can be
-// reused; larger ones are cut off after the response (the connection, or the HTTP/2 stream).
-const drainLimitBytes = 4 << 20;
+// Bodies of rejected uploads up to this size are read and discarded so the client reads the
+// status instead of a broken pipe (restic's packs are 4-16 MiB by default, up to 128 MiB when
+// tuned); larger ones are cut off after the response (the connection, or the HTTP/2 stream).
+const drainLimitBytes = 64 << 20;
+
+// Errors that only mean the client went away while a response was being streamed.
+const clientGoneCodes = new Set(['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'EPIPE', 'ERR_STREAM_DESTROYED']);
 
 // Expected outcomes of normal restic use that are not worth an operator's attention.
 const quietCodes = new Set(['NOT_FOUND', 'RANGE_NOT_SATISFIABLE', 'UNAUTHORIZED']);
@@ -25,7 +29,9 @@ export function sendError(
   const known = err instanceof RatchetError ? err : undefined;
   const status = known ? errorStatus[known.code] : 500;
   const context = { method: req.method, url: req.url, status, user, client: req.socket.remoteAddress };
-  if (!known) {
+  if (!known && res.headersSent && clientGoneCodes.has(errorCode(err))) {
+    logger.debug({ ...context, err: String(err) }, 'client went away during the response');
+  } else if (!known) {
     logger.error({ ...context, err }, 'request failed');
   } else if (status >= 500) {
     logger.error({ ...context, code: known.code, err: known.cause ?? known }, known.message);
@@ -58,4 +64,8 @@ function settleUnreadBody(req: HttpRequest, res: HttpResponse): void {
   } else {
     refuseUnreadBody(req, res);
   }
+}
+
+function errorCode(err: unknown): string {
+  return err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : '';
 }
