@@ -13,7 +13,12 @@ import type { HttpRequest, HttpResponse } from './http-types.ts';
 const drainLimitBytes = 64 << 20;
 
 // Errors that only mean the client went away while a response was being streamed.
-const clientGoneCodes = new Set(['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'EPIPE', 'ERR_STREAM_DESTROYED']);
+const clientGoneCodes = new Set([
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'ECONNRESET',
+  'EPIPE',
+  'ERR_STREAM_DESTROYED',
+]);
 
 // Expected outcomes of normal restic use that are not worth an operator's attention.
 const quietCodes = new Set(['NOT_FOUND', 'RANGE_NOT_SATISFIABLE', 'UNAUTHORIZED']);
