@@ -8,11 +8,10 @@
  * missing file means no users.
  */
 import { createHash } from 'node:crypto';
-import { watch } from 'node:fs';
-import type { FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { ChangeWatcher, statSignature } from '../util/change-watcher.ts';
 import { parseHtpasswd } from './htpasswd.ts';
 import type { HtpasswdWarning, ParsedHtpasswd } from './htpasswd.ts';
 
@@ -45,69 +44,56 @@ export class HtpasswdWatcher {
   readonly #options: HtpasswdWatcherOptions;
   readonly #file: string;
   readonly #logger: Logger;
-  #watcher: FSWatcher | undefined;
-  #poller: NodeJS.Timeout | undefined;
-  #debounce: NodeJS.Timeout | undefined;
-  #running: Promise<ReloadOutcome> | undefined;
-  #queued: Promise<ReloadOutcome> | undefined;
+  readonly #changes: ChangeWatcher<ReloadOutcome>;
   /** Digest of the content last applied ('missing' when the file was absent), undefined at first. */
   #applied: string | undefined;
   #users = 0;
-  /** The stat signature last seen by the poller. */
-  #signature: string | undefined;
-  #closed = false;
 
   private constructor(options: HtpasswdWatcherOptions) {
     this.#options = options;
     this.#file = path.resolve(options.file);
     this.#logger = options.logger.child({ htpasswd: this.#file });
+    this.#changes = new ChangeWatcher({
+      files: [this.#file],
+      reload: () => this.#load(),
+      debounceMs: options.debounceMs ?? 100,
+      pollIntervalMs: options.pollIntervalMs,
+      watch: options.watch,
+      // The mode too: a chmod is worth a look (the world-readable warning).
+      signature: (info) => `${statSignature(info)}:${info.mode}`,
+      onWatchError: (err, _folder, lost) =>
+        this.#logger.debug(
+          { err },
+          lost
+            ? 'watching the htpasswd folder failed; polling continues'
+            : 'cannot watch the htpasswd folder; polling only',
+        ),
+      onReloadError: (err) => this.#logger.error({ err }, 'reloading the htpasswd file failed'),
+    });
   }
 
   /** Loads the file and starts watching it; throws when the file exists but is unusable. */
   static async start(options: HtpasswdWatcherOptions): Promise<HtpasswdWatcher> {
     const watcher = new HtpasswdWatcher(options);
     // Stat before reading: a change in between then shows up as a new signature at the next poll.
-    watcher.#signature = await watcher.#stat();
+    await watcher.#changes.snapshot();
     const outcome = await watcher.reload();
     if (outcome.status === 'failed') {
       watcher.close();
       throw new Error(`cannot load the htpasswd file ${watcher.#file}: ${outcome.error}`);
     }
-    if (options.watch !== false) watcher.#watchFolder();
-    const interval = options.pollIntervalMs ?? 5000;
-    if (interval > 0) {
-      watcher.#poller = setInterval(() => void watcher.#poll(), interval);
-      watcher.#poller.unref();
-    }
+    watcher.#changes.start();
     return watcher;
   }
 
   /** Reads the file again now; concurrent calls share one reload that starts after the call. */
   reload(): Promise<ReloadOutcome> {
-    if (this.#queued) return this.#queued;
-    if (!this.#running) return this.#begin();
-    this.#queued = this.#running.then(() => {
-      this.#queued = undefined;
-      return this.#begin();
-    });
-    return this.#queued;
+    return this.#changes.reload();
   }
 
   /** Stops watching. */
   close(): void {
-    this.#closed = true;
-    this.#watcher?.close();
-    this.#watcher = undefined;
-    clearInterval(this.#poller);
-    clearTimeout(this.#debounce);
-  }
-
-  #begin(): Promise<ReloadOutcome> {
-    const running = this.#load().finally(() => {
-      if (this.#running === running) this.#running = undefined;
-    });
-    this.#running = running;
-    return running;
+    this.#changes.close();
   }
 
   async #load(): Promise<ReloadOutcome> {
@@ -159,56 +145,5 @@ export class HtpasswdWatcher {
     const keeping = this.#applied === undefined ? '' : `; keeping the previous ${this.#users} users`;
     this.#logger.error({ error }, `the htpasswd file could not be loaded${keeping}`);
     return { status: 'failed', error };
-  }
-
-  /** A cheap change detector: identity, size and times of the file, or 'missing'. */
-  async #stat(): Promise<string> {
-    try {
-      const info = await stat(this.#file, { bigint: true });
-      return `${info.dev}:${info.ino}:${info.size}:${info.mtimeNs}:${info.ctimeNs}:${info.mode}`;
-    } catch {
-      return missing;
-    }
-  }
-
-  async #poll(): Promise<void> {
-    if (this.#closed) return;
-    if (this.#options.watch !== false && !this.#watcher) this.#watchFolder();
-    const signature = await this.#stat();
-    if (signature === this.#signature || this.#closed) return;
-    this.#signature = signature;
-    this.#schedule();
-  }
-
-  #watchFolder(): void {
-    const base = path.basename(this.#file);
-    try {
-      const watcher = watch(path.dirname(this.#file), { persistent: false }, (_event, name) => {
-        if (name === null || name === base) this.#schedule();
-      });
-      watcher.on('error', (err) => {
-        this.#logger.debug({ err }, 'watching the htpasswd folder failed; polling continues');
-        watcher.close();
-        if (this.#watcher === watcher) this.#watcher = undefined;
-      });
-      this.#watcher = watcher;
-    } catch (err) {
-      // A missing folder, or no inotify watches left: the poll still sees changes.
-      this.#logger.debug({ err }, 'cannot watch the htpasswd folder; polling only');
-    }
-  }
-
-  #schedule(): void {
-    if (this.#closed) return;
-    clearTimeout(this.#debounce);
-    this.#debounce = setTimeout(() => {
-      this.#debounce = undefined;
-      this.reload()
-        .then(async () => {
-          this.#signature = await this.#stat();
-        })
-        .catch((err: unknown) => this.#logger.error({ err }, 'reloading the htpasswd file failed'));
-    }, this.#options.debounceMs ?? 100);
-    this.#debounce.unref();
   }
 }
