@@ -30,14 +30,19 @@ export function sendError(
   err: unknown,
   logger: Logger,
   user?: string,
+  // Captured when the request arrived: req.socket is null once the request was destroyed.
+  remoteAddress: string | undefined = req.socket?.remoteAddress,
 ): void {
   const known = err instanceof RatchetError ? err : undefined;
   const status = known ? errorStatus[known.code] : 500;
-  const context = { method: req.method, url: req.url, status, user, client: req.socket.remoteAddress };
+  const context = { method: req.method, url: req.url, status, user, client: remoteAddress };
   if (!known && res.headersSent && clientGoneCodes.has(errorCode(err))) {
     logger.debug({ ...context, err: String(err) }, 'client went away during the response');
   } else if (!known) {
     logger.error({ ...context, err }, 'request failed');
+  } else if (known.code === 'QUOTA_EXCEEDED' || known.code === 'NO_SPACE') {
+    // Expected when a limit or the disk is reached: worth a warning, not a stack trace.
+    logger.warn({ ...context, code: known.code }, known.message);
   } else if (status >= 500) {
     logger.error({ ...context, code: known.code, err: known.cause ?? known }, known.message);
   } else if (!quietCodes.has(known.code)) {

@@ -62,7 +62,12 @@ export function createRequestHandler(options: PipelineOptions): RequestListener 
       timer?.(exchange.operation, res.statusCode);
     });
     serve(options, req, res, controller.signal, exchange).catch((err: unknown) => {
-      sendError(req, res, err, options.logger, exchange.user);
+      try {
+        sendError(req, res, err, options.logger, exchange.user, remoteAddress);
+      } catch (failure) {
+        options.logger.error({ err: failure, cause: err }, 'answering a failed request failed');
+        res.destroy();
+      }
     });
   };
 }
@@ -79,7 +84,8 @@ async function serve(
   const path = queryStart < 0 ? url : url.slice(0, queryStart);
   if (isServerEndpoint(path, options.metrics !== undefined)) {
     exchange.operation = 'server';
-    return serveEndpoint(path, req, res, options, (user) => (exchange.user = user));
+    const counted = { ...options, identify: (r: HttpRequest) => identifyCounted(options, r) };
+    return serveEndpoint(path, req, res, counted, (user) => (exchange.user = user));
   }
 
   const user = await identifyCounted(options, req);

@@ -138,7 +138,10 @@ function declaredLength(req: HttpRequest): number | undefined {
 /** The request body; a connection lost mid-body becomes INCOMPLETE_BODY. */
 async function* requestBody(req: HttpRequest): AsyncIterable<Uint8Array> {
   try {
-    for await (const chunk of req) yield chunk as Buffer;
+    // A consumer that stops early (quota exceeded mid-stream, disk full) must not destroy the
+    // request: that destroys the socket before the 507 is sent. sendError then drains a small
+    // body, or closes the connection (resets the HTTP/2 stream) after answering.
+    for await (const chunk of req.iterator({ destroyOnReturn: false })) yield chunk as Buffer;
   } catch (err) {
     throw new RatchetError('INCOMPLETE_BODY', 'the upload ended early', { cause: err });
   }
