@@ -86,7 +86,7 @@ function probe(port: number): Promise<boolean> {
 }
 
 /** Spawns a server, waits until it answers HTTP on `port`, and wraps it in a handle. */
-async function launch(
+export async function launch(
   name: string,
   command: string,
   args: readonly string[],
@@ -161,7 +161,10 @@ export function ratchetPeer(entry: string): PeerSpec {
     async start(workDir) {
       const port = await freePort();
       const dataDir = path.join(workDir, 'data');
-      const args = [entry, '--no-auth', '--listen', `${host}:${port}`, '--path', dataDir];
+      // RATCHET_NODE_FLAGS: extra Node.js flags for the server (e.g. --max-semi-space-size=1), to
+      // compare launcher settings without changing the code.
+      const nodeFlags = (process.env.RATCHET_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
+      const args = [...nodeFlags, entry, '--no-auth', '--listen', `${host}:${port}`, '--path', dataDir];
       return launch('ratchet', process.execPath, args, workDir, port, dataDir);
     },
   };

@@ -38,13 +38,21 @@ export interface Results {
   readonly notes: string[];
   /** The load generator's CPU use during each step, per server (1 = one core busy). */
   readonly clientCpu: Record<string, Record<string, number[]>>;
+  /**
+   * The server's peak RSS in MiB (VmHWM, all its processes) right after each step, per server,
+   * one value per round: shows which step drives the peak.
+   */
+  readonly peakRssAfter: Record<string, Record<string, number[]>>;
   /** The machine's 1, 5 and 15 minute load averages at the end of the run. */
   readonly loadAverage: number[];
 }
 
 /** An empty result set for these figures and servers. */
 export function newResults(
-  base: Omit<Results, 'figures' | 'roundsCompleted' | 'wallSeconds' | 'notes' | 'clientCpu' | 'loadAverage'>,
+  base: Omit<
+    Results,
+    'figures' | 'roundsCompleted' | 'wallSeconds' | 'notes' | 'clientCpu' | 'peakRssAfter' | 'loadAverage'
+  >,
   figures: readonly Figure[],
 ): Results {
   return {
@@ -53,6 +61,7 @@ export function newResults(
     wallSeconds: 0,
     notes: [],
     clientCpu: {},
+    peakRssAfter: {},
     loadAverage: [],
     figures: figures.map((f) => ({
       ...f,

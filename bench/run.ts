@@ -90,7 +90,11 @@ async function measure(
   const byServer = (results.clientCpu[step.name] ??= {});
   (byServer[server.name] ??= []).push(Math.round(load * 100) / 100);
   for (const id of step.figures) record(results, id, server.name, measured[id] ?? new Error('not measured'));
-  log(`  ${describe(step, server.name, measured, results)}  (client CPU ${Math.round(load * 100)}%)`);
+  const peak = server.alive() ? Math.round(peakRssMiB(server.pid)) : 0;
+  ((results.peakRssAfter[step.name] ??= {})[server.name] ??= []).push(peak);
+  log(
+    `  ${describe(step, server.name, measured, results)}  (client CPU ${Math.round(load * 100)}%, server peak RSS ${peak} MiB)`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -238,7 +242,9 @@ async function main(): Promise<void> {
                 `${id.replace('restic_', '')} ${v instanceof Error ? 'error' : typeof v === 'number' ? v.toFixed(2) : v.join('/')}`,
             )
             .join(', ');
-          log(`  ${server.name.padEnd(11)} ${line}`);
+          const peak = server.alive() ? Math.round(peakRssMiB(server.pid)) : 0;
+          ((results.peakRssAfter['restic end to end'] ??= {})[server.name] ??= []).push(peak);
+          log(`  ${server.name.padEnd(11)} ${line}  (server peak RSS ${peak} MiB)`);
           for (const v of Object.values(measured))
             if (v instanceof Error) log(`    ${v.message.split('\n')[0]}`);
         }

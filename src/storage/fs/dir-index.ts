@@ -9,10 +9,14 @@
  * tick without its mtime moving, so such a snapshot is re-read next time ("racy" entries, as git
  * handles its index).
  */
-import type { Dirent } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import type { Dirent, Stats } from 'node:fs';
+import { statSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { isObjectName } from '../../protocol/route.ts';
+import { statPath } from './fast-fs.ts';
+import type { SyncGuard } from './fast-fs.ts';
 import { isMissing } from './fs-errors.ts';
 
 export interface IndexedEntry {
@@ -28,16 +32,25 @@ export interface FolderSnapshot {
 
 // A folder modified less than this long before it was read is read again next time.
 const racyWindowMs = 2000;
+// Thread-pool stats of new entries run this many at a time.
 const statConcurrency = 64;
+// Synchronous stats of new entries run this many between turns of the event loop (~1 ms).
+const syncStatSlice = 256;
 
 export class DirectoryIndex {
   private readonly folders = new Map<string, FolderSnapshot>();
+  private readonly guard: SyncGuard | undefined;
+
+  /** With a guard, folders and new entries are stat'ed synchronously while it allows. */
+  constructor(guard?: SyncGuard) {
+    this.guard = guard;
+  }
 
   /** The valid objects in a folder, read from disk only when the folder changed. */
   async entries(dir: string): Promise<ReadonlyMap<string, IndexedEntry>> {
     let info;
     try {
-      info = await stat(dir);
+      info = await this.statOf(dir);
     } catch (err) {
       if (isMissing(err)) {
         this.folders.delete(dir);
@@ -47,7 +60,7 @@ export class DirectoryIndex {
     }
     const cached = this.folders.get(dir);
     if (cached !== undefined && cached.mtimeMs === info.mtimeMs) return cached.entries;
-    const entries = await readFolder(dir, cached?.entries);
+    const entries = await readFolder(dir, cached?.entries, this.guard);
     const racy = Date.now() - info.mtimeMs < racyWindowMs;
     this.folders.set(dir, { mtimeMs: racy ? -1 : info.mtimeMs, entries });
     return entries;
@@ -78,11 +91,20 @@ export class DirectoryIndex {
   restore(dir: string, snapshot: FolderSnapshot): void {
     if (!this.folders.has(dir)) this.folders.set(dir, snapshot);
   }
+
+  private async statOf(file: string): Promise<Stats> {
+    const started = this.guard?.begin();
+    if (started === undefined) return statPath(file);
+    const info = statSync(file);
+    this.guard?.end(started);
+    return info;
+  }
 }
 
 async function readFolder(
   dir: string,
   previous: ReadonlyMap<string, IndexedEntry> | undefined,
+  guard: SyncGuard | undefined,
 ): Promise<Map<string, IndexedEntry>> {
   let dirents: Dirent[];
   try {
@@ -99,20 +121,41 @@ async function readFolder(
     if (known !== undefined) entries.set(dirent.name, known);
     else unknown.push(dirent.name);
   }
-  for (let i = 0; i < unknown.length; i += statConcurrency) {
+  const record = (name: string, info: Stats | undefined): void => {
+    if (info?.isFile()) entries.set(name, { size: info.size, mtimeMs: info.mtimeMs });
+  };
+  let i = 0;
+  while (i < unknown.length) {
+    const started = guard?.begin();
+    if (started !== undefined) {
+      // Synchronous stats of cached inodes: a few µs each instead of a thread-pool round trip.
+      const end = Math.min(unknown.length, i + syncStatSlice);
+      const calls = end - i;
+      for (; i < end; i++) {
+        const name = unknown[i]!;
+        let info: Stats | undefined;
+        try {
+          info = statSync(dir + path.sep + name, { throwIfNoEntry: false });
+        } catch (err) {
+          if (!isMissing(err)) throw err;
+        }
+        record(name, info);
+      }
+      guard?.end(started, calls);
+      if (i < unknown.length) await nextTurn();
+      continue;
+    }
     const batch = unknown.slice(i, i + statConcurrency);
+    i += batch.length;
     const infos = await Promise.all(
       batch.map((name) =>
-        stat(path.join(dir, name)).catch((err: unknown) => {
+        statPath(path.join(dir, name)).catch((err: unknown) => {
           if (isMissing(err)) return undefined;
           throw err;
         }),
       ),
     );
-    batch.forEach((name, j) => {
-      const info = infos[j];
-      if (info?.isFile()) entries.set(name, { size: info.size, mtimeMs: info.mtimeMs });
-    });
+    batch.forEach((name, j) => record(name, infos[j]));
   }
   return entries;
 }

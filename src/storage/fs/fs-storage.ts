@@ -5,9 +5,10 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Dirent, Stats } from 'node:fs';
-import { link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
+import { closeSync, createReadStream, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { RatchetError } from '../../errors.ts';
 import type { RangeSpec } from '../../protocol/range.ts';
@@ -24,7 +25,20 @@ import type {
 } from '../storage.ts';
 import { isRepoComponent, objectTypes } from '../../protocol/route.ts';
 import { DirectoryIndex } from './dir-index.ts';
-import { fsyncDir, sha256OfFile } from './durable.ts';
+import { DirSyncer } from './dir-sync.ts';
+import { sha256OfFile } from './durable.ts';
+import {
+  closeFd,
+  fdatasyncFd,
+  fstatFd,
+  fsyncFd,
+  linkPath,
+  openFd,
+  readFd,
+  SyncGuard,
+  unlinkPath,
+  writevFd,
+} from './fast-fs.ts';
 import { errnoCode, isMissing, translateFsError } from './fs-errors.ts';
 import { loadIndex, saveIndex } from './index-file.ts';
 import { FsLayout, tempPrefix } from './layout.ts';
@@ -34,23 +48,62 @@ export interface FsStorageOptions {
   /** Let the group read and write repos (0660/0770 instead of 0600/0700), as rest-server's flag. */
   readonly groupAccessible?: boolean;
   readonly logger?: Logger;
+  /**
+   * Let the read paths (HEAD, GET, listings) stat and open files synchronously on the event loop:
+   * several times cheaper than the thread pool for cached inodes. A call slower than 2 ms turns
+   * it off for 10 s (cold disk, network filesystem). Default true. Uploads always use the pool.
+   */
+  readonly syncMetadata?: boolean;
 }
 
 // Writes are gathered into batches of this size: fewer syscalls than one write per socket chunk.
-const writeBatchBytes = 1 << 20;
+// One batch is written while the next one is gathered (and hashed).
+const writeBatchBytes = 512 * 1024;
+// Reads of at most this many bytes (a range, a small object) are one pread into one buffer
+// instead of a file stream: one thread-pool round trip instead of several.
+const bufferedReadBytes = 1 << 20;
+// Reads of at most this many bytes are done synchronously while the SyncGuard allows it
+// (a page-cache hit costs a few µs; a slow disk turns it off).
+const syncReadBytes = 256 * 1024;
+const streamChunkBytes = 256 * 1024;
+// Large uploads start flushing to disk in the background every this many bytes.
+const earlyFlushBytes = 4 << 20;
+
+/** A verified, fsynced temp file waiting to be published under its object name. */
+interface StagedObject {
+  readonly temp: string;
+  readonly target: string;
+  readonly digest: string;
+  /** The digest was checked against the name, so a differing stored copy is the damaged one. */
+  readonly verified: boolean;
+  /** Called once the temporary name no longer exists. */
+  readonly tempGone: () => void;
+}
 
 export class FsStorage implements Storage {
   readonly layout: FsLayout;
-  private readonly index = new DirectoryIndex();
+  private readonly index: DirectoryIndex;
   private readonly fileMode: number;
   private readonly dirMode: number;
   private readonly logger: Logger | undefined;
+  private readonly guard: SyncGuard;
+  private readonly dirSyncer: DirSyncer;
+  /** Unique per process: temporary names are this plus a counter (no random bytes per upload). */
+  private readonly tempStem = `${tempPrefix}${process.pid.toString(36)}-${randomBytes(6).toString('hex')}-`;
+  private tempCounter = 0;
 
   constructor(options: FsStorageOptions) {
     this.layout = new FsLayout(options.root);
     this.fileMode = options.groupAccessible ? 0o660 : 0o600;
     this.dirMode = options.groupAccessible ? 0o770 : 0o700;
     this.logger = options.logger;
+    this.guard = new SyncGuard({
+      enabled: options.syncMetadata ?? true,
+      onSlow: (ms) =>
+        this.logger?.debug({ ms }, 'slow filesystem call: using the thread pool for metadata for a while'),
+    });
+    this.index = new DirectoryIndex(this.guard);
+    this.dirSyncer = new DirSyncer(this.guard);
   }
 
   /** Creates the data root if needed and removes uploads a crash left behind, in the background. */
@@ -88,44 +141,99 @@ export class FsStorage implements Storage {
   }
 
   async stat(ref: ObjectRef): Promise<number | undefined> {
-    const info = await statOrUndefined(this.layout.objectPath(ref));
+    const file = this.layout.objectPath(ref);
+    const started = this.guard.begin();
+    if (started === undefined) {
+      const info = await statOrUndefined(file);
+      return info?.isFile() ? info.size : undefined;
+    }
+    let info: Stats | undefined;
+    try {
+      info = statSync(file, { throwIfNoEntry: false });
+    } catch (err) {
+      if (!isMissing(err)) throw err;
+    }
+    this.guard.end(started);
     return info?.isFile() ? info.size : undefined;
   }
 
   async read(ref: ObjectRef, range: RangeSpec | undefined): Promise<ReadResult> {
-    let handle: FileHandle;
+    const { fd, size } = await this.openForRead(this.layout.objectPath(ref));
+    let streaming = false;
     try {
-      handle = await open(this.layout.objectPath(ref), 'r');
+      const resolved = applyRange(range, size);
+      const start = resolved?.start ?? 0;
+      const length = resolved === undefined ? size : resolved.end - resolved.start + 1;
+      if (length > bufferedReadBytes) {
+        // The stream closes the descriptor when it ends or is destroyed.
+        const body = createReadStream('', {
+          fd,
+          start,
+          end: start + length - 1,
+          highWaterMark: streamChunkBytes,
+          autoClose: true,
+        });
+        streaming = true;
+        return { size, range: resolved, body };
+      }
+      let data: Buffer;
+      const started = length <= syncReadBytes ? this.guard.begin() : undefined;
+      if (started !== undefined) {
+        // Most likely in the page cache: one pread on the loop costs less than a pool round trip.
+        data = readExactlySync(fd, start, length);
+        this.guard.end(started);
+      } else {
+        data = await readExactly(fd, start, length);
+      }
+      return { size, range: resolved, body: bufferBody(data) };
+    } finally {
+      if (!streaming) this.closeAfterRead(fd);
+    }
+  }
+
+  /** Opens an object for reading and returns its descriptor and size; NOT_FOUND when it is not a file. */
+  private async openForRead(file: string): Promise<{ fd: number; size: number }> {
+    const started = this.guard.begin();
+    let fd: number;
+    try {
+      fd = started === undefined ? await openFd(file, 'r') : openSync(file, 'r');
     } catch (err) {
       if (isMissing(err) || errnoCode(err) === 'EISDIR')
         throw new RatchetError('NOT_FOUND', 'no such object');
       throw err;
     }
     try {
-      const info = await handle.stat();
+      const info = started === undefined ? await fstatFd(fd) : fstatSync(fd);
+      if (started !== undefined) this.guard.end(started);
       if (!info.isFile()) throw new RatchetError('NOT_FOUND', 'no such object');
-      const size = info.size;
-      const resolved = applyRange(range, size);
-      const body = handle.createReadStream({
-        start: resolved?.start ?? 0,
-        end: resolved?.end ?? Math.max(0, size - 1),
-        highWaterMark: 256 * 1024,
-      });
-      return { size, range: resolved, body };
+      return { fd, size: info.size };
     } catch (err) {
-      await handle.close();
+      this.closeAfterRead(fd);
       throw err;
+    }
+  }
+
+  /** close(2) of a descriptor only read from: nothing to flush, so cheap enough for the loop. */
+  private closeAfterRead(fd: number): void {
+    if (this.guard.begin() === undefined) {
+      closeFd(fd).catch(() => undefined);
+      return;
+    }
+    try {
+      closeSync(fd);
+    } catch {
+      // A read-only descriptor has nothing to lose on close.
     }
   }
 
   async write(ref: ObjectRef, body: AsyncIterable<Uint8Array>, options: WriteOptions): Promise<WriteResult> {
     const dir = this.layout.objectDir(ref);
     const target = this.layout.objectPath(ref);
-    const temp = path.join(dir, `${tempPrefix}${randomBytes(8).toString('hex')}`);
-    const handle = await this.openTemp(ref, dir, temp);
-    let handleOpen = true;
+    const { fd, temp } = await this.openTemp(ref, dir);
+    let fdOpen = true;
+    let tempExists = true;
     try {
-      const { digest, size } = await writeHashed(handle, body, options.signal);
+      const { digest, size } = await writeHashed(fd, body, options.signal);
       if (options.contentLength !== undefined && size !== options.contentLength) {
         throw new RatchetError(
           'INCOMPLETE_BODY',
@@ -135,24 +243,33 @@ export class FsStorage implements Storage {
       if (options.expectedSha256 !== undefined && digest !== options.expectedSha256) {
         throw new RatchetError('HASH_MISMATCH', 'content does not match its SHA-256 name');
       }
-      await handle.sync();
-      handleOpen = false;
-      await handle.close();
-      const created = await this.publish(temp, target, digest, options.expectedSha256 !== undefined);
+      await fsyncFd(fd);
+      fdOpen = false;
+      // After the fsync there is nothing left to flush: close(2) returns at once.
+      closeSync(fd);
+      const created = await this.publish({
+        temp,
+        target,
+        digest,
+        verified: options.expectedSha256 !== undefined,
+        tempGone: () => {
+          tempExists = false;
+        },
+      });
       if (created && ref.type !== 'config')
         this.index.noteAdded(dir, ref.name, { size, mtimeMs: Date.now() });
       return { created, size };
     } catch (err) {
       throw translateFsError(err);
     } finally {
-      if (handleOpen) await handle.close().catch(() => undefined);
-      await unlink(temp).catch(() => undefined);
+      if (fdOpen) await closeFd(fd).catch(() => undefined);
+      if (tempExists) await unlinkPath(temp).catch(() => undefined);
     }
   }
 
   async delete(ref: ObjectRef): Promise<boolean> {
     try {
-      await unlink(this.layout.objectPath(ref));
+      await unlinkPath(this.layout.objectPath(ref));
       if (ref.type !== 'config') this.index.noteRemoved(this.layout.objectDir(ref), ref.name);
       return true;
     } catch (err) {
@@ -220,6 +337,7 @@ export class FsStorage implements Storage {
   }
 
   async close(): Promise<void> {
+    this.dirSyncer.close();
     try {
       await saveIndex(this.layout.stateDir(), this.layout.root, this.index, this.dirMode);
     } catch (err) {
@@ -236,45 +354,57 @@ export class FsStorage implements Storage {
       .map((sub) => path.join(typeDir, sub.name));
   }
 
-  private async openTemp(ref: ObjectRef, dir: string, temp: string): Promise<FileHandle> {
-    try {
-      return await open(temp, 'wx', this.fileMode);
-    } catch (err) {
-      if (!isMissing(err)) throw translateFsError(err);
-    }
-    // The folder is missing: fine for a data fan-out folder of an existing repo, not otherwise.
-    if (!(await this.repoExists(ref.repo))) throw new RatchetError('NOT_FOUND', 'no such repository');
-    try {
-      await mkdir(dir, { recursive: true, mode: this.dirMode });
-      return await open(temp, 'wx', this.fileMode);
-    } catch (err) {
-      throw translateFsError(err);
+  /** Creates an exclusive temporary file beside the target (creating a missing fan-out folder). */
+  private async openTemp(ref: ObjectRef, dir: string): Promise<{ fd: number; temp: string }> {
+    let createdDir = false;
+    for (let attempt = 0; ; attempt++) {
+      const temp = `${dir}${path.sep}${this.tempStem}${(this.tempCounter++).toString(36)}`;
+      try {
+        return { fd: await openFd(temp, 'wx', this.fileMode), temp };
+      } catch (err) {
+        // Another process with the same stem (practically impossible): try the next name.
+        if (errnoCode(err) === 'EEXIST' && attempt < 3) continue;
+        if (!isMissing(err) || createdDir) throw translateFsError(err);
+      }
+      // The folder is missing: fine for a data fan-out folder of an existing repo, not otherwise.
+      if (!(await this.repoExists(ref.repo))) throw new RatchetError('NOT_FOUND', 'no such repository');
+      try {
+        await mkdir(dir, { recursive: true, mode: this.dirMode });
+      } catch (err) {
+        throw translateFsError(err);
+      }
+      createdDir = true;
     }
   }
 
-  /** Moves the finished temp file into place without replacing anything; false when identical content was there. */
-  private async publish(temp: string, target: string, digest: string, verified: boolean): Promise<boolean> {
+  /**
+   * Moves the finished temp file into place without replacing anything; false when identical
+   * content was there. `tempGone` is called once the temporary name no longer exists.
+   */
+  private async publish(staged: StagedObject): Promise<boolean> {
+    const { temp, target, tempGone } = staged;
     try {
-      await link(temp, target);
+      await linkPath(temp, target);
     } catch (err) {
       const code = errnoCode(err);
-      if (code === 'EEXIST') return this.resolveExisting(temp, target, digest, verified);
+      if (code === 'EEXIST') return this.resolveExisting(staged);
       if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw err;
       // A filesystem without hard links: check, then rename (not atomic against a racing writer).
-      if ((await statOrUndefined(target)) !== undefined)
-        return this.resolveExisting(temp, target, digest, verified);
+      if ((await statOrUndefined(target)) !== undefined) return this.resolveExisting(staged);
       await rename(temp, target);
+      tempGone();
+      await this.dirSyncer.sync(path.dirname(target));
+      return true;
     }
-    await fsyncDir(path.dirname(target));
+    // The temporary name is removed while the folder is flushed; either order is durable, since
+    // the object's own name was created (by link) before the flush started.
+    tempGone();
+    await Promise.all([this.dirSyncer.sync(path.dirname(target)), unlinkPath(temp).catch(() => undefined)]);
     return true;
   }
 
-  private async resolveExisting(
-    temp: string,
-    target: string,
-    digest: string,
-    verified: boolean,
-  ): Promise<boolean> {
+  private async resolveExisting(staged: StagedObject): Promise<boolean> {
+    const { temp, target, digest, verified, tempGone } = staged;
     const existing = await sha256OfFile(target);
     if (existing === digest) return false;
     if (!verified)
@@ -282,7 +412,8 @@ export class FsStorage implements Storage {
     // The new content matches the name and the stored one does not: the stored copy is damaged.
     this.logger?.warn({ file: target }, 'replacing a stored object whose content did not match its name');
     await rename(temp, target);
-    await fsyncDir(path.dirname(target));
+    tempGone();
+    await this.dirSyncer.sync(path.dirname(target));
     return true;
   }
 
@@ -310,9 +441,14 @@ export class FsStorage implements Storage {
   }
 }
 
-/** Streams the body into the file in batches, hashing as it goes. */
+/**
+ * Streams the body into the file in batches, hashing as it goes. One batch is being written
+ * while the next is gathered, so the socket keeps being read during a write. Every
+ * `earlyFlushBytes` written, an fdatasync starts in the background (one at a time), so that
+ * the disk works while the body still arrives and the final fsync has little left to do.
+ */
 async function writeHashed(
-  handle: FileHandle,
+  fd: number,
   body: AsyncIterable<Uint8Array>,
   signal: AbortSignal | undefined,
 ): Promise<{ digest: string; size: number }> {
@@ -320,32 +456,67 @@ async function writeHashed(
   let size = 0;
   let pending: Uint8Array[] = [];
   let pendingBytes = 0;
-  for await (const chunk of body) {
-    signal?.throwIfAborted();
-    hash.update(chunk);
-    size += chunk.length;
-    pending.push(chunk);
-    pendingBytes += chunk.length;
-    if (pendingBytes >= writeBatchBytes) {
-      await writeAll(handle, pending, pendingBytes);
-      pending = [];
-      pendingBytes = 0;
+  let inFlight: Promise<void> | undefined;
+  let flushing: Promise<void> | undefined;
+  let flushError: Error | undefined;
+  let flushedAt = 0;
+  const startFlush = (): void => {
+    flushedAt = size;
+    // An error here must reach the caller: the final fsync may not report it a second time.
+    flushing = fdatasyncFd(fd).then(
+      () => {
+        flushing = undefined;
+      },
+      (err: unknown) => {
+        flushing = undefined;
+        flushError ??= err instanceof Error ? err : new Error(String(err));
+      },
+    );
+  };
+  try {
+    for await (const chunk of body) {
+      signal?.throwIfAborted();
+      hash.update(chunk);
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      if (pendingBytes >= writeBatchBytes) {
+        if (inFlight !== undefined) await inFlight;
+        if (flushError !== undefined) throw flushError;
+        if (flushing === undefined && size - flushedAt >= earlyFlushBytes) startFlush();
+        inFlight = writeAll(fd, pending, pendingBytes, size);
+        // Awaited later (or in finally): a rejection must not go unhandled meanwhile.
+        inFlight.catch(() => undefined);
+        size += pendingBytes;
+        pending = [];
+        pendingBytes = 0;
+      }
     }
+    signal?.throwIfAborted();
+    if (inFlight !== undefined) await inFlight;
+    inFlight = undefined;
+    if (pending.length > 0) await writeAll(fd, pending, pendingBytes, size);
+    size += pendingBytes;
+    if (flushing !== undefined) await flushing;
+    if (flushError !== undefined) throw flushError;
+    return { digest: hash.digest('hex'), size };
+  } finally {
+    // The descriptor is closed after this returns: no write or flush may still be using it then.
+    if (inFlight !== undefined) await inFlight.catch(() => undefined);
+    if (flushing !== undefined) await flushing;
   }
-  signal?.throwIfAborted();
-  if (pending.length > 0) await writeAll(handle, pending, pendingBytes);
-  return { digest: hash.digest('hex'), size };
 }
 
-/** writev until every byte is written: the kernel may accept a batch only in part. */
-async function writeAll(handle: FileHandle, buffers: Uint8Array[], total: number): Promise<void> {
+/** pwritev until every byte is written: the kernel may accept a batch only in part. */
+async function writeAll(fd: number, buffers: Uint8Array[], total: number, position: number): Promise<void> {
   let remaining = buffers;
   let left = total;
+  let at = position;
   for (;;) {
-    const { bytesWritten } = await handle.writev(remaining);
-    left -= bytesWritten;
+    const written = await writevFd(fd, remaining, at);
+    left -= written;
+    at += written;
     if (left <= 0) return;
-    let skip = bytesWritten;
+    let skip = written;
     const rest: Uint8Array[] = [];
     for (const buffer of remaining) {
       if (skip >= buffer.length) {
@@ -357,6 +528,38 @@ async function writeAll(handle: FileHandle, buffers: Uint8Array[], total: number
     }
     remaining = rest;
   }
+}
+
+/** Reads `length` bytes at `position` with pread (fewer only if the file is shorter). */
+async function readExactly(fd: number, position: number, length: number): Promise<Buffer> {
+  const data = Buffer.allocUnsafe(length);
+  let filled = 0;
+  while (filled < length) {
+    const n = await readFd(fd, data, filled, length - filled, position + filled);
+    if (n === 0) break;
+    filled += n;
+  }
+  return filled < length ? data.subarray(0, filled) : data;
+}
+
+/** readExactly on the event loop. */
+function readExactlySync(fd: number, position: number, length: number): Buffer {
+  const data = Buffer.allocUnsafe(length);
+  let filled = 0;
+  while (filled < length) {
+    const n = readSync(fd, data, filled, length - filled, position + filled);
+    if (n === 0) break;
+    filled += n;
+  }
+  return filled < length ? data.subarray(0, filled) : data;
+}
+
+/** A readable stream of one buffer already in memory. */
+function bufferBody(data: Buffer): Readable {
+  const body = new Readable({ read() {} });
+  if (data.length > 0) body.push(data);
+  body.push(null);
+  return body;
 }
 
 async function statOrUndefined(file: string): Promise<Stats | undefined> {

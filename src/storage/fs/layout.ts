@@ -11,11 +11,17 @@ import type { ObjectRef } from '../storage.ts';
 /** Prefix of in-progress uploads; never a valid object name, so never listed. */
 export const tempPrefix = '.ratchet-upload-';
 
+// Repository folders are remembered (validated and built once) up to this many repositories.
+const repoDirCacheSize = 1024;
+
 export class FsLayout {
   readonly root: string;
+  private readonly rootPrefix: string;
+  private readonly repoDirCache = new Map<string, string>();
 
   constructor(root: string) {
     this.root = path.resolve(root);
+    this.rootPrefix = this.root.endsWith(path.sep) ? this.root : this.root + path.sep;
   }
 
   /** The server's own state (saved index), hidden from repositories by its leading dot. */
@@ -25,29 +31,37 @@ export class FsLayout {
 
   /** The repository's folder. */
   repoDir(repo: RepoPath): string {
+    // Valid components hold no control characters, so this key names one repository; an invalid
+    // path can only hit the entry of the valid repository at the very same place on disk.
+    const key = repo.length === 1 ? (repo[0] ?? '') : repo.join('\u0000');
+    const known = this.repoDirCache.get(key);
+    if (known !== undefined) return known;
     for (const component of repo) {
       if (!isRepoComponent(component)) throw new RatchetError('NOT_FOUND', 'invalid repository path');
     }
-    return this.contained(path.join(this.root, ...repo));
+    const dir = this.contained(path.join(this.root, ...repo));
+    if (this.repoDirCache.size >= repoDirCacheSize) this.repoDirCache.clear();
+    this.repoDirCache.set(key, dir);
+    return dir;
   }
 
   /** The folder holding objects of a type (data objects sit one fan-out level below it). */
   typeDir(repo: RepoPath, type: ObjectType): string {
-    return path.join(this.repoDir(repo), type);
+    return this.child(this.repoDir(repo), type);
   }
 
   /** The folder an object's file lives in. */
   objectDir(ref: ObjectRef): string {
     if (ref.type === 'config') return this.repoDir(ref.repo);
     const dir = this.typeDir(ref.repo, ref.type);
-    return ref.type === 'data' ? path.join(dir, ref.name.slice(0, 2)) : dir;
+    return ref.type === 'data' ? dir + path.sep + ref.name.slice(0, 2) : dir;
   }
 
   /** The object's file. */
   objectPath(ref: ObjectRef): string {
-    if (ref.type === 'config') return path.join(this.repoDir(ref.repo), 'config');
+    if (ref.type === 'config') return this.child(this.repoDir(ref.repo), 'config');
     if (!isObjectName(ref.name)) throw new RatchetError('NOT_FOUND', 'invalid object name');
-    return path.join(this.objectDir(ref), ref.name);
+    return this.objectDir(ref) + path.sep + ref.name;
   }
 
   /** Every folder `restic init` creates for a repository, parents first. */
@@ -58,9 +72,13 @@ export class FsLayout {
     return dirs;
   }
 
+  /** A plain name inside a folder built here (already normalised): no path.join needed. */
+  private child(dir: string, name: string): string {
+    return dir.endsWith(path.sep) ? dir + name : dir + path.sep + name;
+  }
+
   private contained(target: string): string {
-    const relative = path.relative(this.root, target);
-    if (relative.startsWith('..') || path.isAbsolute(relative)) {
+    if (target !== this.root && !target.startsWith(this.rootPrefix)) {
       throw new RatchetError('NOT_FOUND', 'path outside the data root');
     }
     return target;
