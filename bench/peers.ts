@@ -149,7 +149,14 @@ export async function launch(
   };
 }
 
-/** Ratchet itself, built to dist/, started as `node dist/cli/main.js --no-auth ...`. */
+/** The Node.js flags on an entry's `#!/usr/bin/env -S node FLAGS` line. */
+function shebangNodeFlags(entry: string): string[] {
+  const first = readFileSync(entry, 'utf8').split('\n', 1)[0] ?? '';
+  const flags = /^#!\/usr\/bin\/env -S node(.*)$/.exec(first)?.[1] ?? '';
+  return flags.split(/\s+/).filter((f) => f !== '');
+}
+
+/** Ratchet itself, built to dist/, started as `node FLAGS dist/cli/main.js --no-auth ...`. */
 export function ratchetPeer(entry: string): PeerSpec {
   return {
     name: 'ratchet',
@@ -161,9 +168,10 @@ export function ratchetPeer(entry: string): PeerSpec {
     async start(workDir) {
       const port = await freePort();
       const dataDir = path.join(workDir, 'data');
-      // RATCHET_NODE_FLAGS: extra Node.js flags for the server (e.g. --max-semi-space-size=1), to
-      // compare launcher settings without changing the code.
-      const nodeFlags = (process.env.RATCHET_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
+      // The flags of the entry's shebang, as users run it; then RATCHET_NODE_FLAGS, extra Node.js
+      // flags to compare launcher settings without changing the code (the last of a flag wins).
+      const extra = (process.env.RATCHET_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
+      const nodeFlags = [...shebangNodeFlags(entry), ...extra];
       const args = [...nodeFlags, entry, '--no-auth', '--listen', `${host}:${port}`, '--path', dataDir];
       return launch('ratchet', process.execPath, args, workDir, port, dataDir);
     },

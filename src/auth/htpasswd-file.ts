@@ -8,10 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import path from 'node:path';
-import bcrypt from 'bcrypt';
 import type { Logger } from 'pino';
 import { fsyncDir } from '../storage/fs/durable.ts';
 import { decodeHtpasswd, lineUser, parseHtpasswd } from './htpasswd.ts';
+import { bcryptHash } from './verifiers.ts';
 import type { ParsedHtpasswd } from './htpasswd.ts';
 
 /** bcrypt cost of new hashes: about 80 ms per check here, paid once per credential cache period. */
@@ -22,7 +22,7 @@ export const initialAdminUser = 'admin';
 
 /** A bcrypt hash of the password in htpasswd's `$2y$` form, which every htpasswd reader knows. */
 export async function hashPassword(password: string, cost = defaultBcryptCost): Promise<string> {
-  const hash = await bcrypt.hash(password, cost);
+  const hash = await bcryptHash(password, cost);
   return `$2y$${hash.slice(4)}`;
 }
 

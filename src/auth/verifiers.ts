@@ -7,12 +7,14 @@
  * without `rounds=` (mkpasswd, openssl passwd -5/-6, htpasswd -2/-5). Passwords are UTF-8.
  */
 import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
-import { createRequire } from 'node:module';
-import bcrypt from 'bcrypt';
-import { encrypt as shaCrypt } from 'unixcrypt';
 
-// apache-md5 is CommonJS exporting the function itself; its typings claim an ES default export.
-const md5Crypt = createRequire(import.meta.url)('apache-md5') as (password: string, salt: string) => string;
+// The hash libraries are loaded on first use (about 10 MiB together): a server without password
+// logins never needs them, and the server computes the crypt schemes on a worker anyway.
+/** bcrypt.hash with a cost or a full salt setting. */
+export async function bcryptHash(password: string, costOrSalt: number | string): Promise<string> {
+  const bcrypt = (await import('bcrypt')).default;
+  return bcrypt.hash(password, costOrSalt);
+}
 
 export type HashScheme = 'bcrypt' | 'apr1' | 'md5-crypt' | 'sha1' | 'sha256-crypt' | 'sha512-crypt';
 
@@ -105,8 +107,14 @@ export function constantTimeEqual(a: string, b: string): boolean {
 
 /** Computes crypt hashes on the calling thread (the CLI and tests; the server uses a worker). */
 export const inlineCrypt: CryptEngine = {
-  crypt(kind, password, setting) {
-    return Promise.resolve(kind === 'sha' ? shaCrypt(password, setting) : md5Crypt(password, setting));
+  async crypt(kind, password, setting) {
+    if (kind === 'sha') return (await import('unixcrypt')).encrypt(password, setting);
+    // apache-md5 is CommonJS exporting the function itself; its typings claim an ES default export.
+    const md5Crypt = (await import('apache-md5')).default as unknown as (
+      password: string,
+      salt: string,
+    ) => string;
+    return md5Crypt(password, setting);
   },
 };
 
@@ -138,7 +146,7 @@ async function verifyBcrypt(password: string, hash: string): Promise<boolean> {
   // bcrypt 6 computes only $2a$/$2b$, and its compare() uses strcmp. $2y$ (crypt_blowfish) and
   // $2b$ are the same algorithm, and $2a$ matches them below 255 bytes (our limit is lower), so
   // hash with $2b$ and compare the rest ourselves in constant time.
-  const computed = await bcrypt.hash(password, `$2b$${hash.slice(4, 29)}`);
+  const computed = await bcryptHash(password, `$2b$${hash.slice(4, 29)}`);
   return constantTimeEqual(computed.slice(4), hash.slice(4));
 }
 

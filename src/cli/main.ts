@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=1
 /** The `ratchet` command: parses flags, starts the server, and shuts it down on a signal. */
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -6,7 +6,6 @@ import path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { startHtpasswdAuth } from '../auth/htpasswd-auth.ts';
 import type { HtpasswdAuth } from '../auth/htpasswd-auth.ts';
-import { loadConfigFile } from '../config/config-file.ts';
 import { describeAddress } from '../config/listen-address.ts';
 import { envName, optionSpecs } from '../config/options.ts';
 import { buildServerConfig, UsageError } from '../config/server-config.ts';
@@ -60,7 +59,11 @@ export function buildProgram(): Command {
 async function resolveConfig(program: Command): Promise<ServerConfig> {
   const values = program.opts();
   const configPath = typeof values.config === 'string' ? values.config : undefined;
-  const file = configPath === undefined ? undefined : await loadConfigFile(configPath);
+  // Loaded only with --config: the YAML parser and the schema library cost about 20 MiB of memory.
+  const file =
+    configPath === undefined
+      ? undefined
+      : await (await import('../config/config-file.ts')).loadConfigFile(configPath);
   return buildServerConfig(values, (key) => program.getOptionValueSource(key), file);
 }
 

@@ -1,4 +1,5 @@
 /** One handler per restic REST resource operation; each answers with exactly 200/206 on success. */
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { RatchetError } from '../errors.ts';
 import type { HttpRequest, HttpResponse } from '../http/http-types.ts';
@@ -77,19 +78,22 @@ async function statObject(ctx: HandlerContext, ref: ObjectRef, { res }: Exchange
   res.end();
 }
 
-async function readObject(
-  ctx: HandlerContext,
-  ref: ObjectRef,
-  { req, res, signal, user }: Exchange,
-): Promise<void> {
-  const { size, range, body } = await ctx.storage.read(ref, parseRange(req.headers.range), signal);
+async function readObject(ctx: HandlerContext, ref: ObjectRef, { req, res, user }: Exchange): Promise<void> {
+  const read = await ctx.storage.read(ref, parseRange(req.headers.range));
+  const { size, range } = read;
   const length = range ? range.end - range.start + 1 : size;
   res.statusCode = range ? 206 : 200;
   res.setHeader('Content-Type', 'application/octet-stream');
   res.setHeader('Accept-Ranges', 'bytes');
   res.setHeader('Content-Length', length);
   if (range) res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
-  await pipeline(ctx.limits.active ? ctx.limits.paceDownload(user, body) : body, res);
+  if (read.data !== undefined && !ctx.limits.active) {
+    // In memory already: one write, without a stream pipeline's per-request set-up.
+    res.end(read.data);
+  } else {
+    const body = read.body ?? Readable.from([read.data]);
+    await pipeline(ctx.limits.active ? ctx.limits.paceDownload(user, body) : body, res);
+  }
   ctx.metrics?.blob('read', user, repoKey(ref.repo), ref.type, length);
 }
 

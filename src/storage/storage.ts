@@ -39,12 +39,25 @@ export interface WriteResult {
   readonly size: number;
 }
 
-export interface ReadResult {
+interface ReadCommon {
   readonly size: number;
   /** The bytes served: the whole object when no range was asked for. */
   readonly range: ResolvedRange | undefined;
-  readonly body: NodeJS.ReadableStream & AsyncIterable<Uint8Array>;
 }
+
+/** Small reads come whole in memory, so the server can answer them without a stream. */
+export interface ReadInMemory extends ReadCommon {
+  readonly data: Uint8Array;
+  readonly body?: undefined;
+}
+
+/** Large reads come as a stream; destroying it releases what the backend holds open. */
+export interface ReadStreamed extends ReadCommon {
+  readonly body: NodeJS.ReadableStream & AsyncIterable<Uint8Array>;
+  readonly data?: undefined;
+}
+
+export type ReadResult = ReadInMemory | ReadStreamed;
 
 /**
  * Errors are RatchetErrors: NOT_FOUND, CONFLICT (same name, other content), HASH_MISMATCH,
@@ -58,7 +71,7 @@ export interface Storage {
   /** The object's size, or undefined when it does not exist. */
   stat(ref: ObjectRef): Promise<number | undefined>;
   /** Opens the object, or the part of it named by the range, for reading. */
-  read(ref: ObjectRef, range: RangeSpec | undefined, signal?: AbortSignal): Promise<ReadResult>;
+  read(ref: ObjectRef, range: RangeSpec | undefined): Promise<ReadResult>;
   /** Stores the body atomically and exclusively: the whole verified object appears, or nothing. */
   write(ref: ObjectRef, body: AsyncIterable<Uint8Array>, options: WriteOptions): Promise<WriteResult>;
   /** Removes the object; false when it was already absent. */

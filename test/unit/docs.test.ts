@@ -22,4 +22,18 @@ describe('documentation', () => {
       assert.ok(doc.includes(`| \`${spec.fileKey}\``), `docs/configuration.md does not list ${spec.fileKey}`);
     }
   });
+
+  it('starts Node.js with the same flags wherever the server is launched', async () => {
+    const read = (...parts: string[]) => readFile(path.join(projectRoot, ...parts), 'utf8');
+    const shebang = (await read('src', 'cli', 'main.ts')).split('\n')[0] ?? '';
+    const flags = /^#!\/usr\/bin\/env -S node((?: --[a-z0-9-]+=\S+)*)$/.exec(shebang)?.[1]?.trim();
+    assert.ok(flags, `unexpected shebang: ${shebang}`);
+    const scripts = (JSON.parse(await read('package.json')) as { scripts: Record<string, string> }).scripts;
+    assert.ok(scripts.start?.endsWith(`node ${flags} dist/cli/main.js`), 'npm start');
+    assert.equal(scripts.ratchet, `node ${flags} dist/cli/main.js`);
+    assert.match(
+      await read('contrib', 'systemd', 'ratchet.service'),
+      new RegExp(`ExecStart=/usr/bin/node ${flags} /`),
+    );
+  });
 });

@@ -8,7 +8,6 @@ import type { Dirent, Stats } from 'node:fs';
 import { closeSync, createReadStream, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { RatchetError } from '../../errors.ts';
 import type { RangeSpec } from '../../protocol/range.ts';
@@ -185,7 +184,7 @@ export class FsStorage implements Storage {
       } else {
         data = await readExactly(fd, start, length);
       }
-      return { size, range: resolved, body: bufferBody(data) };
+      return { size, range: resolved, data };
     } finally {
       if (!streaming) this.closeAfterRead(fd);
     }
@@ -552,14 +551,6 @@ function readExactlySync(fd: number, position: number, length: number): Buffer {
     filled += n;
   }
   return filled < length ? data.subarray(0, filled) : data;
-}
-
-/** A readable stream of one buffer already in memory. */
-function bufferBody(data: Buffer): Readable {
-  const body = new Readable({ read() {} });
-  if (data.length > 0) body.push(data);
-  body.push(null);
-  return body;
 }
 
 async function statOrUndefined(file: string): Promise<Stats | undefined> {

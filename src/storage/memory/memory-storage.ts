@@ -3,7 +3,6 @@
  * conformance suite that keeps backends honest.
  */
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
 import { RatchetError } from '../../errors.ts';
 import type { RangeSpec } from '../../protocol/range.ts';
 import { applyRange } from '../../protocol/range.ts';
@@ -44,7 +43,7 @@ export class MemoryStorage implements Storage {
     await Promise.resolve();
     const resolved = applyRange(range, content.length);
     const slice = resolved ? content.subarray(resolved.start, resolved.end + 1) : content;
-    return { size: content.length, range: resolved, body: Readable.from([slice]) };
+    return { size: content.length, range: resolved, data: slice };
   }
 
   async write(ref: ObjectRef, body: AsyncIterable<Uint8Array>, options: WriteOptions): Promise<WriteResult> {
