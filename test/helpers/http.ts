@@ -19,6 +19,15 @@ export interface RawResponse {
   readonly body: Buffer;
 }
 
+export interface RawOptions {
+  readonly headers?: Record<string, string | number>;
+  readonly body?: Buffer;
+  /** The local address to send from (127.0.0.0/8 is all loopback on Linux). */
+  readonly localAddress?: string;
+  /** Fail instead of waiting longer than this for the answer (a server that stopped answering). */
+  readonly timeoutMs?: number;
+}
+
 /**
  * Sends one request with node:http (unlike fetch, it leaves headers such as Content-Length
  * and Transfer-Encoding exactly as the server sent them, and sends paths unnormalised).
@@ -27,12 +36,22 @@ export function raw(
   base: string,
   method: string,
   path: string,
-  options: { headers?: Record<string, string | number>; body?: Buffer } = {},
+  options: RawOptions = {},
 ): Promise<RawResponse> {
   const url = new URL(base);
+  const { headers, localAddress, timeoutMs } = options;
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: url.hostname, port: url.port, method, path, headers: options.headers, agent: false },
+      {
+        host: url.hostname,
+        port: url.port,
+        method,
+        path,
+        headers,
+        localAddress,
+        timeout: timeoutMs,
+        agent: false,
+      },
       (res) => {
         const parts: Buffer[] = [];
         res.on('data', (chunk: Buffer) => parts.push(chunk));
@@ -42,6 +61,7 @@ export function raw(
         res.on('error', reject);
       },
     );
+    req.on('timeout', () => req.destroy(new Error(`no answer to ${method} ${path} within ${timeoutMs} ms`)));
     req.on('error', reject);
     req.end(options.body);
   });

@@ -1,4 +1,5 @@
 /** Starts the real `ratchet` command as a child process on a loopback port, for black-box tests. */
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -86,4 +87,23 @@ export async function startRatchet(dataDir: string, args: string[] = []): Promis
       return code;
     },
   };
+}
+
+/**
+ * Runs the test against `ratchet` started as startRatchet does, stops it whatever happened, and
+ * then insists on a clean exit: a server that fails its SIGTERM shutdown fails the test too.
+ */
+export async function withRatchet(
+  dataDir: string,
+  args: string[],
+  test: (server: RatchetProcess) => Promise<void>,
+): Promise<void> {
+  const server = await startRatchet(dataDir, args);
+  let exit: number | null;
+  try {
+    await test(server);
+  } finally {
+    exit = await server.stop();
+  }
+  assert.equal(exit, 0, 'a clean exit on SIGTERM');
 }

@@ -3,19 +3,10 @@
  * private repositories, roles, listener ceilings, the proxy header, and login throttling.
  */
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { startHtpasswdAuth } from '../../src/auth/htpasswd-auth.ts';
-import type { HtpasswdAuth } from '../../src/auth/htpasswd-auth.ts';
-import { hashPassword } from '../../src/auth/htpasswd-file.ts';
-import { silentLogger } from '../../src/log/logger.ts';
+import { before, describe, it } from 'node:test';
 import { blob, raw, v2 } from '../helpers/http.ts';
 import type { RawResponse } from '../helpers/http.ts';
-import { startTestServer } from '../helpers/in-process.ts';
-import type { TestServer } from '../helpers/in-process.ts';
-import { makeTempDir } from '../helpers/ratchet-process.ts';
+import { serverForSuite } from './operations-helpers.ts';
 
 const passwords: Record<string, string> = {
   alice: 'alice-secret',
@@ -42,71 +33,37 @@ function as(
   });
 }
 
-/** A request from a chosen loopback source address (127.0.0.0/8 is all loopback on Linux). */
+/** A GET from a chosen loopback source address (127.0.0.0/8 is all loopback on Linux). */
 function from(
   localAddress: string,
   base: string,
   urlPath: string,
   authorization: string,
 ): Promise<RawResponse> {
-  const url = new URL(base);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: url.hostname,
-        port: url.port,
-        localAddress,
-        path: urlPath,
-        headers: { Authorization: authorization },
-        agent: false,
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.alloc(0) }),
-        );
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
+  return raw(base, 'GET', urlPath, { headers: { Authorization: authorization }, localAddress });
 }
 
 describe('authentication and access', () => {
-  let server: TestServer;
-  let auth: HtpasswdAuth;
-  let cleanup: () => Promise<void>;
+  const loopback = { kind: 'tcp', host: '127.0.0.1', port: 0 } as const;
+  const server = serverForSuite({
+    users: passwords,
+    config: {
+      proxyAuthUsername: 'X-Forwarded-User',
+      listeners: [
+        { address: loopback, maxRole: 'append-only' },
+        { address: loopback, maxRole: 'admin' },
+      ],
+      grants: [
+        { users: ['*'], repos: ['/{user}/**'], role: 'append-only' },
+        { users: ['auditor'], repos: ['/**'], role: 'read-only' },
+        { users: ['admin'], repos: ['/**'], role: 'admin' },
+      ],
+    },
+  });
   let publicUrl: string;
   let adminUrl: string;
 
   before(async () => {
-    const temp = await makeTempDir();
-    cleanup = temp.cleanup;
-    const file = path.join(temp.dir, '.htpasswd');
-    const lines = await Promise.all(
-      Object.entries(passwords).map(async ([user, password]) => `${user}:${await hashPassword(password, 4)}`),
-    );
-    await writeFile(file, `${lines.join('\n')}\n`, { mode: 0o600 });
-    auth = await startHtpasswdAuth({ file, logger: silentLogger(), watch: false });
-    const loopback = { kind: 'tcp', host: '127.0.0.1', port: 0 } as const;
-    server = await startTestServer(
-      temp.dir,
-      {
-        noAuth: false,
-        proxyAuthUsername: 'X-Forwarded-User',
-        listeners: [
-          { address: loopback, maxRole: 'append-only' },
-          { address: loopback, maxRole: 'admin' },
-        ],
-        grants: [
-          { users: ['*'], repos: ['/{user}/**'], role: 'append-only' },
-          { users: ['auditor'], repos: ['/**'], role: 'read-only' },
-          { users: ['admin'], repos: ['/**'], role: 'admin' },
-        ],
-      },
-      undefined,
-      auth,
-    );
     [publicUrl = '', adminUrl = ''] = server.urls;
     for (const user of ['alice', 'bob', 'ünï']) {
       assert.equal(
@@ -115,11 +72,6 @@ describe('authentication and access', () => {
         user,
       );
     }
-  });
-  after(async () => {
-    await server.close();
-    await auth.close();
-    await cleanup();
   });
 
   it('answers 401 with a Basic challenge without or with wrong credentials', async () => {

@@ -1,25 +1,15 @@
 /** Process-wide append-only mode: adds work, deletes and overwrites do not (lock files aside). */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { blob, raw, upload } from '../helpers/http.ts';
-import { startTestServer } from '../helpers/in-process.ts';
-import type { TestServer } from '../helpers/in-process.ts';
-import { makeTempDir } from '../helpers/ratchet-process.ts';
+import { serverForSuite } from './operations-helpers.ts';
 
 describe('append-only mode', () => {
-  let server: TestServer;
-  let cleanup: () => Promise<void>;
+  const server = serverForSuite({ config: { appendOnly: true } });
   let url: string;
 
-  before(async () => {
-    const temp = await makeTempDir();
-    cleanup = temp.cleanup;
-    server = await startTestServer(temp.dir, { appendOnly: true });
+  before(() => {
     url = server.url;
-  });
-  after(async () => {
-    await server.close();
-    await cleanup();
   });
 
   it('creates repositories and stores config and objects', async () => {

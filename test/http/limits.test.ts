@@ -4,15 +4,10 @@
  * without failing it. Timing is only ever checked as a lower bound.
  */
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import type { HtpasswdAuth } from '../../src/auth/htpasswd-auth.ts';
-import { blob, raw, v2 } from '../helpers/http.ts';
+import { before, describe, it } from 'node:test';
+import { blob, raw } from '../helpers/http.ts';
 import type { RawResponse } from '../helpers/http.ts';
-import { startTestServer } from '../helpers/in-process.ts';
-import type { TestServer } from '../helpers/in-process.ts';
-import { makeTempDir } from '../helpers/ratchet-process.ts';
-import { basic, htpasswdAuth } from './operations-helpers.ts';
+import { serverForSuite } from './operations-helpers.ts';
 
 const passwords: Record<string, string> = {
   alice: 'alice-pw',
@@ -25,59 +20,29 @@ const mib = 1024 * 1024;
 const bounded = { timeout: 60_000 };
 
 describe('per-user limits', () => {
-  let server: TestServer;
-  let auth: HtpasswdAuth;
-  let cleanup: () => Promise<void>;
-
-  const as = (
-    user: string,
-    method: string,
-    urlPath: string,
-    body?: Buffer,
-    headers: Record<string, string | number> = {},
-  ): Promise<RawResponse> =>
-    raw(server.url, method, urlPath, {
-      headers: {
-        Authorization: basic(user, passwords[user] ?? ''),
-        Accept: v2,
-        ...(body === undefined ? {} : { 'Content-Length': body.length }),
-        ...headers,
-      },
-      body,
-    });
+  const server = serverForSuite({
+    users: passwords,
+    config: {
+      limits: [
+        { users: ['alice'], requestsPerSecond: 2, burst: 3 },
+        { users: ['carol'], uploadBytesPerSecond: mib },
+        { users: ['dave'], downloadBytesPerSecond: mib },
+      ],
+    },
+  });
 
   before(async () => {
-    const temp = await makeTempDir();
-    cleanup = temp.cleanup;
-    auth = await htpasswdAuth(path.join(temp.dir, 'htpasswd'), passwords);
-    server = await startTestServer(
-      path.join(temp.dir, 'data'),
-      {
-        noAuth: false,
-        limits: [
-          { users: ['alice'], requestsPerSecond: 2, burst: 3 },
-          { users: ['carol'], uploadBytesPerSecond: mib },
-          { users: ['dave'], downloadBytesPerSecond: mib },
-        ],
-      },
-      undefined,
-      auth,
-    );
-    assert.equal((await as('bob', 'POST', '/shared/?create=true')).status, 200);
+    assert.equal((await server.as('bob', 'POST', '/shared/?create=true')).status, 200);
     // Every user's password is checked once here, so the timed requests below skip bcrypt.
-    for (const user of ['carol', 'dave']) assert.equal((await as(user, 'GET', '/shared/keys/')).status, 200);
-  });
-  after(async () => {
-    await server.close();
-    await auth.close();
-    await cleanup();
+    for (const user of ['carol', 'dave'])
+      assert.equal((await server.as(user, 'GET', '/shared/keys/')).status, 200);
   });
 
   it('answers 429 with Retry-After once the burst is spent, for that user only', bounded, async () => {
     const statuses: number[] = [];
     let refused: RawResponse | undefined;
     for (let i = 0; i < 4; i++) {
-      const res = await as('alice', 'GET', '/shared/keys/');
+      const res = await server.as('alice', 'GET', '/shared/keys/');
       statuses.push(res.status);
       if (res.status === 429) refused = res;
     }
@@ -87,27 +52,27 @@ describe('per-user limits', () => {
     assert.match(retryAfter, /^\d+$/, 'Retry-After is a number of seconds');
     assert.ok(Number(retryAfter) >= 1);
     // Other users are not affected, nor are the server's own endpoints.
-    for (let i = 0; i < 5; i++) assert.equal((await as('bob', 'GET', '/shared/keys/')).status, 200);
+    for (let i = 0; i < 5; i++) assert.equal((await server.as('bob', 'GET', '/shared/keys/')).status, 200);
     assert.equal((await raw(server.url, 'GET', '/.ratchet/health')).status, 200);
   });
 
   it('slows an upload to the user’s bandwidth without failing it', bounded, async () => {
     const { data, name } = blob(2 * mib);
     const started = performance.now();
-    const res = await as('carol', 'POST', `/shared/data/${name}`, data);
+    const res = await server.as('carol', 'POST', `/shared/data/${name}`, data);
     const seconds = (performance.now() - started) / 1000;
     assert.equal(res.status, 200);
     // 2 MiB at 1 MiB/s, less the bucket's initial allowance.
     assert.ok(seconds >= 1.5, `took ${seconds.toFixed(2)} s`);
-    const back = await as('bob', 'GET', `/shared/data/${name}`);
+    const back = await server.as('bob', 'GET', `/shared/data/${name}`);
     assert.ok(back.body.equals(data), 'stored whole');
   });
 
   it('slows a download to the user’s bandwidth without failing it', bounded, async () => {
     const { data, name } = blob(2 * mib);
-    assert.equal((await as('bob', 'POST', `/shared/data/${name}`, data)).status, 200);
+    assert.equal((await server.as('bob', 'POST', `/shared/data/${name}`, data)).status, 200);
     const started = performance.now();
-    const res = await as('dave', 'GET', `/shared/data/${name}`);
+    const res = await server.as('dave', 'GET', `/shared/data/${name}`);
     const seconds = (performance.now() - started) / 1000;
     assert.equal(res.status, 200);
     assert.ok(res.body.equals(data), 'the whole object arrives');

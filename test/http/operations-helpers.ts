@@ -1,20 +1,27 @@
 /**
- * Helpers shared by the operations tests (health, metrics, quotas, limits, systemd): small
- * filesystems mounted by the test, walking a data folder, Prometheus text parsing, raw HTTP/1.1
- * over a socket, and users in an htpasswd file.
+ * Helpers shared by the HTTP tests: a server started for a whole suite, small filesystems
+ * mounted by the test, walking a data folder, Prometheus text parsing, raw HTTP/1.1 over a
+ * socket, and users in an htpasswd file.
  */
+import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { readdir, stat, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { connect } from 'node:net';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import { promisify } from 'node:util';
 import { startHtpasswdAuth } from '../../src/auth/htpasswd-auth.ts';
 import type { HtpasswdAuth } from '../../src/auth/htpasswd-auth.ts';
 import { hashPassword } from '../../src/auth/htpasswd-file.ts';
+import type { ServerConfig } from '../../src/config/server-config.ts';
 import { silentLogger } from '../../src/log/logger.ts';
 import { tempPrefix } from '../../src/storage/fs/layout.ts';
+import type { Storage } from '../../src/storage/storage.ts';
+import { raw, v2 } from '../helpers/http.ts';
 import type { RawResponse } from '../helpers/http.ts';
+import { startTestServer } from '../helpers/in-process.ts';
+import type { TestServer } from '../helpers/in-process.ts';
+import { makeTempDir } from '../helpers/ratchet-process.ts';
 
 const run = promisify(execFile);
 
@@ -67,6 +74,78 @@ export async function tempFilesUnder(dir: string): Promise<string[]> {
   return (await filesUnder(dir))
     .map((f) => f.file)
     .filter((file) => path.basename(file).startsWith(tempPrefix));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A server for a whole suite.
+
+/** The server of a describe(); its fields can be read once the suite's before hooks ran. */
+export interface SuiteServer {
+  /** The first listener's base URL. */
+  readonly url: string;
+  /** Every listener's base URL, in the order of the config's listeners. */
+  readonly urls: readonly string[];
+  /** The folder the server stores repositories in. */
+  readonly dataDir: string;
+  /** A request as one of the suite's users, with restic's v2 Accept (and Content-Length for a body). */
+  as(
+    user: string,
+    method: string,
+    urlPath: string,
+    body?: Buffer,
+    headers?: Record<string, string | number>,
+  ): Promise<RawResponse>;
+}
+
+/**
+ * Registers the current suite's hooks: before, an in-process server over `<tmp>/data`; after,
+ * its shutdown and the folder's removal. With users, authentication is on and their passwords
+ * are checked by the real htpasswd authenticator.
+ */
+export function serverForSuite(
+  options: { users?: Record<string, string>; config?: Partial<ServerConfig>; storage?: Storage } = {},
+): SuiteServer {
+  const { users, config = {}, storage } = options;
+  let temp: { dir: string; cleanup: () => Promise<void> } | undefined;
+  let auth: HtpasswdAuth | undefined;
+  let server: TestServer | undefined;
+  before(async () => {
+    temp = await makeTempDir();
+    if (users) auth = await htpasswdAuth(path.join(temp.dir, 'htpasswd'), users);
+    const overrides = users ? { noAuth: false, ...config } : config;
+    server = await startTestServer(path.join(temp.dir, 'data'), overrides, storage, auth);
+  });
+  after(async () => {
+    await server?.close();
+    await auth?.close();
+    await temp?.cleanup();
+  });
+  const running = (): TestServer => {
+    assert.ok(server, 'the suite server is running');
+    return server;
+  };
+  return {
+    get url() {
+      return running().url;
+    },
+    get urls() {
+      return running().urls;
+    },
+    get dataDir() {
+      assert.ok(temp, 'the suite server is running');
+      return path.join(temp.dir, 'data');
+    },
+    as: (user, method, urlPath, body, headers = {}) =>
+      raw(running().url, method, urlPath, {
+        headers: {
+          Authorization: basic(user, users?.[user] ?? ''),
+          Accept: v2,
+          ...(body === undefined ? {} : { 'Content-Length': body.length }),
+          ...headers,
+        },
+        body,
+      }),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -123,6 +202,33 @@ export async function unmount(dir: string): Promise<void> {
   mounted.delete(dir);
 }
 
+/**
+ * Runs the test against an in-process server whose data folder is a fresh tmpfs of the given
+ * size (e.g. "3m"); the server, the mount and the folder go afterwards, whatever happened.
+ */
+export async function withServerOnTmpfs(
+  size: string,
+  test: (server: TestServer, dir: string) => Promise<void>,
+): Promise<void> {
+  requireRoot();
+  const { dir, cleanup } = await makeTempDir();
+  try {
+    await mountTmpfs(dir, size);
+    try {
+      const server = await startTestServer(dir);
+      try {
+        await test(server, dir);
+      } finally {
+        await server.close();
+      }
+    } finally {
+      await unmount(dir);
+    }
+  } finally {
+    await cleanup();
+  }
+}
+
 /** An upload (POST with Content-Length) that fails instead of waiting forever for an answer. */
 export function uploadWithin(
   base: string,
@@ -130,30 +236,10 @@ export function uploadWithin(
   body: Buffer,
   timeoutMs = 20_000,
 ): Promise<RawResponse> {
-  const url = new URL(base);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: url.hostname,
-        port: url.port,
-        method: 'POST',
-        path: urlPath,
-        headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length },
-        agent: false,
-        timeout: timeoutMs,
-      },
-      (res) => {
-        const parts: Buffer[] = [];
-        res.on('data', (part: Buffer) => parts.push(part));
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }),
-        );
-        res.on('error', reject);
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`no answer to POST ${urlPath} within ${timeoutMs} ms`)));
-    req.on('error', reject);
-    req.end(body);
+  return raw(base, 'POST', urlPath, {
+    headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length },
+    body,
+    timeoutMs,
   });
 }
 

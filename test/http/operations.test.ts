@@ -6,26 +6,20 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import type { HtpasswdAuth } from '../../src/auth/htpasswd-auth.ts';
+import { before, describe, it } from 'node:test';
 import { blob, raw, sha256, upload, v2 } from '../helpers/http.ts';
 import type { RawResponse } from '../helpers/http.ts';
-import { startTestServer } from '../helpers/in-process.ts';
-import type { TestServer } from '../helpers/in-process.ts';
-import { makeTempDir } from '../helpers/ratchet-process.ts';
 import {
   basic,
   filesUnder,
-  htpasswdAuth,
-  mountTmpfs,
   parseMetrics,
   remount,
-  requireRoot,
   sampleValue,
-  unmount,
+  serverForSuite,
   waitFor,
+  withServerOnTmpfs,
 } from './operations-helpers.ts';
-import type { Sample } from './operations-helpers.ts';
+import type { Sample, SuiteServer } from './operations-helpers.ts';
 
 const passwords: Record<string, string> = {
   alice: 'alice-secret',
@@ -38,43 +32,11 @@ const privateGrants = [
   { users: ['admin'], repos: ['/**'], role: 'admin' as const },
 ];
 
-function as(
-  user: string,
-  base: string,
-  method: string,
-  urlPath: string,
-  body?: Buffer,
-  headers: Record<string, string | number> = {},
-): Promise<RawResponse> {
-  return raw(base, method, urlPath, {
-    headers: {
-      Authorization: basic(user, passwords[user] ?? ''),
-      Accept: v2,
-      ...(body === undefined ? {} : { 'Content-Length': body.length }),
-      ...headers,
-    },
-    body,
-  });
-}
-
 describe('health and readiness', () => {
-  let server: TestServer;
-  let auth: HtpasswdAuth;
-  let dataDir: string;
-  let cleanup: () => Promise<void>;
+  const server = serverForSuite({ users: passwords, config: { grants: privateGrants } });
 
   before(async () => {
-    const temp = await makeTempDir();
-    cleanup = temp.cleanup;
-    dataDir = path.join(temp.dir, 'data');
-    auth = await htpasswdAuth(path.join(temp.dir, 'htpasswd'), passwords);
-    server = await startTestServer(dataDir, { noAuth: false, grants: privateGrants }, undefined, auth);
-    assert.equal((await as('alice', server.url, 'POST', '/alice/secret-repo/?create=true')).status, 200);
-  });
-  after(async () => {
-    await server.close();
-    await auth.close();
-    await cleanup();
+    assert.equal((await server.as('alice', 'POST', '/alice/secret-repo/?create=true')).status, 200);
   });
 
   it('answers health and readiness without credentials while the protocol answers 401', async () => {
@@ -89,7 +51,7 @@ describe('health and readiness', () => {
       assert.equal(res.body.toString(), body, endpoint);
       assert.equal(res.headers['www-authenticate'], undefined, endpoint);
       // Nothing about users, repositories or the data folder.
-      for (const secret of ['alice', 'secret-repo', 'admin', dataDir]) {
+      for (const secret of ['alice', 'secret-repo', 'admin', server.dataDir]) {
         assert.ok(!res.body.toString().includes(secret), `${endpoint} reveals ${secret}`);
         assert.ok(!JSON.stringify(res.headers).includes(secret), `${endpoint} headers reveal ${secret}`);
       }
@@ -126,10 +88,10 @@ describe('health and readiness', () => {
   it('keeps /metrics a protocol path when metrics are off', async () => {
     // Not a server endpoint: authentication comes first, and an admin finds no metrics there.
     assert.equal((await raw(server.url, 'GET', '/metrics')).status, 401);
-    const admin = await as('admin', server.url, 'GET', '/metrics');
+    const admin = await server.as('admin', 'GET', '/metrics');
     assert.ok([404, 405].includes(admin.status), `status ${admin.status}`);
     assert.doesNotMatch(admin.body.toString(), /rest_server_|ratchet_/);
-    const own = await as('admin', server.url, 'GET', '/.ratchet/metrics');
+    const own = await server.as('admin', 'GET', '/.ratchet/metrics');
     assert.equal(own.status, 404);
     assert.doesNotMatch(own.body.toString(), /rest_server_|ratchet_/);
   });
@@ -137,79 +99,49 @@ describe('health and readiness', () => {
 
 describe('readiness on a data folder that stops being writable', () => {
   it('answers 503 while the filesystem is read-only, and 200 again when it is writable', async () => {
-    requireRoot();
-    const { dir, cleanup } = await makeTempDir();
-    try {
-      await mountTmpfs(dir, '4m');
+    await withServerOnTmpfs('4m', async (server, dir) => {
       try {
-        const server = await startTestServer(dir);
-        try {
-          assert.equal((await raw(server.url, 'POST', '/r/?create=true')).status, 200);
-          assert.equal((await raw(server.url, 'GET', '/.ratchet/ready')).status, 200);
+        assert.equal((await raw(server.url, 'POST', '/r/?create=true')).status, 200);
+        assert.equal((await raw(server.url, 'GET', '/.ratchet/ready')).status, 200);
 
-          await remount(dir, 'ro');
-          const notReady = await raw(server.url, 'GET', '/.ratchet/ready');
-          assert.equal(notReady.status, 503);
-          assert.ok(!notReady.body.toString().includes(dir), 'the 503 does not reveal the data folder');
-          assert.equal((await raw(server.url, 'GET', '/.ratchet/health')).status, 200, 'still alive');
-          // Reads keep working while writes cannot.
-          assert.equal((await raw(server.url, 'GET', '/r/keys/', { headers: { Accept: v2 } })).status, 200);
+        await remount(dir, 'ro');
+        const notReady = await raw(server.url, 'GET', '/.ratchet/ready');
+        assert.equal(notReady.status, 503);
+        assert.ok(!notReady.body.toString().includes(dir), 'the 503 does not reveal the data folder');
+        assert.equal((await raw(server.url, 'GET', '/.ratchet/health')).status, 200, 'still alive');
+        // Reads keep working while writes cannot.
+        assert.equal((await raw(server.url, 'GET', '/r/keys/', { headers: { Accept: v2 } })).status, 200);
 
-          await remount(dir, 'rw');
-          assert.equal((await raw(server.url, 'GET', '/.ratchet/ready')).status, 200);
-          assert.equal((await upload(server.url, '/r/', 'keys', blob(100).data)).status, 200);
-        } finally {
-          await remount(dir, 'rw').catch(() => undefined);
-          await server.close();
-        }
+        await remount(dir, 'rw');
+        assert.equal((await raw(server.url, 'GET', '/.ratchet/ready')).status, 200);
+        assert.equal((await upload(server.url, '/r/', 'keys', blob(100).data)).status, 200);
       } finally {
-        await unmount(dir);
+        await remount(dir, 'rw').catch(() => undefined);
       }
-    } finally {
-      await cleanup();
-    }
+    });
   });
 });
 
 /** Scrapes the metrics as the given user (or without credentials). */
 async function scrape(
-  base: string,
+  server: SuiteServer,
   user?: string,
   endpoint = '/metrics',
 ): Promise<{ res: RawResponse; samples: Sample[] }> {
-  const res = user === undefined ? await raw(base, 'GET', endpoint) : await as(user, base, 'GET', endpoint);
+  const res =
+    user === undefined ? await raw(server.url, 'GET', endpoint) : await server.as(user, 'GET', endpoint);
   return { res, samples: res.status === 200 ? parseMetrics(res.body.toString()) : [] };
 }
 
 describe('Prometheus metrics', () => {
-  let server: TestServer;
-  let auth: HtpasswdAuth;
-  let dataDir: string;
-  let cleanup: () => Promise<void>;
-
-  before(async () => {
-    const temp = await makeTempDir();
-    cleanup = temp.cleanup;
-    dataDir = path.join(temp.dir, 'data');
-    auth = await htpasswdAuth(path.join(temp.dir, 'htpasswd'), passwords);
-    server = await startTestServer(
-      dataDir,
-      { noAuth: false, grants: privateGrants, prometheus: true },
-      undefined,
-      auth,
-    );
-  });
-  after(async () => {
-    await server.close();
-    await auth.close();
-    await cleanup();
-  });
+  const server = serverForSuite({ users: passwords, config: { grants: privateGrants, prometheus: true } });
 
   it('counts blob writes, reads and deletes and matches the repository on disk', async () => {
     const url = server.url;
+    const dataDir = server.dataDir;
     const repo = '/alice/laptop/';
-    assert.equal((await as('alice', url, 'POST', `${repo}?create=true`)).status, 200);
-    assert.equal((await as('bob', url, 'POST', '/bob/pc/?create=true')).status, 200);
+    assert.equal((await server.as('alice', 'POST', `${repo}?create=true`)).status, 200);
+    assert.equal((await server.as('bob', 'POST', '/bob/pc/?create=true')).status, 200);
 
     const config = blob(155).data;
     const key = blob(321);
@@ -219,7 +151,7 @@ describe('Prometheus metrics', () => {
     const locks = [blob(150), blob(151)];
     const put = async (user: string, repoPath: string, type: string, content: Buffer, name: string) => {
       const target = type === 'config' ? `${repoPath}config` : `${repoPath}${type}/${name}`;
-      const res = await as(user, url, 'POST', target, content);
+      const res = await server.as(user, 'POST', target, content);
       assert.equal(res.status, 200, `upload ${type}`);
     };
     await put('alice', repo, 'config', config, '');
@@ -233,25 +165,25 @@ describe('Prometheus metrics', () => {
     const writes = 1 + 1 + data.length + 1 + snapshots.length + locks.length + 1;
 
     // Reads: a whole object, a range of another, the config; HEAD reads nothing.
-    const whole = await as('alice', url, 'GET', `${repo}data/${data[1]?.name}`);
+    const whole = await server.as('alice', 'GET', `${repo}data/${data[1]?.name}`);
     assert.equal(whole.status, 200);
     assert.equal(whole.body.length, 2345);
-    const ranged = await as('alice', url, 'GET', `${repo}data/${data[2]?.name}`, undefined, {
+    const ranged = await server.as('alice', 'GET', `${repo}data/${data[2]?.name}`, undefined, {
       Range: 'bytes=100-199',
     });
     assert.equal(ranged.status, 206);
     assert.equal(ranged.body.length, 100);
-    assert.equal((await as('alice', url, 'GET', `${repo}config`)).status, 200);
-    assert.equal((await as('alice', url, 'HEAD', `${repo}keys/${key.name}`)).status, 200);
+    assert.equal((await server.as('alice', 'GET', `${repo}config`)).status, 200);
+    assert.equal((await server.as('alice', 'HEAD', `${repo}keys/${key.name}`)).status, 200);
 
     // Deletes: one lock; deleting a missing object counts nothing.
-    assert.equal((await as('alice', url, 'DELETE', `${repo}locks/${locks[0]?.name}`)).status, 200);
-    assert.equal((await as('alice', url, 'DELETE', `${repo}locks/${'0'.repeat(64)}`)).status, 200);
+    assert.equal((await server.as('alice', 'DELETE', `${repo}locks/${locks[0]?.name}`)).status, 200);
+    assert.equal((await server.as('alice', 'DELETE', `${repo}locks/${'0'.repeat(64)}`)).status, 200);
 
     // An authentication failure before the scrape.
     assert.equal((await raw(url, 'GET', `${repo}keys/`)).status, 401);
 
-    const { res, samples } = await scrape(url, 'admin');
+    const { res, samples } = await scrape(server, 'admin');
     assert.equal(res.status, 200);
     assert.match(String(res.headers['content-type']), /^text\/plain/);
     const blobs = (op: string, suffix: string, user: string, repoKey: string, type: string) =>
@@ -328,7 +260,7 @@ describe('Prometheus metrics', () => {
   });
 
   it('counts each authentication failure', async () => {
-    const before = sampleValue((await scrape(server.url, 'admin')).samples, 'ratchet_auth_failures_total', {
+    const before = sampleValue((await scrape(server, 'admin')).samples, 'ratchet_auth_failures_total', {
       reason: 'unauthorized',
     });
     assert.equal(
@@ -346,11 +278,9 @@ describe('Prometheus metrics', () => {
         .status,
       401,
     );
-    const afterwards = sampleValue(
-      (await scrape(server.url, 'admin')).samples,
-      'ratchet_auth_failures_total',
-      { reason: 'unauthorized' },
-    );
+    const afterwards = sampleValue((await scrape(server, 'admin')).samples, 'ratchet_auth_failures_total', {
+      reason: 'unauthorized',
+    });
     assert.equal(afterwards, (before ?? 0) + 3);
   });
 
@@ -371,7 +301,7 @@ describe('Prometheus metrics', () => {
       );
       socket.write(pending.data.subarray(0, 500));
       const inFlight = async (): Promise<number> =>
-        sampleValue((await scrape(server.url, 'admin')).samples, 'ratchet_http_requests_in_flight') ?? 0;
+        sampleValue((await scrape(server, 'admin')).samples, 'ratchet_http_requests_in_flight') ?? 0;
       await waitFor(async () => (await inFlight()) >= 2, 'the waiting upload to count as in flight');
       socket.destroy();
       await waitFor(async () => (await inFlight()) === 1, 'the aborted upload to leave');
@@ -381,11 +311,11 @@ describe('Prometheus metrics', () => {
   });
 
   it('serves the same metrics at /.ratchet/metrics and still lets a repository be named metrics', async () => {
-    const own = await scrape(server.url, 'admin', '/.ratchet/metrics');
+    const own = await scrape(server, 'admin', '/.ratchet/metrics');
     assert.equal(own.res.status, 200);
     assert.ok(own.samples.some((s) => s.name === 'rest_server_blob_write_total'));
 
-    const admin = (method: string, p: string, body?: Buffer) => as('admin', server.url, method, p, body);
+    const admin = (method: string, p: string, body?: Buffer) => server.as('admin', method, p, body);
     assert.equal((await admin('POST', '/metrics/?create=true')).status, 200);
     const key = blob(64);
     assert.equal((await admin('POST', `/metrics/keys/${key.name}`, key.data)).status, 200);
@@ -401,45 +331,29 @@ describe('Prometheus metrics', () => {
 
   it('asks for credentials, and only users with access to the root see the metrics', async () => {
     for (const endpoint of ['/metrics', '/.ratchet/metrics']) {
-      const anonymous = await scrape(server.url, undefined, endpoint);
+      const anonymous = await scrape(server, undefined, endpoint);
       assert.equal(anonymous.res.status, 401, endpoint);
       assert.doesNotMatch(anonymous.res.body.toString(), /rest_server_|alice/);
       const wrong = await raw(server.url, 'GET', endpoint, {
         headers: { Authorization: basic('admin', 'x') },
       });
       assert.equal(wrong.status, 401, `${endpoint} with a wrong password`);
-      const bob = await scrape(server.url, 'bob', endpoint);
+      const bob = await scrape(server, 'bob', endpoint);
       assert.equal(bob.res.status, 403, `${endpoint} as a private-repos user`);
       assert.doesNotMatch(bob.res.body.toString(), /rest_server_|alice/);
-      assert.equal((await scrape(server.url, 'admin', endpoint)).res.status, 200, endpoint);
+      assert.equal((await scrape(server, 'admin', endpoint)).res.status, 200, endpoint);
     }
   });
 });
 
 describe('Prometheus metrics without authentication (--prometheus-no-auth)', () => {
-  let server: TestServer;
-  let auth: HtpasswdAuth;
-  let cleanup: () => Promise<void>;
-
-  before(async () => {
-    const temp = await makeTempDir();
-    cleanup = temp.cleanup;
-    auth = await htpasswdAuth(path.join(temp.dir, 'htpasswd'), passwords);
-    server = await startTestServer(
-      path.join(temp.dir, 'data'),
-      { noAuth: false, grants: privateGrants, prometheus: true, prometheusNoAuth: true },
-      undefined,
-      auth,
-    );
-  });
-  after(async () => {
-    await server.close();
-    await auth.close();
-    await cleanup();
+  const server = serverForSuite({
+    users: passwords,
+    config: { grants: privateGrants, prometheus: true, prometheusNoAuth: true },
   });
 
   it('serves the metrics to anyone while the protocol still needs credentials', async () => {
-    const { res, samples } = await scrape(server.url);
+    const { res, samples } = await scrape(server);
     assert.equal(res.status, 200);
     assert.match(res.body.toString(), /^# HELP rest_server_blob_write_total /m);
     assert.ok(samples.some((s) => s.name === 'ratchet_http_requests_in_flight'));

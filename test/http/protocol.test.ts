@@ -2,28 +2,19 @@
 import assert from 'node:assert/strict';
 import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { tempPrefix } from '../../src/storage/fs/layout.ts';
 import { blob, raw, upload, v2 } from '../helpers/http.ts';
-import { startTestServer } from '../helpers/in-process.ts';
-import type { TestServer } from '../helpers/in-process.ts';
-import { makeTempDir } from '../helpers/ratchet-process.ts';
+import { serverForSuite } from './operations-helpers.ts';
 
 describe('restic REST protocol', () => {
-  let server: TestServer;
-  let dataDir: string;
-  let cleanup: () => Promise<void>;
+  const server = serverForSuite();
   let url: string;
+  let dataDir: string;
 
   before(async () => {
-    ({ dir: dataDir, cleanup } = await makeTempDir());
-    server = await startTestServer(dataDir);
-    url = server.url;
+    ({ url, dataDir } = server);
     assert.equal((await raw(url, 'POST', '/repo/?create=true')).status, 200);
-  });
-  after(async () => {
-    await server.close();
-    await cleanup();
   });
 
   describe('repository creation', () => {

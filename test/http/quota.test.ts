@@ -9,29 +9,24 @@ import { once } from 'node:events';
 import { access, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { defaultGrants } from '../../src/access/grants.ts';
-import type { HtpasswdAuth } from '../../src/auth/htpasswd-auth.ts';
 import { blob, raw, upload, v2 } from '../helpers/http.ts';
 import type { RawResponse } from '../helpers/http.ts';
-import { startTestServer } from '../helpers/in-process.ts';
-import type { TestServer } from '../helpers/in-process.ts';
-import { makeTempDir, startRatchet } from '../helpers/ratchet-process.ts';
+import { makeTempDir, withRatchet } from '../helpers/ratchet-process.ts';
 import {
   basic,
   chunk,
   filesUnder,
-  htpasswdAuth,
   lastChunk,
-  mountTmpfs,
   parseMetrics,
   rawExchange,
-  requireRoot,
   sampleValue,
+  serverForSuite,
   tempFilesUnder,
-  unmount,
   uploadWithin,
   waitFor,
+  withServerOnTmpfs,
   writeHtpasswd,
 } from './operations-helpers.ts';
 
@@ -49,25 +44,17 @@ const dataFile = (root: string, repo: string, name: string): string =>
 
 describe('quota over HTTP (--max-size)', () => {
   const limit = 10_000;
-  let server: TestServer;
-  let dataDir: string;
-  let cleanup: () => Promise<void>;
+  const server = serverForSuite({
+    config: { quotas: { maxTotalBytes: limit, repoRules: [], userRules: [] } },
+  });
   let port: number;
   const stored = blob(6000);
   const refused = blob(6000);
 
   before(async () => {
-    ({ dir: dataDir, cleanup } = await makeTempDir());
-    server = await startTestServer(dataDir, {
-      quotas: { maxTotalBytes: limit, repoRules: [], userRules: [] },
-    });
     port = Number(new URL(server.url).port);
     assert.equal((await raw(server.url, 'POST', '/r/?create=true')).status, 200);
     assert.equal((await upload(server.url, '/r/', 'data', stored.data)).status, 200);
-  });
-  after(async () => {
-    await server.close();
-    await cleanup();
   });
 
   it(
@@ -82,16 +69,16 @@ describe('quota over HTTP (--max-size)', () => {
         [],
       );
       assert.equal(reply.status, 507, reply.text);
-      assert.deepEqual(await tempFilesUnder(dataDir), [], 'no temporary file was opened');
-      assert.equal(await exists(dataFile(dataDir, 'r', refused.name)), false);
+      assert.deepEqual(await tempFilesUnder(server.dataDir), [], 'no temporary file was opened');
+      assert.equal(await exists(dataFile(server.dataDir, 'r', refused.name)), false);
 
       // The same through an ordinary client that sends the body.
       const res = await upload(server.url, '/r/', 'data', refused.data);
       assert.equal(res.status, 507);
       assert.match(res.body.toString(), /quota/);
       assert.equal((await raw(server.url, 'HEAD', `/r/data/${refused.name}`)).status, 404);
-      assert.equal(await exists(dataFile(dataDir, 'r', refused.name)), false);
-      assert.deepEqual(await tempFilesUnder(dataDir), []);
+      assert.equal(await exists(dataFile(server.dataDir, 'r', refused.name)), false);
+      assert.deepEqual(await tempFilesUnder(server.dataDir), []);
     },
   );
 
@@ -108,9 +95,12 @@ describe('quota over HTTP (--max-size)', () => {
     );
     assert.equal(reply.status, 507, reply.text);
     assert.ok(reply.partsSent < parts.length, 'refused before the body ended');
-    await waitFor(async () => (await tempFilesUnder(dataDir)).length === 0, 'the temporary file to go');
+    await waitFor(
+      async () => (await tempFilesUnder(server.dataDir)).length === 0,
+      'the temporary file to go',
+    );
     assert.equal((await raw(server.url, 'HEAD', `/r/data/${refused.name}`)).status, 404);
-    assert.equal(await exists(dataFile(dataDir, 'r', refused.name)), false);
+    assert.equal(await exists(dataFile(server.dataDir, 'r', refused.name)), false);
   });
 
   it(
@@ -127,9 +117,12 @@ describe('quota over HTTP (--max-size)', () => {
       await once(socket, 'connect');
       socket.write(`POST /r/data/${abandoned.name} HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\n\r\n`);
       await new Promise<void>((resolve) => socket.write(abandoned.data.subarray(0, 1000), () => resolve()));
-      await waitFor(async () => (await tempFilesUnder(dataDir)).length === 1, 'the upload to start');
+      await waitFor(async () => (await tempFilesUnder(server.dataDir)).length === 1, 'the upload to start');
       socket.destroy();
-      await waitFor(async () => (await tempFilesUnder(dataDir)).length === 0, 'the abandoned upload to go');
+      await waitFor(
+        async () => (await tempFilesUnder(server.dataDir)).length === 0,
+        'the abandoned upload to go',
+      );
 
       const rest = blob(limit - stored.data.length);
       assert.equal((await upload(server.url, '/r/', 'keys', rest.data)).status, 200);
@@ -162,9 +155,7 @@ describe('quota across a restart (spawned server, --max-size)', () => {
     const { dir, cleanup } = await makeTempDir();
     try {
       const data = path.join(dir, 'data');
-      let exit: number | null;
-      const first = await startRatchet(data, ['--no-auth', '--max-size', '10000']);
-      try {
+      await withRatchet(data, ['--no-auth', '--max-size', '10000'], async (first) => {
         assert.equal((await raw(first.url, 'POST', '/r/?create=true')).status, 200);
         assert.equal((await upload(first.url, '/r/', 'data', blob(6000).data)).status, 200);
         assert.equal((await upload(first.url, '/r/', 'data', blob(6000).data)).status, 507);
@@ -181,21 +172,14 @@ describe('quota across a restart (spawned server, --max-size)', () => {
         );
         assert.equal(reply.status, 507, `${reply.text}\n${first.stderr().slice(-1500)}`);
         assert.equal((await raw(first.url, 'GET', '/.ratchet/health')).status, 200);
-      } finally {
-        exit = await first.stop();
-      }
-      assert.equal(exit, 0, 'a clean exit on SIGTERM');
-      const second = await startRatchet(data, ['--no-auth', '--max-size', '10000']);
-      try {
+      });
+      await withRatchet(data, ['--no-auth', '--max-size', '10000'], async (second) => {
         const tooBig = blob(6000);
         assert.equal((await upload(second.url, '/r/', 'data', tooBig.data)).status, 507);
         assert.equal(await exists(dataFile(data, 'r', tooBig.name)), false);
         assert.equal((await upload(second.url, '/r/', 'data', blob(4000).data)).status, 200);
         assert.equal((await upload(second.url, '/r/', 'data', blob(1).data)).status, 507);
-      } finally {
-        exit = await second.stop();
-      }
-      assert.equal(exit, 0, 'a clean exit on SIGTERM');
+      });
     } finally {
       await cleanup();
     }
@@ -215,9 +199,7 @@ describe('per-user quotas from the configuration file', () => {
         `htpasswd-file: ${htpasswd}\nprivate-repos: true\n` +
           `quotas:\n  users:\n    - users: ['*']\n      max-size: 5000\n`,
       );
-      let exit: number | null;
-      const server = await startRatchet(data, ['--config', config]);
-      try {
+      await withRatchet(data, ['--config', config], async (server) => {
         const as = (user: string, pw: string) => ({ Authorization: basic(user, pw), Accept: v2 });
         const put = (user: string, pw: string, repo: string, size: number): Promise<RawResponse> => {
           const { data: body, name } = blob(size);
@@ -246,10 +228,7 @@ describe('per-user quotas from the configuration file', () => {
         assert.equal((await put('bob', 'b-pw', '/bob/x/', 3000)).status, 200);
         assert.equal((await put('bob', 'b-pw', '/bob/x/', 2000)).status, 200);
         assert.equal((await put('bob', 'b-pw', '/bob/x/', 1)).status, 507);
-      } finally {
-        exit = await server.stop();
-      }
-      assert.equal(exit, 0, 'a clean exit on SIGTERM');
+      });
     } finally {
       await cleanup();
     }
@@ -257,11 +236,20 @@ describe('per-user quotas from the configuration file', () => {
 });
 
 describe('quota use in the metrics', () => {
-  let server: TestServer;
-  let auth: HtpasswdAuth;
-  let dataDir: string;
-  let cleanup: () => Promise<void>;
   const passwords: Record<string, string> = { alice: 'a-pw', bob: 'b-pw' };
+  const server = serverForSuite({
+    users: passwords,
+    config: {
+      grants: defaultGrants(true),
+      prometheus: true,
+      prometheusNoAuth: true,
+      quotas: {
+        maxTotalBytes: 1_000_000,
+        repoRules: [{ repos: ['/alice/work/'], maxBytes: 5000 }],
+        userRules: [{ users: ['*'], maxBytes: 100_000 }],
+      },
+    },
+  });
   const put = (user: string, repo: string, size: number): Promise<RawResponse> => {
     const { data, name } = blob(size);
     return raw(server.url, 'POST', `${repo}data/${name}`, {
@@ -269,34 +257,6 @@ describe('quota use in the metrics', () => {
       body: data,
     });
   };
-
-  before(async () => {
-    const temp = await makeTempDir();
-    cleanup = temp.cleanup;
-    dataDir = path.join(temp.dir, 'data');
-    auth = await htpasswdAuth(path.join(temp.dir, 'htpasswd'), passwords);
-    server = await startTestServer(
-      dataDir,
-      {
-        noAuth: false,
-        grants: defaultGrants(true),
-        prometheus: true,
-        prometheusNoAuth: true,
-        quotas: {
-          maxTotalBytes: 1_000_000,
-          repoRules: [{ repos: ['/alice/work/'], maxBytes: 5000 }],
-          userRules: [{ users: ['*'], maxBytes: 100_000 }],
-        },
-      },
-      undefined,
-      auth,
-    );
-  });
-  after(async () => {
-    await server.close();
-    await auth.close();
-    await cleanup();
-  });
 
   it('shows each limit and what it holds, matching the bytes on disk', bounded, async () => {
     for (const [user, repo] of [
@@ -318,7 +278,7 @@ describe('quota use in the metrics', () => {
     assert.equal(res.status, 200);
     const samples = parseMetrics(res.body.toString());
     const bytesIn = async (...parts: string[]): Promise<number> =>
-      (await filesUnder(path.join(dataDir, ...parts))).reduce((sum, f) => sum + f.size, 0);
+      (await filesUnder(path.join(server.dataDir, ...parts))).reduce((sum, f) => sum + f.size, 0);
     const limitOf = (scope: string) => sampleValue(samples, 'ratchet_quota_limit_bytes', { scope });
     const usedOf = (scope: string) => sampleValue(samples, 'ratchet_quota_used_bytes', { scope });
 
@@ -344,9 +304,7 @@ describe('quotas reloaded on SIGHUP', () => {
       const withQuota = (size: string): string =>
         `no-auth: true\nquotas:\n  repos:\n    - repos: ['/r/']\n      max-size: ${size}\n`;
       await writeFile(config, withQuota('100KiB'));
-      let exit: number | null;
-      const server = await startRatchet(data, ['--config', config]);
-      try {
+      await withRatchet(data, ['--config', config], async (server) => {
         assert.equal((await raw(server.url, 'POST', '/r/?create=true')).status, 200);
         assert.equal((await raw(server.url, 'POST', '/other/?create=true')).status, 200);
         assert.equal((await upload(server.url, '/r/', 'data', blob(3000).data)).status, 200);
@@ -364,10 +322,7 @@ describe('quotas reloaded on SIGHUP', () => {
         assert.equal((await upload(server.url, '/r/', 'data', blob(2000).data)).status, 200, 'what fits');
         // The rule names /r/ only.
         assert.equal((await upload(server.url, '/other/', 'data', blob(20_000).data)).status, 200);
-      } finally {
-        exit = await server.stop();
-      }
-      assert.equal(exit, 0, 'a clean exit on SIGTERM');
+      });
     } finally {
       await cleanup();
     }
@@ -379,47 +334,33 @@ describe('quotas reloaded on SIGHUP', () => {
  * failure and that the server serves on once space is freed.
  */
 async function fillUntilFull(objectSize: number): Promise<void> {
-  requireRoot();
-  const { dir, cleanup } = await makeTempDir();
-  try {
-    await mountTmpfs(dir, '3m');
-    try {
-      const server = await startTestServer(dir);
-      try {
-        assert.equal((await raw(server.url, 'POST', '/r/?create=true')).status, 200);
-        const stored: string[] = [];
-        let failed: { res: RawResponse; data: Buffer; name: string } | undefined;
-        for (let i = 0; i < 12 && failed === undefined; i++) {
-          const object = blob(objectSize);
-          const res = await uploadWithin(server.url, `/r/data/${object.name}`, object.data);
-          if (res.status === 200) stored.push(object.name);
-          else failed = { res, ...object };
-        }
-        assert.ok(failed !== undefined, 'a 3 MiB filesystem filled up');
-        assert.equal(failed.res.status, 507, failed.res.body.toString());
-        assert.match(failed.res.body.toString(), /insufficient storage/);
-        assert.ok(stored.length >= 2, `stored ${stored.length} objects before the disk was full`);
-        assert.equal((await raw(server.url, 'HEAD', `/r/data/${failed.name}`)).status, 404);
-        assert.equal(await exists(dataFile(dir, 'r', failed.name)), false, 'no partial object');
-        assert.deepEqual(await tempFilesUnder(dir), [], 'no temporary file');
-
-        // Still serving: reads work, and after deletes the refused upload goes through.
-        const first = stored[0] ?? '';
-        assert.equal((await raw(server.url, 'GET', `/r/data/${first}`)).body.length, objectSize);
-        for (const name of stored.slice(0, 2))
-          assert.equal((await raw(server.url, 'DELETE', `/r/data/${name}`)).status, 200);
-        assert.equal((await uploadWithin(server.url, `/r/data/${failed.name}`, failed.data)).status, 200);
-        assert.ok((await raw(server.url, 'GET', `/r/data/${failed.name}`)).body.equals(failed.data));
-        assert.equal((await raw(server.url, 'GET', '/.ratchet/ready')).status, 200);
-      } finally {
-        await server.close();
-      }
-    } finally {
-      await unmount(dir);
+  await withServerOnTmpfs('3m', async (server, dir) => {
+    assert.equal((await raw(server.url, 'POST', '/r/?create=true')).status, 200);
+    const stored: string[] = [];
+    let failed: { res: RawResponse; data: Buffer; name: string } | undefined;
+    for (let i = 0; i < 12 && failed === undefined; i++) {
+      const object = blob(objectSize);
+      const res = await uploadWithin(server.url, `/r/data/${object.name}`, object.data);
+      if (res.status === 200) stored.push(object.name);
+      else failed = { res, ...object };
     }
-  } finally {
-    await cleanup();
-  }
+    assert.ok(failed !== undefined, 'a 3 MiB filesystem filled up');
+    assert.equal(failed.res.status, 507, failed.res.body.toString());
+    assert.match(failed.res.body.toString(), /insufficient storage/);
+    assert.ok(stored.length >= 2, `stored ${stored.length} objects before the disk was full`);
+    assert.equal((await raw(server.url, 'HEAD', `/r/data/${failed.name}`)).status, 404);
+    assert.equal(await exists(dataFile(dir, 'r', failed.name)), false, 'no partial object');
+    assert.deepEqual(await tempFilesUnder(dir), [], 'no temporary file');
+
+    // Still serving: reads work, and after deletes the refused upload goes through.
+    const first = stored[0] ?? '';
+    assert.equal((await raw(server.url, 'GET', `/r/data/${first}`)).body.length, objectSize);
+    for (const name of stored.slice(0, 2))
+      assert.equal((await raw(server.url, 'DELETE', `/r/data/${name}`)).status, 200);
+    assert.equal((await uploadWithin(server.url, `/r/data/${failed.name}`, failed.data)).status, 200);
+    assert.ok((await raw(server.url, 'GET', `/r/data/${failed.name}`)).body.equals(failed.data));
+    assert.equal((await raw(server.url, 'GET', '/.ratchet/ready')).status, 200);
+  });
 }
 
 describe('disk full', () => {

@@ -3,13 +3,11 @@ import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { connect } from 'node:net';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { MemoryStorage } from '../../src/storage/memory/memory-storage.ts';
 import { tempPrefix } from '../../src/storage/fs/layout.ts';
 import { blob, raw, upload } from '../helpers/http.ts';
-import { startTestServer } from '../helpers/in-process.ts';
-import type { TestServer } from '../helpers/in-process.ts';
-import { makeTempDir } from '../helpers/ratchet-process.ts';
+import { serverForSuite } from './operations-helpers.ts';
 
 async function filesUnder(dir: string): Promise<string[]> {
   return (await readdir(dir, { recursive: true, withFileTypes: true }))
@@ -18,25 +16,15 @@ async function filesUnder(dir: string): Promise<string[]> {
 }
 
 describe('robustness', () => {
-  let server: TestServer;
-  let dataDir: string;
-  let cleanup: () => Promise<void>;
-  let url: string;
+  const server = serverForSuite();
 
   before(async () => {
-    ({ dir: dataDir, cleanup } = await makeTempDir());
-    server = await startTestServer(dataDir);
-    url = server.url;
-    await raw(url, 'POST', '/r/?create=true');
-  });
-  after(async () => {
-    await server.close();
-    await cleanup();
+    await raw(server.url, 'POST', '/r/?create=true');
   });
 
   it('keeps nothing, not even a temporary file, when the client disconnects mid-upload', async () => {
     const { data, name } = blob(4 << 20);
-    const port = Number(new URL(url).port);
+    const port = Number(new URL(server.url).port);
     await new Promise<void>((resolve, reject) => {
       const socket = connect(port, '127.0.0.1', () => {
         socket.write(
@@ -52,20 +40,20 @@ describe('robustness', () => {
       socket.on('error', reject);
     });
     const deadline = Date.now() + 5000;
-    let files = await filesUnder(path.join(dataDir, 'r'));
+    let files = await filesUnder(path.join(server.dataDir, 'r'));
     while (files.length > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 25));
-      files = await filesUnder(path.join(dataDir, 'r'));
+      files = await filesUnder(path.join(server.dataDir, 'r'));
     }
     assert.deepEqual(files, []);
-    assert.equal((await raw(url, 'HEAD', `/r/data/${name}`)).status, 404);
+    assert.equal((await raw(server.url, 'HEAD', `/r/data/${name}`)).status, 404);
     // The server is still serving.
-    assert.equal((await upload(url, '/r/', 'data', data)).status, 200);
+    assert.equal((await upload(server.url, '/r/', 'data', data)).status, 200);
   });
 
   it('answers 400 for a malformed Content-Length and stores nothing', async () => {
     const { name } = blob(10);
-    const port = Number(new URL(url).port);
+    const port = Number(new URL(server.url).port);
     const reply = await new Promise<string>((resolve, reject) => {
       let text = '';
       const socket = connect(port, '127.0.0.1', () => {
@@ -76,12 +64,12 @@ describe('robustness', () => {
       socket.on('error', reject);
     });
     assert.match(reply, /^HTTP\/1\.1 400/);
-    assert.equal((await raw(url, 'HEAD', `/r/keys/${name}`)).status, 404);
+    assert.equal((await raw(server.url, 'HEAD', `/r/keys/${name}`)).status, 404);
   });
 
   it('handles a body longer than nothing with chunked encoding (curl-style PUT)', async () => {
     const { data, name } = blob(3000);
-    const port = Number(new URL(url).port);
+    const port = Number(new URL(server.url).port);
     const reply = await new Promise<string>((resolve, reject) => {
       let text = '';
       const socket = connect(port, '127.0.0.1', () => {
@@ -96,15 +84,15 @@ describe('robustness', () => {
       socket.on('error', reject);
     });
     assert.match(reply, /^HTTP\/1\.1 200/);
-    assert.ok((await raw(url, 'GET', `/r/index/${name}`)).body.equals(data));
+    assert.ok((await raw(server.url, 'GET', `/r/index/${name}`)).body.equals(data));
   });
 
   it('leaves no temporary files behind after many failed uploads', async () => {
     for (let i = 0; i < 20; i++) {
       const { data } = blob(1000 + i);
-      assert.equal((await upload(url, '/r/', 'data', data, blob(1).name)).status, 400);
+      assert.equal((await upload(server.url, '/r/', 'data', data, blob(1).name)).status, 400);
     }
-    const temps = (await filesUnder(dataDir)).filter((f) => path.basename(f).startsWith(tempPrefix));
+    const temps = (await filesUnder(server.dataDir)).filter((f) => path.basename(f).startsWith(tempPrefix));
     assert.deepEqual(temps, []);
   });
 });
@@ -119,18 +107,7 @@ describe('unexpected storage faults', () => {
       return Promise.reject(new Error(secret));
     }
   }
-  let server: TestServer;
-  let cleanup: () => Promise<void>;
-
-  before(async () => {
-    const temp = await makeTempDir();
-    cleanup = temp.cleanup;
-    server = await startTestServer(temp.dir, {}, new FaultyStorage());
-  });
-  after(async () => {
-    await server.close();
-    await cleanup();
-  });
+  const server = serverForSuite({ storage: new FaultyStorage() });
 
   it('answers 500 with a generic message, without the detail or a stack trace', async () => {
     const get = await raw(server.url, 'GET', `/r/keys/${blob(1).name}`, { headers: { Range: 'bytes=0-' } });
