@@ -209,11 +209,20 @@ describe('filesystem storage layout', () => {
           contentLength: data.length,
         });
       }
+      const snapshot = Buffer.from('a snapshot');
+      await first.write({ repo: ['r'], type: 'snapshots', name: sha256(snapshot) }, once(snapshot), {
+        expectedSha256: sha256(snapshot),
+        contentLength: snapshot.length,
+      });
       // Let folder mtimes leave the racy window so the saved snapshots are trusted.
       await new Promise((resolve) => setTimeout(resolve, 2100));
-      assert.equal((await first.summarize(['r'])).objects.data, 20);
+      const before = await first.summarize(['r']);
+      assert.equal(before.objects.data, 20);
+      assert.ok(before.newestSnapshotMs !== undefined);
       await first.close();
-      assert.ok((await readdir(path.join(dir, '.ratchet'))).includes('index.v1.jsonl'));
+      assert.ok((await readdir(path.join(dir, '.ratchet'))).includes('index.v2.jsonl'));
+      // An index saved by an older version is dropped, not misread.
+      await writeFile(path.join(dir, '.ratchet', 'index.v1.jsonl'), '{"dir":"r/data/00"}\n');
 
       // While the server is down, someone removes one object.
       const gone = sha256(blobs[0] ?? Buffer.alloc(0));
@@ -222,12 +231,12 @@ describe('filesystem storage layout', () => {
 
       const second = new FsStorage({ root: dir });
       await second.init();
+      assert.ok(!(await readdir(path.join(dir, '.ratchet'))).includes('index.v1.jsonl'));
       const summary = await second.summarize(['r']);
       assert.equal(summary.objects.data, 19);
-      assert.equal(
-        summary.bytes,
-        blobs.slice(1).reduce((sum, b) => sum + b.length, 0),
-      );
+      assert.equal(summary.objects.snapshots, 1);
+      assert.equal(summary.newestSnapshotMs, before.newestSnapshotMs);
+      assert.equal(summary.bytes, blobs.slice(1).reduce((sum, b) => sum + b.length, 0) + snapshot.length);
       await second.close();
     } finally {
       await cleanup();

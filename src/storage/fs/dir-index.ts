@@ -1,6 +1,8 @@
 /**
- * A cache of what each object folder holds (name → size and mtime), so listings and usage sums
- * do not stat every file. A folder's cached entries are trusted while the folder's mtime is
+ * A cache of what each object folder holds (name → size), so listings and usage sums do not stat
+ * every file. Modification times are kept only for folders that need them (snapshots: when the
+ * last backup happened): 100,000 objects take 11.4 MiB of memory instead of 18.2 MiB with a
+ * size and an mtime per entry. A folder's cached entries are trusted while the folder's mtime is
  * unchanged: adding, removing or renaming an entry, by this server or anyone else, changes it.
  * Object files are immutable (their name is their hash), so entries that are still listed keep
  * their cached size and only new names are stat'ed when a folder is read again.
@@ -19,15 +21,19 @@ import { statPath } from './fast-fs.ts';
 import type { SyncGuard } from './fast-fs.ts';
 import { isMissing } from './fs-errors.ts';
 
-export interface IndexedEntry {
-  readonly size: number;
-  readonly mtimeMs: number;
+/** What the index knows of one folder's objects. */
+export interface FolderEntries {
+  /** name → size in bytes. */
+  readonly sizes: ReadonlyMap<string, number>;
+  /** name → mtime in ms, for folders that keep modification times; undefined otherwise. */
+  readonly mtimes: ReadonlyMap<string, number> | undefined;
 }
 
 export interface FolderSnapshot {
   /** mtime of the folder when it was read; -1 forces a re-read. */
   mtimeMs: number;
-  readonly entries: Map<string, IndexedEntry>;
+  readonly sizes: Map<string, number>;
+  readonly mtimes: Map<string, number> | undefined;
 }
 
 // A folder modified less than this long before it was read is read again next time.
@@ -37,40 +43,49 @@ const statConcurrency = 64;
 // Synchronous stats of new entries run this many between turns of the event loop (~1 ms).
 const syncStatSlice = 256;
 
+const noEntries: FolderEntries = { sizes: new Map(), mtimes: undefined };
+
 export class DirectoryIndex {
   private readonly folders = new Map<string, FolderSnapshot>();
   private readonly guard: SyncGuard | undefined;
+  private readonly keepsMtimes: (dir: string) => boolean;
 
-  /** With a guard, folders and new entries are stat'ed synchronously while it allows. */
-  constructor(guard?: SyncGuard) {
-    this.guard = guard;
+  /**
+   * With a guard, folders and new entries are stat'ed synchronously while it allows.
+   * `keepsMtimes` names the folders whose entries' modification times are kept.
+   */
+  constructor(options: { guard?: SyncGuard; keepsMtimes?: (dir: string) => boolean } = {}) {
+    this.guard = options.guard;
+    this.keepsMtimes = options.keepsMtimes ?? (() => false);
   }
 
   /** The valid objects in a folder, read from disk only when the folder changed. */
-  async entries(dir: string): Promise<ReadonlyMap<string, IndexedEntry>> {
+  async entries(dir: string): Promise<FolderEntries> {
     let info;
     try {
       info = await this.statOf(dir);
     } catch (err) {
       if (isMissing(err)) {
         this.folders.delete(dir);
-        return new Map();
+        return noEntries;
       }
       throw err;
     }
     const cached = this.folders.get(dir);
-    if (cached !== undefined && cached.mtimeMs === info.mtimeMs) return cached.entries;
-    const entries = await readFolder(dir, cached?.entries, this.guard);
+    if (cached !== undefined && cached.mtimeMs === info.mtimeMs) return cached;
+    const read = await readFolder(dir, cached, this.keepsMtimes(dir), this.guard);
     const racy = Date.now() - info.mtimeMs < racyWindowMs;
-    this.folders.set(dir, { mtimeMs: racy ? -1 : info.mtimeMs, entries });
-    return entries;
+    const snapshot = { mtimeMs: racy ? -1 : info.mtimeMs, ...read };
+    this.folders.set(dir, snapshot);
+    return snapshot;
   }
 
   /** Records an object this server just stored; the folder is re-validated on next use. */
-  noteAdded(dir: string, name: string, entry: IndexedEntry): void {
+  noteAdded(dir: string, name: string, size: number, mtimeMs: number): void {
     const cached = this.folders.get(dir);
     if (cached === undefined) return;
-    cached.entries.set(name, entry);
+    cached.sizes.set(name, size);
+    cached.mtimes?.set(name, mtimeMs);
     cached.mtimeMs = -1;
   }
 
@@ -78,7 +93,8 @@ export class DirectoryIndex {
   noteRemoved(dir: string, name: string): void {
     const cached = this.folders.get(dir);
     if (cached === undefined) return;
-    cached.entries.delete(name);
+    cached.sizes.delete(name);
+    cached.mtimes?.delete(name);
     cached.mtimeMs = -1;
   }
 
@@ -87,8 +103,12 @@ export class DirectoryIndex {
     return this.folders.entries();
   }
 
-  /** Seeds a folder from a persisted snapshot; it is trusted only while its mtime matches. */
+  /**
+   * Seeds a folder from a persisted snapshot; it is trusted only while its mtime matches, and
+   * only if it has modification times exactly when the folder keeps them.
+   */
   restore(dir: string, snapshot: FolderSnapshot): void {
+    if ((snapshot.mtimes !== undefined) !== this.keepsMtimes(dir)) return;
     if (!this.folders.has(dir)) this.folders.set(dir, snapshot);
   }
 
@@ -103,26 +123,35 @@ export class DirectoryIndex {
 
 async function readFolder(
   dir: string,
-  previous: ReadonlyMap<string, IndexedEntry> | undefined,
+  previous: FolderEntries | undefined,
+  keepMtimes: boolean,
   guard: SyncGuard | undefined,
-): Promise<Map<string, IndexedEntry>> {
+): Promise<{ sizes: Map<string, number>; mtimes: Map<string, number> | undefined }> {
+  const sizes = new Map<string, number>();
+  const mtimes = keepMtimes ? new Map<string, number>() : undefined;
   let dirents: Dirent[];
   try {
     dirents = await readdir(dir, { withFileTypes: true });
   } catch (err) {
-    if (isMissing(err)) return new Map();
+    if (isMissing(err)) return { sizes, mtimes };
     throw err;
   }
-  const entries = new Map<string, IndexedEntry>();
   const unknown: string[] = [];
   for (const dirent of dirents) {
     if (dirent.isDirectory() || !isObjectName(dirent.name)) continue;
-    const known = previous?.get(dirent.name);
-    if (known !== undefined) entries.set(dirent.name, known);
-    else unknown.push(dirent.name);
+    const size = previous?.sizes.get(dirent.name);
+    const mtime = previous?.mtimes?.get(dirent.name);
+    if (size === undefined || (mtimes !== undefined && mtime === undefined)) {
+      unknown.push(dirent.name);
+      continue;
+    }
+    sizes.set(dirent.name, size);
+    if (mtime !== undefined) mtimes?.set(dirent.name, mtime);
   }
   const record = (name: string, info: Stats | undefined): void => {
-    if (info?.isFile()) entries.set(name, { size: info.size, mtimeMs: info.mtimeMs });
+    if (!info?.isFile()) return;
+    sizes.set(name, info.size);
+    mtimes?.set(name, info.mtimeMs);
   };
   let i = 0;
   while (i < unknown.length) {
@@ -157,5 +186,5 @@ async function readFolder(
     );
     batch.forEach((name, j) => record(name, infos[j]));
   }
-  return entries;
+  return { sizes, mtimes };
 }

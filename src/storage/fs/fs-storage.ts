@@ -101,7 +101,11 @@ export class FsStorage implements Storage {
       onSlow: (ms) =>
         this.logger?.debug({ ms }, 'slow filesystem call: using the thread pool for metadata for a while'),
     });
-    this.index = new DirectoryIndex(this.guard);
+    this.index = new DirectoryIndex({
+      guard: this.guard,
+      // Only snapshot times are needed (when a repository was last backed up).
+      keepsMtimes: (dir) => path.basename(dir) === 'snapshots',
+    });
     this.dirSyncer = new DirSyncer(this.guard);
   }
 
@@ -255,8 +259,7 @@ export class FsStorage implements Storage {
           tempExists = false;
         },
       });
-      if (created && ref.type !== 'config')
-        this.index.noteAdded(dir, ref.name, { size, mtimeMs: Date.now() });
+      if (created && ref.type !== 'config') this.index.noteAdded(dir, ref.name, size, Date.now());
       return { created, size };
     } catch (err) {
       throw translateFsError(err);
@@ -280,7 +283,7 @@ export class FsStorage implements Storage {
   async *list(repo: RepoPath, type: ObjectType): AsyncIterable<ObjectEntry> {
     if (!(await this.repoExists(repo))) throw new RatchetError('NOT_FOUND', 'no such repository');
     for (const dir of await this.objectFolders(repo, type)) {
-      for (const [name, entry] of await this.index.entries(dir)) yield { name, size: entry.size };
+      for (const [name, size] of (await this.index.entries(dir)).sizes) yield { name, size };
     }
   }
 
@@ -323,12 +326,12 @@ export class FsStorage implements Storage {
     let newestSnapshotMs: number | undefined;
     for (const type of objectTypes) {
       for (const dir of await this.objectFolders(repo, type)) {
-        for (const entry of (await this.index.entries(dir)).values()) {
-          bytes += entry.size;
-          objects[type]++;
-          if (type === 'snapshots' && (newestSnapshotMs === undefined || entry.mtimeMs > newestSnapshotMs)) {
-            newestSnapshotMs = entry.mtimeMs;
-          }
+        const { sizes, mtimes } = await this.index.entries(dir);
+        for (const size of sizes.values()) bytes += size;
+        objects[type] += sizes.size;
+        if (type !== 'snapshots') continue;
+        for (const mtimeMs of mtimes?.values() ?? []) {
+          if (newestSnapshotMs === undefined || mtimeMs > newestSnapshotMs) newestSnapshotMs = mtimeMs;
         }
       }
     }

@@ -8,20 +8,26 @@ import { mkdir, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { finished } from 'node:stream/promises';
-import type { DirectoryIndex, IndexedEntry } from './dir-index.ts';
+import type { DirectoryIndex } from './dir-index.ts';
 import { isMissing } from './fs-errors.ts';
 import { fsyncDir } from './durable.ts';
 
-const fileName = 'index.v1.jsonl';
+const fileName = 'index.v2.jsonl';
+// Earlier formats: removed on start, their folders are read again.
+const oldFileNames = ['index.v1.jsonl'];
 
 interface SavedFolder {
   readonly dir: string;
   readonly mtimeMs: number;
-  readonly entries: [string, number, number][];
+  /** [name, size] */
+  readonly sizes: [string, number][];
+  /** [name, mtime in ms], for folders that keep modification times. */
+  readonly mtimes?: [string, number][];
 }
 
 /** Loads the saved index into the given one; returns how many folders it restored. */
 export async function loadIndex(stateDir: string, root: string, index: DirectoryIndex): Promise<number> {
+  for (const old of oldFileNames) await unlink(path.join(stateDir, old)).catch(() => undefined);
   const file = path.join(stateDir, fileName);
   let count = 0;
   try {
@@ -31,9 +37,11 @@ export async function loadIndex(stateDir: string, root: string, index: Directory
       const saved = JSON.parse(line) as SavedFolder;
       const dir = path.resolve(root, saved.dir);
       if (!dir.startsWith(root + path.sep)) continue;
-      const entries = new Map<string, IndexedEntry>();
-      for (const [name, size, mtimeMs] of saved.entries) entries.set(name, { size, mtimeMs });
-      index.restore(dir, { mtimeMs: saved.mtimeMs, entries });
+      index.restore(dir, {
+        mtimeMs: saved.mtimeMs,
+        sizes: new Map(saved.sizes),
+        mtimes: saved.mtimes === undefined ? undefined : new Map(saved.mtimes),
+      });
       count++;
     }
   } catch (err) {
@@ -61,7 +69,8 @@ export async function saveIndex(
     const saved: SavedFolder = {
       dir: path.relative(root, dir),
       mtimeMs: folder.mtimeMs,
-      entries: [...folder.entries].map(([name, e]) => [name, e.size, e.mtimeMs]),
+      sizes: [...folder.sizes],
+      ...(folder.mtimes === undefined ? {} : { mtimes: [...folder.mtimes] }),
     };
     if (!out.write(`${JSON.stringify(saved)}\n`))
       await new Promise<void>((resolve) => out.once('drain', () => resolve()));
