@@ -6,6 +6,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { launcherNodeFlags } from './launcher.ts';
 
 const host = '127.0.0.1';
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
@@ -149,14 +150,7 @@ export async function launch(
   };
 }
 
-/** The Node.js flags on an entry's `#!/usr/bin/env -S node FLAGS` line. */
-function shebangNodeFlags(entry: string): string[] {
-  const first = readFileSync(entry, 'utf8').split('\n', 1)[0] ?? '';
-  const flags = /^#!\/usr\/bin\/env -S node(.*)$/.exec(first)?.[1] ?? '';
-  return flags.split(/\s+/).filter((f) => f !== '');
-}
-
-/** Ratchet itself, built to dist/, started as `node FLAGS dist/cli/main.js --no-auth ...`. */
+/** Ratchet itself, built to dist/, started as `node FLAGS dist/cli/main.js --no-auth ...` (FLAGS as in bin/ratchet). */
 export function ratchetPeer(entry: string): PeerSpec {
   return {
     name: 'ratchet',
@@ -168,10 +162,10 @@ export function ratchetPeer(entry: string): PeerSpec {
     async start(workDir) {
       const port = await freePort();
       const dataDir = path.join(workDir, 'data');
-      // The flags of the entry's shebang, as users run it; then RATCHET_NODE_FLAGS, extra Node.js
-      // flags to compare launcher settings without changing the code (the last of a flag wins).
-      const extra = (process.env.RATCHET_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
-      const nodeFlags = [...shebangNodeFlags(entry), ...extra];
+      // The flags of the `ratchet` launcher, as users run it; then RATCHET_NODE_FLAGS, extra
+      // Node.js flags to compare settings without changing the code (the last of a flag wins).
+      const flags = `${launcherNodeFlags()} ${process.env.RATCHET_NODE_FLAGS ?? ''}`;
+      const nodeFlags = flags.split(/\s+/).filter((f) => f !== '');
       const args = [...nodeFlags, entry, '--no-auth', '--listen', `${host}:${port}`, '--path', dataDir];
       return launch('ratchet', process.execPath, args, workDir, port, dataDir);
     },

@@ -3,6 +3,7 @@ import { Authenticator } from './authenticator.ts';
 import type { AuthenticatorOptions, AuthenticatorStats } from './authenticator.ts';
 import { HtpasswdWatcher } from './htpasswd-watcher.ts';
 import type { ReloadOutcome } from './htpasswd-watcher.ts';
+import { preloadBcrypt } from './verifiers.ts';
 
 export interface HtpasswdAuthOptions extends AuthenticatorOptions {
   /** The htpasswd file (the server's default is `<path>/.htpasswd`). */
@@ -27,6 +28,7 @@ export class HtpasswdAuth {
 
   /** Loads the file and starts watching it; throws when the file exists but cannot be used. */
   static async start(options: HtpasswdAuthOptions): Promise<HtpasswdAuth> {
+    await preloadBcrypt();
     const authenticator = new Authenticator(options);
     try {
       const watcher = await HtpasswdWatcher.start({

@@ -10,6 +10,14 @@ import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto
 
 // The hash libraries are loaded on first use (about 10 MiB together): a server without password
 // logins never needs them, and the server computes the crypt schemes on a worker anyway.
+/**
+ * Loads bcrypt now. Password logins always need it (it is also the decoy scheme for unknown
+ * users), and a broken native module should stop the start, not fail every login later.
+ */
+export async function preloadBcrypt(): Promise<void> {
+  await import('bcrypt');
+}
+
 /** bcrypt.hash with a cost or a full salt setting. */
 export async function bcryptHash(password: string, costOrSalt: number | string): Promise<string> {
   const bcrypt = (await import('bcrypt')).default;

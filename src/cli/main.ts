@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=1
+#!/usr/bin/env node
 /** The `ratchet` command: parses flags, starts the server, and shuts it down on a signal. */
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';

@@ -38,6 +38,9 @@ export function sendError(
   const context = { method: req.method, url: req.url, status, user, client: remoteAddress };
   if (!known && res.headersSent && clientGoneCodes.has(errorCode(err))) {
     logger.debug({ ...context, err: String(err) }, 'client went away during the response');
+  } else if (!known && isAbortError(err)) {
+    // The request's signal fired: the client closed the connection before the answer.
+    logger.debug({ ...context, err: String(err) }, 'client went away during the request');
   } else if (!known) {
     logger.error({ ...context, err }, 'request failed');
   } else if (known.code === 'QUOTA_EXCEEDED' || known.code === 'NO_SPACE') {
@@ -74,6 +77,10 @@ function settleUnreadBody(req: HttpRequest, res: HttpResponse): void {
   } else {
     refuseUnreadBody(req, res);
   }
+}
+
+function isAbortError(err: unknown): boolean {
+  return err instanceof Error && err.name === 'AbortError';
 }
 
 function errorCode(err: unknown): string {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { launcherNodeFlags } from '../../bench/launcher.ts';
 import { optionSpecs } from '../../src/config/options.ts';
 import { projectRoot } from '../helpers/ratchet-process.ts';
 
@@ -25,12 +26,15 @@ describe('documentation', () => {
 
   it('starts Node.js with the same flags wherever the server is launched', async () => {
     const read = (...parts: string[]) => readFile(path.join(projectRoot, ...parts), 'utf8');
-    const shebang = (await read('src', 'cli', 'main.ts')).split('\n')[0] ?? '';
-    const flags = /^#!\/usr\/bin\/env -S node((?: --[a-z0-9-]+=\S+)*)$/.exec(shebang)?.[1]?.trim();
-    assert.ok(flags, `unexpected shebang: ${shebang}`);
-    const scripts = (JSON.parse(await read('package.json')) as { scripts: Record<string, string> }).scripts;
-    assert.ok(scripts.start?.endsWith(`node ${flags} dist/cli/main.js`), 'npm start');
-    assert.equal(scripts.ratchet, `node ${flags} dist/cli/main.js`);
+    const flags = launcherNodeFlags(await read('bin', 'ratchet'));
+    assert.ok(flags, 'bin/ratchet runs node with flags');
+    const packageJson = JSON.parse(await read('package.json')) as {
+      bin: Record<string, string>;
+      scripts: Record<string, string>;
+    };
+    assert.equal(packageJson.bin.ratchet, 'bin/ratchet');
+    assert.ok(packageJson.scripts.start?.endsWith(`node ${flags} dist/cli/main.js`), 'npm start');
+    assert.equal(packageJson.scripts.ratchet, `node ${flags} dist/cli/main.js`);
     assert.match(
       await read('contrib', 'systemd', 'ratchet.service'),
       new RegExp(`ExecStart=/usr/bin/node ${flags} /`),

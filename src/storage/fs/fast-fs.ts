@@ -62,10 +62,14 @@ export const readFd = (
 /**
  * Decides whether metadata calls of the read paths (stat, open, fstat, close) run synchronously
  * on the event loop, which is 4–8 times cheaper for cached inodes, or through the thread pool.
- * When synchronous calls are often slow (a cold disk, a network filesystem: within a second, at
- * least 3 calls and 5% of the calls over `slowMs`), the thread pool is used for `backoffMs`, so a
- * slow filesystem cannot keep stalling the loop. The share matters: on a busy machine a few calls
- * out of many thousands are slow only because the process was preempted during them.
+ * The thread pool is used for `backoffMs` when synchronous calls turn slow:
+ * - at once when one call, or one batch of calls, blocked the loop for `stallMs` or more;
+ * - when, within a second, at least 3 calls and 5 % of the calls were over `slowMs` each
+ *   (a cold disk, a network filesystem). The share matters: on a busy machine a few calls out
+ *   of many thousands are slow only because the process was preempted during them.
+ * Batches count with their size, so a slow batch of 256 stats weighs as 256 slow calls.
+ * A call that never returns (a dead hard-mounted NFS server) cannot be rescued this way; turn
+ * synchronous calls off (`syncMetadata: false`) for such storage.
  */
 export class SyncGuard {
   private asyncUntil = 0;
@@ -74,17 +78,20 @@ export class SyncGuard {
   private slowCalls = 0;
   private readonly enabled: boolean;
   private readonly slowMs: number;
+  private readonly stallMs: number;
   private readonly backoffMs: number;
   private readonly onSlow: ((ms: number) => void) | undefined;
 
   constructor(options: {
     enabled: boolean;
     slowMs?: number;
+    stallMs?: number;
     backoffMs?: number;
     onSlow?: (ms: number) => void;
   }) {
     this.enabled = options.enabled;
     this.slowMs = options.slowMs ?? 2;
+    this.stallMs = options.stallMs ?? 50;
     this.backoffMs = options.backoffMs ?? 10_000;
     this.onSlow = options.onSlow;
   }
@@ -99,17 +106,26 @@ export class SyncGuard {
   /** Records how long `calls` synchronous calls started at `started` took. */
   end(started: number, calls = 1): void {
     const now = performance.now();
-    if (now - this.windowStart > 1000) {
-      this.windowStart = now;
+    const took = now - started;
+    if (took >= this.stallMs) {
+      this.backOff(now, took);
+      return;
+    }
+    // The window is anchored at the start of the call, so a slow call is counted in it.
+    if (started - this.windowStart > 1000) {
+      this.windowStart = started;
       this.calls = 0;
       this.slowCalls = 0;
     }
     this.calls += calls;
-    const took = now - started;
     if (took <= this.slowMs + calls * 0.05) return;
-    this.slowCalls++;
-    if (this.slowCalls < 3 || this.slowCalls * 20 < this.calls) return;
+    this.slowCalls += calls;
+    if (this.slowCalls >= 3 && this.slowCalls * 20 >= this.calls) this.backOff(now, took);
+  }
+
+  private backOff(now: number, took: number): void {
     this.slowCalls = 0;
+    this.calls = 0;
     this.asyncUntil = now + this.backoffMs;
     this.onSlow?.(took);
   }

@@ -125,10 +125,21 @@ export class FsStorage implements Storage {
   }
 
   async createRepo(repo: RepoPath): Promise<void> {
-    const [base, ...rest] = this.layout.repoDirs(repo);
+    const [base = this.layout.root, ...rest] = this.layout.repoDirs(repo);
     try {
-      await mkdir(base ?? this.layout.root, { recursive: true, mode: this.dirMode });
+      const first = await mkdir(base, { recursive: true, mode: this.dirMode });
       for (const dir of rest) await this.mkdirIfMissing(dir);
+      // Flush every folder that got a new entry: the repository's ancestors created here, the
+      // repository (its type folders) and data/ (its fan-out folders).
+      const parents = new Set([base, path.join(base, 'data')]);
+      if (first !== undefined) {
+        const top = path.dirname(first);
+        for (let dir = base; dir !== top && dir !== path.dirname(dir);) {
+          dir = path.dirname(dir);
+          parents.add(dir);
+        }
+      }
+      await Promise.all([...parents].map((dir) => this.dirSyncer.sync(dir)));
     } catch (err) {
       throw translateFsError(err);
     }
@@ -372,6 +383,8 @@ export class FsStorage implements Storage {
       if (!(await this.repoExists(ref.repo))) throw new RatchetError('NOT_FOUND', 'no such repository');
       try {
         await mkdir(dir, { recursive: true, mode: this.dirMode });
+        // The new folder's name must be durable before objects inside it are reported stored.
+        await this.dirSyncer.sync(path.dirname(dir));
       } catch (err) {
         throw translateFsError(err);
       }
@@ -408,7 +421,12 @@ export class FsStorage implements Storage {
   private async resolveExisting(staged: StagedObject): Promise<boolean> {
     const { temp, target, digest, verified, tempGone } = staged;
     const existing = await sha256OfFile(target);
-    if (existing === digest) return false;
+    if (existing === digest) {
+      // The name may come from an upload whose folder flush is still running (or failed): this
+      // client is answered only once a flush that started now has made the name durable.
+      await this.dirSyncer.sync(path.dirname(target));
+      return false;
+    }
     if (!verified)
       throw new RatchetError('CONFLICT', 'an object with different content exists under this name');
     // The new content matches the name and the stored one does not: the stored copy is damaged.
@@ -532,16 +550,25 @@ async function writeAll(fd: number, buffers: Uint8Array[], total: number, positi
   }
 }
 
-/** Reads `length` bytes at `position` with pread (fewer only if the file is shorter). */
+/**
+ * The Content-Length is already set from fstat: sending fewer bytes would make a keep-alive
+ * client read the next response as part of this body. Objects are immutable, so a shorter file
+ * means something truncated it on disk.
+ */
+function shortRead(read: number, expected: number): Error {
+  return new Error(`object file ended after ${read} of ${expected} bytes: changed on disk while being read`);
+}
+
+/** Reads `length` bytes at `position` with pread; throws if the file ends before. */
 async function readExactly(fd: number, position: number, length: number): Promise<Buffer> {
   const data = Buffer.allocUnsafe(length);
   let filled = 0;
   while (filled < length) {
     const n = await readFd(fd, data, filled, length - filled, position + filled);
-    if (n === 0) break;
+    if (n === 0) throw shortRead(filled, length);
     filled += n;
   }
-  return filled < length ? data.subarray(0, filled) : data;
+  return data;
 }
 
 /** readExactly on the event loop. */
@@ -550,10 +577,10 @@ function readExactlySync(fd: number, position: number, length: number): Buffer {
   let filled = 0;
   while (filled < length) {
     const n = readSync(fd, data, filled, length - filled, position + filled);
-    if (n === 0) break;
+    if (n === 0) throw shortRead(filled, length);
     filled += n;
   }
-  return filled < length ? data.subarray(0, filled) : data;
+  return data;
 }
 
 async function statOrUndefined(file: string): Promise<Stats | undefined> {

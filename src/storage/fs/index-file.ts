@@ -4,7 +4,7 @@
  * One JSON document per line, so neither side holds the whole file as one string.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { finished } from 'node:stream/promises';
@@ -77,6 +77,13 @@ export async function saveIndex(
   }
   out.end();
   await finished(out);
+  // Flushed before the rename, so a crash cannot leave a current-looking file with lost lines.
+  const handle = await open(temp, 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
   await rename(temp, file);
   await fsyncDir(stateDir);
 }
