@@ -61,6 +61,7 @@ const configFileSchema = z
     'no-auth': z.boolean(),
     'proxy-auth-username': z.string().min(1),
     'no-verify-upload': z.boolean(),
+    'sync-fs-reads': z.enum(['auto', 'on', 'off']),
     log: z.string().min(1),
     debug: z.boolean(),
     'group-accessible-repos': z.boolean(),

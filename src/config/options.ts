@@ -35,6 +35,12 @@ function tlsVersion(text: string): string {
   return text;
 }
 
+function syncFsReadsMode(text: string): string {
+  if (text !== 'auto' && text !== 'on' && text !== 'off')
+    throw new Error('--sync-fs-reads must be auto, on or off');
+  return text;
+}
+
 function listenAddresses(text: string, previous: unknown): string[] {
   parseListenAddress(text);
   return [...(Array.isArray(previous) ? (previous as string[]) : []), text];
@@ -156,6 +162,15 @@ export const optionSpecs: readonly OptionSpec[] = [
     flag: '--no-verify-upload',
     description: 'do not verify that uploads match their SHA-256 name (not recommended)',
     fileKey: 'no-verify-upload',
+  },
+  {
+    key: 'syncFsReads',
+    flag: '--sync-fs-reads <mode>',
+    description:
+      "run the read paths' stat/open/small reads on the event loop: auto (on unless the data is on a network or FUSE filesystem), on, off",
+    defaultValue: 'auto',
+    parse: syncFsReadsMode,
+    fileKey: 'sync-fs-reads',
   },
   {
     key: 'log',

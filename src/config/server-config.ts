@@ -39,6 +39,8 @@ export interface ServerConfig {
   readonly proxyAuthUsername: string | undefined;
   readonly grants: readonly Grant[];
   readonly verifyUpload: boolean;
+  /** Whether the read paths' filesystem calls may run on the event loop (auto: unless remote). */
+  readonly syncFsReads: 'auto' | 'on' | 'off';
   readonly log: string | undefined;
   readonly debug: boolean;
   readonly groupAccessibleRepos: boolean;
@@ -123,6 +125,7 @@ export function buildServerConfig(
     proxyAuthUsername: str('proxyAuthUsername'),
     grants: file?.access ?? defaultGrants(privateRepos),
     verifyUpload: merged.verifyUpload !== false,
+    syncFsReads: (str('syncFsReads') ?? 'auto') as ServerConfig['syncFsReads'],
     log: str('log'),
     debug: merged.debug === true,
     groupAccessibleRepos: merged.groupAccessibleRepos === true,

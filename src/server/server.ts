@@ -23,6 +23,7 @@ import type { CredentialChecker } from '../http/identify.ts';
 import { createRequestHandler } from '../http/request-handler.ts';
 import { openAccessLog } from '../log/access-log.ts';
 import { FsStorage } from '../storage/fs/fs-storage.ts';
+import { remoteFilesystemOf } from '../storage/fs/filesystem-type.ts';
 import type { Storage } from '../storage/storage.ts';
 import { CertificateWatcher, warnIfExpired } from './certificate-watcher.ts';
 import type { CertificateReloadOutcome, CertificateWatcherOptions } from './certificate-watcher.ts';
@@ -87,6 +88,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
       root: config.path,
       groupAccessible: config.groupAccessibleRepos,
       logger,
+      syncMetadata: await syncFsReadsFor(config, logger),
     });
     await fsStorage.init();
     storage = fsStorage;
@@ -228,6 +230,18 @@ function createHttpServer(handler: ReturnType<typeof createRequestHandler>, logg
 }
 
 /** Closes the server, letting requests in flight finish until the deadline. */
+/** Resolves --sync-fs-reads: auto keeps filesystem calls of remote filesystems off the loop. */
+async function syncFsReadsFor(config: ServerConfig, logger: Logger): Promise<boolean> {
+  if (config.syncFsReads !== 'auto') return config.syncFsReads === 'on';
+  const remote = await remoteFilesystemOf(config.path);
+  if (remote === undefined) return true;
+  logger.info(
+    { path: config.path, filesystem: remote },
+    'data on a network or FUSE filesystem: its read calls go through the thread pool (--sync-fs-reads)',
+  );
+  return false;
+}
+
 async function drain(server: Server, deadlineMs: number, logger: Logger): Promise<void> {
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();

@@ -39,6 +39,7 @@ export function testConfig(dataDir: string, overrides: Partial<ServerConfig> = {
     prometheus: false,
     prometheusNoAuth: false,
     verifyUpload: true,
+    syncFsReads: 'auto',
     log: undefined,
     debug: false,
     groupAccessibleRepos: false,

@@ -18,6 +18,7 @@ describe('ratchet command line', () => {
       [['--listen', 'nowhere'], /invalid listen address/],
       [['--listen', '127.0.0.1:99999'], /invalid listen address/],
       [['--max-repo-depth', 'zero'], /--max-repo-depth must be a whole number/],
+      [['--sync-fs-reads', 'maybe'], /--sync-fs-reads must be auto, on or off/],
       [['--path'], /argument missing/],
       [['extra-argument'], /too many arguments/],
     ];

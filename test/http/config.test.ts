@@ -16,13 +16,14 @@ describe('configuration file', () => {
     assert.throws(
       () =>
         parseConfigFile(
-          'listen: [nowhere]\nappend-only: "yes"\naccess:\n  - users: [a]\n    repos: [relative/**]\n    role: owner\nbogus: 1\n',
+          'listen: [nowhere]\nappend-only: "yes"\nsync-fs-reads: sometimes\naccess:\n  - users: [a]\n    repos: [relative/**]\n    role: owner\nbogus: 1\n',
           'ratchet.yaml',
         ),
       (err: Error) =>
         /ratchet\.yaml: invalid configuration/.test(err.message) &&
         /listen\.0: expected host:port/.test(err.message) &&
         /append-only:/.test(err.message) &&
+        /sync-fs-reads:/.test(err.message) &&
         /access\.0\.repos\.0: expected a repository pattern/.test(err.message) &&
         /access\.0\.role:/.test(err.message) &&
         /bogus/.test(err.message),

@@ -155,7 +155,7 @@ export function serverForSuite(
 export function requireRoot(): void {
   if (process.getuid?.() !== 0) {
     throw new Error(
-      'this test mounts a tmpfs and must run as root (CI does); run the suite as root, it is not skipped',
+      'this test mounts a filesystem (tmpfs, bindfs) and must run as root (CI does); run the suite as root, it is not skipped',
     );
   }
 }
@@ -174,16 +174,28 @@ export async function sh(command: string, args: string[]): Promise<void> {
 const mounted = new Set<string>();
 let exitHookInstalled = false;
 
+/** Lazily unmounts whatever a test left mounted when the process exits. */
+function unmountAtExit(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const left of mounted) spawnSync('umount', ['-l', left]);
+  });
+}
+
 /** Mounts a tmpfs of the given size (e.g. "3m") on dir. */
 export async function mountTmpfs(dir: string, size: string): Promise<void> {
   requireRoot();
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.once('exit', () => {
-      for (const left of mounted) spawnSync('umount', ['-l', left]);
-    });
-  }
+  unmountAtExit();
   await sh('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', dir]);
+  mounted.add(dir);
+}
+
+/** Mounts `source` on `dir` through bindfs: a FUSE filesystem (Debian package bindfs). */
+export async function mountBindfs(source: string, dir: string): Promise<void> {
+  requireRoot();
+  unmountAtExit();
+  await sh('bindfs', [source, dir]);
   mounted.add(dir);
 }
 

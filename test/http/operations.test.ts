@@ -4,6 +4,7 @@
  * the metrics hold rest-server's blob counters and gauges that match what is on disk.
  */
 import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
@@ -12,13 +13,17 @@ import type { RawResponse } from '../helpers/http.ts';
 import {
   basic,
   filesUnder,
+  mountBindfs,
   parseMetrics,
   remount,
+  requireRoot,
   sampleValue,
   serverForSuite,
   waitFor,
+  unmount,
   withServerOnTmpfs,
 } from './operations-helpers.ts';
+import { makeTempDir, withRatchet } from '../helpers/ratchet-process.ts';
 import type { Sample, SuiteServer } from './operations-helpers.ts';
 
 const passwords: Record<string, string> = {
@@ -119,6 +124,43 @@ describe('readiness on a data folder that stops being writable', () => {
         await remount(dir, 'rw').catch(() => undefined);
       }
     });
+  });
+});
+
+describe('data on a FUSE filesystem', () => {
+  it('keeps read calls off the event loop there (unless told otherwise) and serves the protocol', async () => {
+    requireRoot();
+    const { dir, cleanup } = await makeTempDir();
+    const mountPoint = path.join(dir, 'mnt');
+    await mkdir(path.join(dir, 'source'));
+    await mkdir(mountPoint);
+    try {
+      await mountBindfs(path.join(dir, 'source'), mountPoint);
+      const data = path.join(mountPoint, 'data');
+      const notice = /network or FUSE filesystem/;
+      await withRatchet(data, ['--no-auth'], async (server) => {
+        assert.match(server.stderr(), notice);
+        assert.equal((await raw(server.url, 'POST', '/r/?create=true')).status, 200);
+        const object = blob(300_000);
+        assert.equal((await upload(server.url, '/r/', 'data', object.data)).status, 200);
+        const head = await raw(server.url, 'HEAD', `/r/data/${object.name}`);
+        assert.equal(head.headers['content-length'], '300000');
+        const range = await raw(server.url, 'GET', `/r/data/${object.name}`, {
+          headers: { Range: 'bytes=1000-1999' },
+        });
+        assert.equal(range.status, 206);
+        assert.ok(range.body.equals(object.data.subarray(1000, 2000)));
+        const listing = await raw(server.url, 'GET', '/r/data/', { headers: { Accept: v2 } });
+        assert.deepEqual(JSON.parse(listing.body.toString()), [{ name: object.name, size: 300_000 }]);
+      });
+      await withRatchet(data, ['--no-auth', '--sync-fs-reads', 'on'], async (server) => {
+        assert.doesNotMatch(server.stderr(), notice);
+        assert.equal((await raw(server.url, 'GET', '/r/keys/', { headers: { Accept: v2 } })).status, 200);
+      });
+    } finally {
+      await unmount(mountPoint).catch(() => undefined);
+      await cleanup();
+    }
   });
 });
 

@@ -69,7 +69,7 @@ export const readFd = (
  *   of many thousands are slow only because the process was preempted during them.
  * Batches count with their size, so a slow batch of 256 stats weighs as 256 slow calls.
  * A call that never returns (a dead hard-mounted NFS server) cannot be rescued this way; turn
- * synchronous calls off (`syncMetadata: false`) for such storage.
+ * synchronous calls off (`--sync-fs-reads off`; automatic for network and FUSE filesystems).
  */
 export class SyncGuard {
   private asyncUntil = 0;
