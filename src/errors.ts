@@ -43,3 +43,8 @@ export class RatchetError extends Error {
 export function hasCode(err: unknown, code: ErrorCode): boolean {
   return err instanceof RatchetError && err.code === code;
 }
+
+/** The errno code of a Node system error (ENOENT, EPIPE, ...), if it is one. */
+export function errnoCode(err: unknown): string | undefined {
+  return err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
+}

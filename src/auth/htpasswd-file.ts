@@ -9,10 +9,11 @@ import { mkdir, open, readFile, realpath, rename, rm, stat } from 'node:fs/promi
 import type { Stats } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { fsyncDir } from '../storage/fs/durable.ts';
+import { fsyncPath } from '../storage/fs/durable.ts';
 import { decodeHtpasswd, lineUser, parseHtpasswd } from './htpasswd.ts';
 import { bcryptHash } from './verifiers.ts';
 import type { ParsedHtpasswd } from './htpasswd.ts';
+import { errnoCode } from '../errors.ts';
 
 /** bcrypt cost of new hashes: about 80 ms per check here, paid once per credential cache period. */
 export const defaultBcryptCost = 10;
@@ -43,8 +44,7 @@ export async function readHtpasswdFile(file: string): Promise<HtpasswdFileState>
     stats = await stat(file);
     bytes = await readFile(file);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
-      return { text: '', parsed: parseHtpasswd(''), stats: undefined };
+    if (errnoCode(err) === 'ENOENT') return { text: '', parsed: parseHtpasswd(''), stats: undefined };
     throw err;
   }
   const text = decodeHtpasswd(bytes);
@@ -101,7 +101,7 @@ async function currentSignature(file: string): Promise<string> {
   try {
     return signature(await stat(file));
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
+    if (errnoCode(err) === 'ENOENT') return 'missing';
     throw err;
   }
 }
@@ -163,7 +163,7 @@ async function replaceFile(file: string, text: string, previous: Stats | undefin
     await rm(temp, { force: true });
     throw err;
   }
-  await fsyncDir(dir);
+  await fsyncPath(dir);
   return true;
 }
 

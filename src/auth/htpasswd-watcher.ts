@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { ChangeWatcher, statSignature } from '../util/change-watcher.ts';
 import { parseHtpasswd } from './htpasswd.ts';
 import type { HtpasswdWarning, ParsedHtpasswd } from './htpasswd.ts';
+import { errnoCode } from '../errors.ts';
 
 export type ReloadOutcome =
   | { readonly status: 'loaded'; readonly users: number; readonly warnings: readonly HtpasswdWarning[] }
@@ -107,7 +108,7 @@ export class HtpasswdWatcher {
       mode = info.mode;
       bytes = await readFile(this.#file);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return this.#missing();
+      if (errnoCode(err) === 'ENOENT') return this.#missing();
       return this.#failed(err);
     }
     const digest = createHash('sha256').update(bytes).digest('hex');

@@ -3,7 +3,7 @@
  * client-safe message; anything else is a 500 whose detail goes to the log only.
  */
 import type { Logger } from 'pino';
-import { errorStatus, RatchetError } from '../errors.ts';
+import { errnoCode, errorStatus, RatchetError } from '../errors.ts';
 import { abortResponse, bodyPending, refuseUnreadBody } from './http-types.ts';
 import type { HttpRequest, HttpResponse } from './http-types.ts';
 
@@ -36,7 +36,7 @@ export function sendError(
   const known = err instanceof RatchetError ? err : undefined;
   const status = known ? errorStatus[known.code] : 500;
   const context = { method: req.method, url: req.url, status, user, client: remoteAddress };
-  if (!known && res.headersSent && clientGoneCodes.has(errorCode(err))) {
+  if (!known && res.headersSent && clientGoneCodes.has(errnoCode(err) ?? '')) {
     logger.debug({ ...context, err: String(err) }, 'client went away during the response');
   } else if (!known && isAbortError(err)) {
     // The request's signal fired: the client closed the connection before the answer.
@@ -81,8 +81,4 @@ function settleUnreadBody(req: HttpRequest, res: HttpResponse): void {
 
 function isAbortError(err: unknown): boolean {
   return err instanceof Error && err.name === 'AbortError';
-}
-
-function errorCode(err: unknown): string {
-  return err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : '';
 }

@@ -11,7 +11,7 @@ export type HttpRequest = IncomingMessage | Http2ServerRequest;
 export type HttpResponse = ServerResponse | Http2ServerResponse;
 
 /** True when the exchange runs over HTTP/2. */
-export function isHttp2Response(res: HttpResponse): res is Http2ServerResponse {
+function isHttp2Response(res: HttpResponse): res is Http2ServerResponse {
   return res instanceof Http2ServerResponse;
 }
 

@@ -47,7 +47,7 @@ export function createIdentify(options: IdentifyOptions): Identify {
 }
 
 /** The common name of the client certificate the request's TLS connection verified, if any. */
-export function certificateUser(req: HttpRequest): string | undefined {
+function certificateUser(req: HttpRequest): string | undefined {
   // For HTTP/2, req.socket is a proxy for the stream; the TLS socket belongs to the session.
   const socket: unknown = isHttp2Request(req) ? req.stream.session?.socket : req.socket;
   // `authorized` is true only when the chain checked out against the configured client CA.

@@ -71,7 +71,9 @@ class LazyAbort {
 }
 
 /** Builds the listener that serves the restic REST protocol. */
-export function createRequestHandler(options: PipelineOptions): RequestListener {
+export function createRequestHandler(pipelineOptions: PipelineOptions): RequestListener {
+  // With metrics on, refused identifications are counted: for the protocol and the endpoints.
+  const options = withCountedIdentify(pipelineOptions);
   return (req, res) => {
     const abort = new LazyAbort();
     const exchange: ExchangeState = { user: undefined, operation: 'none' };
@@ -106,11 +108,10 @@ async function serve(
   const path = queryStart < 0 ? url : url.slice(0, queryStart);
   if (isServerEndpoint(path, options.metrics !== undefined)) {
     exchange.operation = 'server';
-    const counted = { ...options, identify: (r: HttpRequest) => identifyCounted(options, r) };
-    return serveEndpoint(path, req, res, counted, (user) => (exchange.user = user));
+    return serveEndpoint(path, req, res, options, (user) => (exchange.user = user));
   }
 
-  const user = await identifyCounted(options, req);
+  const user = await options.identify(req);
   exchange.user = user;
   if (options.limits.active) options.limits.admit(user);
 
@@ -137,15 +138,20 @@ async function serve(
   });
 }
 
-/** Identifies the user, counting refusals for the metrics. */
-async function identifyCounted(options: PipelineOptions, req: HttpRequest): Promise<string | undefined> {
-  try {
-    return await options.identify(req);
-  } catch (err) {
-    if (err instanceof RatchetError && options.metrics !== undefined) {
-      if (err.code === 'UNAUTHORIZED') options.metrics.authFailure('unauthorized');
-      if (err.code === 'TOO_MANY_REQUESTS') options.metrics.authFailure('throttled');
+/** The options with an identify that counts refusals in the metrics (unchanged without metrics). */
+function withCountedIdentify(options: PipelineOptions): PipelineOptions {
+  const { metrics, identify } = options;
+  if (metrics === undefined) return options;
+  const counted: Identify = async (req) => {
+    try {
+      return await identify(req);
+    } catch (err) {
+      if (err instanceof RatchetError) {
+        if (err.code === 'UNAUTHORIZED') metrics.authFailure('unauthorized');
+        if (err.code === 'TOO_MANY_REQUESTS') metrics.authFailure('throttled');
+      }
+      throw err;
     }
-    throw err;
-  }
+  };
+  return { ...options, identify: counted };
 }

@@ -8,6 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import type { SecureContextOptions } from 'node:tls';
 import type { TlsConfig } from '../config/server-config.ts';
+import { errnoCode } from '../errors.ts';
 
 /** A checked certificate/key pair (and client CA), ready for a secure context. */
 export interface TlsMaterial {
@@ -107,7 +108,7 @@ async function readPem(file: string, what: string): Promise<Buffer> {
     if (info.size > maxPemBytes) throw new Error(`${what} ${file} is larger than ${maxPemBytes} bytes`);
     return await readFile(file);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
+    const code = errnoCode(err);
     if (code === undefined) throw err;
     const reason = code === 'ENOENT' ? 'does not exist' : `cannot be read: ${message(err)}`;
     throw new Error(`${what} ${file} ${reason}`, { cause: err });

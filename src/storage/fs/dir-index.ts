@@ -47,29 +47,24 @@ const noEntries: FolderEntries = { sizes: new Map(), mtimes: undefined };
 
 export class DirectoryIndex {
   private readonly folders = new Map<string, FolderSnapshot>();
-  private readonly guard: SyncGuard | undefined;
+  private readonly guard: SyncGuard;
   private readonly keepsMtimes: (dir: string) => boolean;
 
   /**
-   * With a guard, folders and new entries are stat'ed synchronously while it allows.
+   * Folders and new entries are stat'ed synchronously while the guard allows.
    * `keepsMtimes` names the folders whose entries' modification times are kept.
    */
-  constructor(options: { guard?: SyncGuard; keepsMtimes?: (dir: string) => boolean } = {}) {
+  constructor(options: { guard: SyncGuard; keepsMtimes: (dir: string) => boolean }) {
     this.guard = options.guard;
-    this.keepsMtimes = options.keepsMtimes ?? (() => false);
+    this.keepsMtimes = options.keepsMtimes;
   }
 
   /** The valid objects in a folder, read from disk only when the folder changed. */
   async entries(dir: string): Promise<FolderEntries> {
-    let info;
-    try {
-      info = await this.statOf(dir);
-    } catch (err) {
-      if (isMissing(err)) {
-        this.folders.delete(dir);
-        return noEntries;
-      }
-      throw err;
+    const info = await this.guard.stat(dir);
+    if (info === undefined) {
+      this.folders.delete(dir);
+      return noEntries;
     }
     const cached = this.folders.get(dir);
     if (cached !== undefined && cached.mtimeMs === info.mtimeMs) return cached;
@@ -111,21 +106,13 @@ export class DirectoryIndex {
     if ((snapshot.mtimes !== undefined) !== this.keepsMtimes(dir)) return;
     if (!this.folders.has(dir)) this.folders.set(dir, snapshot);
   }
-
-  private async statOf(file: string): Promise<Stats> {
-    const started = this.guard?.begin();
-    if (started === undefined) return statPath(file);
-    const info = statSync(file);
-    this.guard?.end(started);
-    return info;
-  }
 }
 
 async function readFolder(
   dir: string,
   previous: FolderEntries | undefined,
   keepMtimes: boolean,
-  guard: SyncGuard | undefined,
+  guard: SyncGuard,
 ): Promise<{ sizes: Map<string, number>; mtimes: Map<string, number> | undefined }> {
   const sizes = new Map<string, number>();
   const mtimes = keepMtimes ? new Map<string, number>() : undefined;
@@ -155,7 +142,7 @@ async function readFolder(
   };
   let i = 0;
   while (i < unknown.length) {
-    const started = guard?.begin();
+    const started = guard.begin();
     if (started !== undefined) {
       // Synchronous stats of cached inodes: a few µs each instead of a thread-pool round trip.
       const end = Math.min(unknown.length, i + syncStatSlice);
@@ -170,7 +157,7 @@ async function readFolder(
         }
         record(name, info);
       }
-      guard?.end(started, calls);
+      guard.end(started, calls);
       if (i < unknown.length) await nextTurn();
       continue;
     }

@@ -4,14 +4,15 @@
  * - Group commit: uploads that finish in the same folder while an fsync of it is running share
  *   the next fsync, which starts after the running one ends (so after each of their link(2)
  *   calls). Nobody is answered before an fsync that began after its own name was created.
- * - Open folder descriptors are kept (up to `maxOpen`, least recently used closed first), saving
+ * - Open folder descriptors are kept (up to `maxOpenFolders`, least recently used closed first), saving
  *   an open and a close per upload. Before each use the path is checked to still be the same
  *   folder (device and inode), so a folder removed and created again is opened afresh.
  */
-import { closeSync, fstatSync, statSync } from 'node:fs';
-import type { Stats } from 'node:fs';
-import { closeFd, fsyncFd, openFd, statPath } from './fast-fs.ts';
+import { closeSync, fstatSync } from 'node:fs';
+import { closeFd, fsyncFd, openFd } from './fast-fs.ts';
 import type { SyncGuard } from './fast-fs.ts';
+
+const maxOpenFolders = 256;
 
 interface OpenFolder {
   readonly fd: number;
@@ -30,13 +31,11 @@ interface FolderState {
 export class DirSyncer {
   private readonly open = new Map<string, OpenFolder>();
   private readonly states = new Map<string, FolderState>();
-  private readonly maxOpen: number;
   private readonly guard: SyncGuard;
   private closed = false;
 
-  constructor(guard: SyncGuard, maxOpen = 256) {
+  constructor(guard: SyncGuard) {
     this.guard = guard;
-    this.maxOpen = maxOpen;
   }
 
   /** Resolves once an fsync of the folder that started after this call has succeeded. */
@@ -95,17 +94,7 @@ export class DirSyncer {
     const kept = this.open.get(dir);
     if (kept !== undefined) {
       // A stat of a folder whose inode is cached is a few µs; it does not wait on the folder's lock.
-      let now: Stats | undefined;
-      const started = this.guard.begin();
-      try {
-        if (started === undefined) now = await statPath(dir);
-        else {
-          now = statSync(dir);
-          this.guard.end(started);
-        }
-      } catch {
-        now = undefined;
-      }
+      const now = await this.guard.stat(dir).catch(() => undefined);
       const same = now !== undefined && now.ino === kept.ino && now.dev === kept.dev;
       if (this.open.get(dir) !== kept) return this.acquire(dir); // replaced while we waited
       this.open.delete(dir);
@@ -132,9 +121,9 @@ export class DirSyncer {
     const other = this.open.get(dir);
     if (other !== undefined) this.release(dir, other);
     this.open.set(dir, folder);
-    if (this.open.size > this.maxOpen) {
+    if (this.open.size > maxOpenFolders) {
       for (const [oldDir, old] of this.open) {
-        if (this.open.size <= this.maxOpen) break;
+        if (this.open.size <= maxOpenFolders) break;
         if (old !== folder) this.release(oldDir, old);
       }
     }

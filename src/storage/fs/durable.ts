@@ -1,11 +1,14 @@
-/** Small durability helpers: folder fsync and content hashing of an existing file. */
+/** Small durability helpers: fsync by path and content hashing of an existing file. */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 
-/** Flushes a folder's entries (new or renamed names) to disk. */
-export async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
+/**
+ * Flushes a file's content, or a folder's entries (new or renamed names), to disk. Opened
+ * read-only: Linux fsyncs any descriptor, and folders cannot be opened for writing.
+ */
+export async function fsyncPath(target: string): Promise<void> {
+  const handle = await open(target, 'r');
   try {
     await handle.sync();
   } finally {

@@ -7,6 +7,7 @@
  */
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { isMissing } from './fs-errors.ts';
 
 type Callback<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
 
@@ -41,6 +42,16 @@ export const linkPath = (from: string, to: string): Promise<void> =>
 export const unlinkPath = (file: string): Promise<void> =>
   call<void>((done) => fs.unlink(file, (err) => done(err ?? null, undefined)));
 
+/** stat(2) through the thread pool; undefined when the path or one of its folders is missing. */
+export async function statOrUndefined(file: string): Promise<fs.Stats | undefined> {
+  try {
+    return await statPath(file);
+  } catch (err) {
+    if (isMissing(err)) return undefined;
+    throw err;
+  }
+}
+
 /** pwritev of the buffers at the position; resolves with the bytes written (maybe fewer). */
 export const writevFd = (
   fd: number,
@@ -63,37 +74,48 @@ export const readFd = (
  * Decides whether metadata calls of the read paths (stat, open, fstat, close) run synchronously
  * on the event loop, which is 4–8 times cheaper for cached inodes, or through the thread pool.
  * The thread pool is used for `backoffMs` when synchronous calls turn slow:
- * - at once when one call, or one batch of calls, blocked the loop for `stallMs` or more;
- * - when, within a second, at least 3 calls and 5 % of the calls were over `slowMs` each
+ * - at once when one call, or one batch of calls, blocked the loop for 50 ms or more;
+ * - when, within a second, at least 3 calls and 5 % of the calls were over 2 ms each
  *   (a cold disk, a network filesystem). The share matters: on a busy machine a few calls out
  *   of many thousands are slow only because the process was preempted during them.
  * Batches count with their size, so a slow batch of 256 stats weighs as 256 slow calls.
  * A call that never returns (a dead hard-mounted NFS server) cannot be rescued this way; turn
  * synchronous calls off (`--sync-fs-reads off`; automatic for network and FUSE filesystems).
  */
+// A call is slow above this (plus 50 µs per call of a batch); one stall of stallMs is enough.
+const slowMs = 2;
+const stallMs = 50;
+
 export class SyncGuard {
   private asyncUntil = 0;
   private windowStart = 0;
   private calls = 0;
   private slowCalls = 0;
   private readonly enabled: boolean;
-  private readonly slowMs: number;
-  private readonly stallMs: number;
   private readonly backoffMs: number;
   private readonly onSlow: ((ms: number) => void) | undefined;
 
-  constructor(options: {
-    enabled: boolean;
-    slowMs?: number;
-    stallMs?: number;
-    backoffMs?: number;
-    onSlow?: (ms: number) => void;
-  }) {
+  constructor(options: { enabled: boolean; backoffMs?: number; onSlow?: (ms: number) => void }) {
     this.enabled = options.enabled;
-    this.slowMs = options.slowMs ?? 2;
-    this.stallMs = options.stallMs ?? 50;
     this.backoffMs = options.backoffMs ?? 10_000;
     this.onSlow = options.onSlow;
+  }
+
+  /**
+   * stat(2) of a path, synchronously while allowed, else through the thread pool; undefined
+   * when the path or one of its folders does not exist.
+   */
+  async stat(file: string): Promise<fs.Stats | undefined> {
+    const started = this.begin();
+    if (started === undefined) return statOrUndefined(file);
+    let info: fs.Stats | undefined;
+    try {
+      info = fs.statSync(file, { throwIfNoEntry: false });
+    } catch (err) {
+      if (!isMissing(err)) throw err;
+    }
+    this.end(started);
+    return info;
   }
 
   /** The time now when synchronous calls are allowed, else undefined. */
@@ -107,7 +129,7 @@ export class SyncGuard {
   end(started: number, calls = 1): void {
     const now = performance.now();
     const took = now - started;
-    if (took >= this.stallMs) {
+    if (took >= stallMs) {
       this.backOff(now, took);
       return;
     }
@@ -118,7 +140,7 @@ export class SyncGuard {
       this.slowCalls = 0;
     }
     this.calls += calls;
-    if (took <= this.slowMs + calls * 0.05) return;
+    if (took <= slowMs + calls * 0.05) return;
     this.slowCalls += calls;
     if (this.slowCalls >= 3 && this.slowCalls * 20 >= this.calls) this.backOff(now, took);
   }

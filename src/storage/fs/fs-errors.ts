@@ -1,10 +1,5 @@
 /** Maps Node filesystem errors onto the error catalogue. */
-import { RatchetError } from '../../errors.ts';
-
-/** The errno code of a Node system error, if it is one. */
-export function errnoCode(err: unknown): string | undefined {
-  return err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
-}
+import { errnoCode, RatchetError } from '../../errors.ts';
 
 /** True for "the file or one of its folders is not there". */
 export function isMissing(err: unknown): boolean {

@@ -5,11 +5,11 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Dirent, Stats } from 'node:fs';
-import { closeSync, createReadStream, fstatSync, openSync, readSync, statSync } from 'node:fs';
-import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
+import { mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { RatchetError } from '../../errors.ts';
+import { errnoCode, RatchetError } from '../../errors.ts';
 import type { RangeSpec } from '../../protocol/range.ts';
 import { applyRange } from '../../protocol/range.ts';
 import type { ObjectType, RepoPath } from '../../protocol/route.ts';
@@ -34,11 +34,12 @@ import {
   linkPath,
   openFd,
   readFd,
+  statOrUndefined,
   SyncGuard,
   unlinkPath,
   writevFd,
 } from './fast-fs.ts';
-import { errnoCode, isMissing, translateFsError } from './fs-errors.ts';
+import { isMissing, translateFsError } from './fs-errors.ts';
 import { loadIndex, saveIndex } from './index-file.ts';
 import { FsLayout, tempPrefix } from './layout.ts';
 
@@ -71,6 +72,8 @@ const earlyFlushBytes = 4 << 20;
 /** A verified, fsynced temp file waiting to be published under its object name. */
 interface StagedObject {
   readonly temp: string;
+  /** The object's folder and path. */
+  readonly dir: string;
   readonly target: string;
   readonly digest: string;
   /** The digest was checked against the name, so a differing stored copy is the damaged one. */
@@ -146,28 +149,22 @@ export class FsStorage implements Storage {
   }
 
   async repoExists(repo: RepoPath): Promise<boolean> {
+    return (await this.repoRoot(repo)) !== undefined;
+  }
+
+  /** A repository's config file (if any) when the repository exists: a config file or keys/. */
+  private async repoRoot(repo: RepoPath): Promise<{ config: Stats | undefined } | undefined> {
     const dir = this.layout.repoDir(repo);
     const [config, keys] = await Promise.all([
       statOrUndefined(path.join(dir, 'config')),
       statOrUndefined(path.join(dir, 'keys')),
     ]);
-    return Boolean(config?.isFile() || keys?.isDirectory());
+    const configFile = config?.isFile() ? config : undefined;
+    return configFile !== undefined || keys?.isDirectory() ? { config: configFile } : undefined;
   }
 
   async stat(ref: ObjectRef): Promise<number | undefined> {
-    const file = this.layout.objectPath(ref);
-    const started = this.guard.begin();
-    if (started === undefined) {
-      const info = await statOrUndefined(file);
-      return info?.isFile() ? info.size : undefined;
-    }
-    let info: Stats | undefined;
-    try {
-      info = statSync(file, { throwIfNoEntry: false });
-    } catch (err) {
-      if (!isMissing(err)) throw err;
-    }
-    this.guard.end(started);
+    const info = await this.guard.stat(this.layout.objectPath(ref));
     return info?.isFile() ? info.size : undefined;
   }
 
@@ -263,6 +260,7 @@ export class FsStorage implements Storage {
       closeSync(fd);
       const created = await this.publish({
         temp,
+        dir,
         target,
         digest,
         verified: options.expectedSha256 !== undefined,
@@ -330,9 +328,9 @@ export class FsStorage implements Storage {
   }
 
   async summarize(repo: RepoPath): Promise<RepoSummary> {
-    if (!(await this.repoExists(repo))) throw new RatchetError('NOT_FOUND', 'no such repository');
-    const config = await statOrUndefined(path.join(this.layout.repoDir(repo), 'config'));
-    let bytes = config?.isFile() ? config.size : 0;
+    const root = await this.repoRoot(repo);
+    if (root === undefined) throw new RatchetError('NOT_FOUND', 'no such repository');
+    let bytes = root.config?.size ?? 0;
     const objects = { data: 0, keys: 0, locks: 0, snapshots: 0, index: 0 };
     let newestSnapshotMs: number | undefined;
     for (const type of objectTypes) {
@@ -397,7 +395,7 @@ export class FsStorage implements Storage {
    * content was there. `tempGone` is called once the temporary name no longer exists.
    */
   private async publish(staged: StagedObject): Promise<boolean> {
-    const { temp, target, tempGone } = staged;
+    const { temp, dir, target, tempGone } = staged;
     try {
       await linkPath(temp, target);
     } catch (err) {
@@ -406,34 +404,36 @@ export class FsStorage implements Storage {
       if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw err;
       // A filesystem without hard links: check, then rename (not atomic against a racing writer).
       if ((await statOrUndefined(target)) !== undefined) return this.resolveExisting(staged);
-      await rename(temp, target);
-      tempGone();
-      await this.dirSyncer.sync(path.dirname(target));
-      return true;
+      return this.replaceTarget(staged);
     }
     // The temporary name is removed while the folder is flushed; either order is durable, since
     // the object's own name was created (by link) before the flush started.
     tempGone();
-    await Promise.all([this.dirSyncer.sync(path.dirname(target)), unlinkPath(temp).catch(() => undefined)]);
+    await Promise.all([this.dirSyncer.sync(dir), unlinkPath(temp).catch(() => undefined)]);
     return true;
   }
 
   private async resolveExisting(staged: StagedObject): Promise<boolean> {
-    const { temp, target, digest, verified, tempGone } = staged;
+    const { dir, target, digest, verified } = staged;
     const existing = await sha256OfFile(target);
     if (existing === digest) {
       // The name may come from an upload whose folder flush is still running (or failed): this
       // client is answered only once a flush that started now has made the name durable.
-      await this.dirSyncer.sync(path.dirname(target));
+      await this.dirSyncer.sync(dir);
       return false;
     }
     if (!verified)
       throw new RatchetError('CONFLICT', 'an object with different content exists under this name');
     // The new content matches the name and the stored one does not: the stored copy is damaged.
     this.logger?.warn({ file: target }, 'replacing a stored object whose content did not match its name');
+    return this.replaceTarget(staged);
+  }
+
+  /** Renames the temp file over the target (replacing it) and makes the new name durable. */
+  private async replaceTarget({ temp, dir, target, tempGone }: StagedObject): Promise<boolean> {
     await rename(temp, target);
     tempGone();
-    await this.dirSyncer.sync(path.dirname(target));
+    await this.dirSyncer.sync(dir);
     return true;
   }
 
@@ -581,15 +581,6 @@ function readExactlySync(fd: number, position: number, length: number): Buffer {
     filled += n;
   }
   return data;
-}
-
-async function statOrUndefined(file: string): Promise<Stats | undefined> {
-  try {
-    return await stat(file);
-  } catch (err) {
-    if (isMissing(err)) return undefined;
-    throw err;
-  }
 }
 
 async function readdirOrEmpty(dir: string): Promise<Dirent[]> {

@@ -4,13 +4,13 @@
  * One JSON document per line, so neither side holds the whole file as one string.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, rename, unlink } from 'node:fs/promises';
+import { mkdir, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { finished } from 'node:stream/promises';
 import type { DirectoryIndex } from './dir-index.ts';
 import { isMissing } from './fs-errors.ts';
-import { fsyncDir } from './durable.ts';
+import { fsyncPath } from './durable.ts';
 
 const fileName = 'index.v2.jsonl';
 // Earlier formats: removed on start, their folders are read again.
@@ -78,12 +78,7 @@ export async function saveIndex(
   out.end();
   await finished(out);
   // Flushed before the rename, so a crash cannot leave a current-looking file with lost lines.
-  const handle = await open(temp, 'r+');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  await fsyncPath(temp);
   await rename(temp, file);
-  await fsyncDir(stateDir);
+  await fsyncPath(stateDir);
 }
