@@ -32,6 +32,16 @@ export async function makeTempDir(
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
+/** Runs the test in a fresh temporary folder, which is removed afterwards whether the test passed or not. */
+export async function withTempDir<T>(test: (dir: string) => Promise<T>, prefix?: string): Promise<T> {
+  const { dir, cleanup } = await makeTempDir(prefix);
+  try {
+    return await test(dir);
+  } finally {
+    await cleanup();
+  }
+}
+
 /** Runs the ratchet command with the given arguments and no server expected: exit code and output. */
 export async function runRatchet(
   args: string[],

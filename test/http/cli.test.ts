@@ -9,7 +9,7 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { blob, raw } from '../helpers/http.ts';
-import { makeTempDir, projectRoot, runRatchet, startRatchet } from '../helpers/ratchet-process.ts';
+import { projectRoot, runRatchet, startRatchet, withTempDir } from '../helpers/ratchet-process.ts';
 
 describe('ratchet command line', () => {
   it('exits 2 with a clear message for unknown flags and bad values', async () => {
@@ -52,8 +52,7 @@ describe('ratchet command line', () => {
   });
 
   it('creates an admin with a random password on first start and requires credentials', async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const server = await startRatchet(dir);
       try {
         const password = /^ {4}(\S+)$/m.exec(server.stdout())?.[1];
@@ -77,14 +76,11 @@ describe('ratchet command line', () => {
       const again = await startRatchet(dir);
       await again.stop();
       assert.doesNotMatch(again.stdout(), /password/);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('serves on a unix socket and removes the socket file on SIGTERM', async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const socketPath = path.join(dir, 'ratchet.sock');
       const child = spawn(
         process.execPath,
@@ -116,14 +112,11 @@ describe('ratchet command line', () => {
       const [code] = (await exited) as [number];
       assert.equal(code, 0);
       assert.equal(existsSync(socketPath), false);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('lets an in-flight upload finish after SIGTERM, then exits 0', async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const server = await startRatchet(dir, ['--no-auth']);
       assert.equal((await raw(server.url, 'POST', '/r/?create=true')).status, 200);
       const { data, name } = blob(2 << 20);
@@ -143,14 +136,11 @@ describe('ratchet command line', () => {
       socket.destroy();
       const stored = await readFile(path.join(dir, 'r', 'data', name.slice(0, 2), name));
       assert.ok(stored.equals(data));
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('writes an Apache combined access log with --log', async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const logFile = path.join(dir, 'access.log');
       const server = await startRatchet(path.join(dir, 'data'), ['--no-auth', '--log', logFile]);
       await raw(server.url, 'POST', '/logged/?create=true', {
@@ -166,8 +156,6 @@ describe('ratchet command line', () => {
       );
       assert.match(lines[1] ?? '', /"GET \/logged\/config HTTP\/1\.1" 404 \d+ /);
       assert.ok(!lines.join('\n').includes('c2VjcmV0OnB3'), 'credentials never reach the log');
-    } finally {
-      await cleanup();
-    }
+    });
   });
 });

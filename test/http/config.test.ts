@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { hashPassword } from '../../src/auth/htpasswd-file.ts';
 import { parseConfigFile } from '../../src/config/config-file.ts';
 import { raw, v2 } from '../helpers/http.ts';
-import { makeTempDir, runRatchet, startRatchet } from '../helpers/ratchet-process.ts';
+import { runRatchet, startRatchet, withTempDir } from '../helpers/ratchet-process.ts';
 
 const basic = (user: string, password: string): string =>
   `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
@@ -32,21 +32,17 @@ describe('configuration file', () => {
   });
 
   it('refuses to start with an invalid file and says why', async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const file = path.join(dir, 'ratchet.yaml');
       await writeFile(file, 'max-repo-depth: 0\n');
       const result = await runRatchet(['--config', file, '--path', dir, '--listen', '127.0.0.1:0']);
       assert.notEqual(result.code, 0);
       assert.match(result.stderr, /max-repo-depth/);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('applies new grants on SIGHUP, and keeps the old ones when the new file is invalid', async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const data = path.join(dir, 'data');
       const file = path.join(dir, 'ratchet.yaml');
       const htpasswd = path.join(dir, 'htpasswd');
@@ -88,9 +84,7 @@ describe('configuration file', () => {
       } finally {
         assert.equal(await server.stop(), 0);
       }
-    } finally {
-      await cleanup();
-    }
+    });
   });
 });
 

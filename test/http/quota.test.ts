@@ -13,7 +13,7 @@ import { before, describe, it } from 'node:test';
 import { defaultGrants } from '../../src/access/grants.ts';
 import { blob, raw, upload, v2 } from '../helpers/http.ts';
 import type { RawResponse } from '../helpers/http.ts';
-import { makeTempDir, withRatchet } from '../helpers/ratchet-process.ts';
+import { withRatchet, withTempDir } from '../helpers/ratchet-process.ts';
 import {
   basic,
   chunk,
@@ -152,8 +152,7 @@ describe('quota over HTTP (--max-size)', () => {
 
 describe('quota across a restart (spawned server, --max-size)', () => {
   it('keeps the numbers when the server starts again on the same folder', bounded, async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const data = path.join(dir, 'data');
       await withRatchet(data, ['--no-auth', '--max-size', '10000'], async (first) => {
         assert.equal((await raw(first.url, 'POST', '/r/?create=true')).status, 200);
@@ -180,16 +179,13 @@ describe('quota across a restart (spawned server, --max-size)', () => {
         assert.equal((await upload(second.url, '/r/', 'data', blob(4000).data)).status, 200);
         assert.equal((await upload(second.url, '/r/', 'data', blob(1).data)).status, 507);
       });
-    } finally {
-      await cleanup();
-    }
+    });
   });
 });
 
 describe('per-user quotas from the configuration file', () => {
   it('limits each user separately, across all of their repositories', bounded, async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const data = path.join(dir, 'data');
       const htpasswd = path.join(dir, 'htpasswd');
       const config = path.join(dir, 'ratchet.yaml');
@@ -229,9 +225,7 @@ describe('per-user quotas from the configuration file', () => {
         assert.equal((await put('bob', 'b-pw', '/bob/x/', 2000)).status, 200);
         assert.equal((await put('bob', 'b-pw', '/bob/x/', 1)).status, 507);
       });
-    } finally {
-      await cleanup();
-    }
+    });
   });
 });
 
@@ -297,8 +291,7 @@ describe('quota use in the metrics', () => {
 
 describe('quotas reloaded on SIGHUP', () => {
   it('applies a lowered repository quota to the next upload', bounded, async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const data = path.join(dir, 'data');
       const config = path.join(dir, 'ratchet.yaml');
       const withQuota = (size: string): string =>
@@ -323,9 +316,7 @@ describe('quotas reloaded on SIGHUP', () => {
         // The rule names /r/ only.
         assert.equal((await upload(server.url, '/other/', 'data', blob(20_000).data)).status, 200);
       });
-    } finally {
-      await cleanup();
-    }
+    });
   });
 });
 

@@ -37,7 +37,7 @@ import { fingerprintOf, makeCa, makeLeaf, renameReplace } from '../helpers/certi
 import type { CertificateFiles } from '../helpers/certificates.ts';
 import { blob, v2 } from '../helpers/http.ts';
 import { testConfig } from '../helpers/in-process.ts';
-import { makeTempDir, runRatchet, startRatchet } from '../helpers/ratchet-process.ts';
+import { makeTempDir, runRatchet, startRatchet, withTempDir } from '../helpers/ratchet-process.ts';
 
 interface Certs {
   ca: CertificateFiles;
@@ -480,8 +480,7 @@ describe('TLS', () => {
   });
 
   it('with --tls-min-ver 1.3 refuses TLS 1.2 clients; by default accepts them', async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const tls = await install(dir, certs.serverA);
       const strict = await startTls(dir, { ...tls, minVersion: 'TLSv1.3' });
       try {
@@ -500,9 +499,7 @@ describe('TLS', () => {
       } finally {
         await lenient.server.close();
       }
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('logs in a verified client certificate as its common name; others need Basic auth', async () => {
@@ -557,62 +554,63 @@ describe('TLS', () => {
   });
 
   it('shuts down gracefully: idle sessions get GOAWAY, an upload in flight finishes', async () => {
-    const { dir, cleanup } = await makeTempDir();
-    const keepAlive = new HttpsAgent({ keepAlive: true, ca: caPem });
-    try {
-      const { server, url } = await startTls(dir, await install(dir, certs.serverA), { shutdownTimeout: 20 });
-      // An idle HTTP/1.1 keep-alive connection must not hold up the shutdown either.
-      const h1 = await new Promise<number>((resolve, reject) => {
-        const target = new URL(url);
-        httpsRequest(
-          { host: target.hostname, port: target.port, path: '/r/keys/', agent: keepAlive },
-          (res) => {
-            res.resume();
-            res.on('end', () => resolve(res.statusCode ?? 0));
-          },
-        )
-          .on('error', reject)
-          .end();
-      });
-      assert.equal(h1, 404);
-      const idle = await h2Session(url, { ca: caPem });
-      const busy = await h2Session(url, { ca: caPem });
-      assert.equal((await h2(busy, 'POST', '/r/?create=true')).status, 200);
-      const goaway = once(idle, 'goaway');
+    await withTempDir(async (dir) => {
+      const keepAlive = new HttpsAgent({ keepAlive: true, ca: caPem });
+      try {
+        const { server, url } = await startTls(dir, await install(dir, certs.serverA), {
+          shutdownTimeout: 20,
+        });
+        // An idle HTTP/1.1 keep-alive connection must not hold up the shutdown either.
+        const h1 = await new Promise<number>((resolve, reject) => {
+          const target = new URL(url);
+          httpsRequest(
+            { host: target.hostname, port: target.port, path: '/r/keys/', agent: keepAlive },
+            (res) => {
+              res.resume();
+              res.on('end', () => resolve(res.statusCode ?? 0));
+            },
+          )
+            .on('error', reject)
+            .end();
+        });
+        assert.equal(h1, 404);
+        const idle = await h2Session(url, { ca: caPem });
+        const busy = await h2Session(url, { ca: caPem });
+        assert.equal((await h2(busy, 'POST', '/r/?create=true')).status, 200);
+        const goaway = once(idle, 'goaway');
 
-      const { data, name } = blob(2 << 20);
-      const upload = busy.request({
-        ':method': 'POST',
-        ':path': `/r/data/${name}`,
-        'content-length': data.length,
-      });
-      const response = new Promise<number>((resolve, reject) => {
-        upload.on('response', (headers) => resolve(Number(headers[':status'])));
-        upload.on('error', reject);
-      });
-      upload.resume();
-      upload.write(data.subarray(0, 1 << 20));
-      await sleep(100);
+        const { data, name } = blob(2 << 20);
+        const upload = busy.request({
+          ':method': 'POST',
+          ':path': `/r/data/${name}`,
+          'content-length': data.length,
+        });
+        const response = new Promise<number>((resolve, reject) => {
+          upload.on('response', (headers) => resolve(Number(headers[':status'])));
+          upload.on('error', reject);
+        });
+        upload.resume();
+        upload.write(data.subarray(0, 1 << 20));
+        await sleep(100);
 
-      const started = Date.now();
-      const closed = server.close();
-      await goaway;
-      await sleep(200);
-      upload.end(data.subarray(1 << 20));
-      assert.equal(await response, 200);
-      await closed;
-      assert.ok(Date.now() - started < 10_000, 'close did not wait for the idle session to time out');
-      idle.destroy();
-      busy.destroy();
-    } finally {
-      keepAlive.destroy();
-      await cleanup();
-    }
+        const started = Date.now();
+        const closed = server.close();
+        await goaway;
+        await sleep(200);
+        upload.end(data.subarray(1 << 20));
+        assert.equal(await response, 200);
+        await closed;
+        assert.ok(Date.now() - started < 10_000, 'close did not wait for the idle session to time out');
+        idle.destroy();
+        busy.destroy();
+      } finally {
+        keepAlive.destroy();
+      }
+    });
   });
 
   it('refuses to start with a missing or mismatched certificate', async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const missing: TlsConfig = {
         cert: path.join(dir, 'public_key'),
         key: path.join(dir, 'private_key'),
@@ -628,9 +626,7 @@ describe('TLS', () => {
         startServer(testConfig(dir, { tls: mismatched }), { logger: silentLogger() }),
         /does not belong to the certificate/,
       );
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('takes the TLS settings from the configuration file, flags overriding', () => {
@@ -662,8 +658,7 @@ describe('TLS', () => {
 
   describe('ratchet command', () => {
     it('exits 1 with a clear message for a missing certificate, 2 for TLS flags without --tls', async () => {
-      const { dir, cleanup } = await makeTempDir();
-      try {
+      await withTempDir(async (dir) => {
         const missing = await runRatchet(['--tls', '--no-auth', '--path', dir, '--listen', '127.0.0.1:0']);
         assert.equal(missing.code, 1, missing.stderr);
         assert.match(missing.stderr, /TLS certificate \S*public_key does not exist/);
@@ -683,14 +678,11 @@ describe('TLS', () => {
         ]);
         assert.equal(mismatched.code, 1);
         assert.match(mismatched.stderr, /does not belong to the certificate/);
-      } finally {
-        await cleanup();
-      }
+      });
     });
 
     it('serves HTTPS from <path>/public_key and reloads the certificate on SIGHUP', async () => {
-      const { dir, cleanup } = await makeTempDir();
-      try {
+      await withTempDir(async (dir) => {
         // The certificate folder is reached through a symlink that is swapped to another folder:
         // the folder watch (inotify on the old folder) sees nothing, so the reload is SIGHUP's
         // (or, at the earliest after 5 s, the stat poll's).
@@ -725,9 +717,7 @@ describe('TLS', () => {
         } finally {
           assert.equal(await ratchet.stop(), 0);
         }
-      } finally {
-        await cleanup();
-      }
+      });
     });
   });
 });

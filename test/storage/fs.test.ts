@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { FsStorage } from '../../src/storage/fs/fs-storage.ts';
 import { tempPrefix } from '../../src/storage/fs/layout.ts';
 import type { Storage } from '../../src/storage/storage.ts';
-import { makeTempDir } from '../helpers/ratchet-process.ts';
+import { makeTempDir, withTempDir } from '../helpers/ratchet-process.ts';
 import { sha256, storageConformance } from './conformance.ts';
 
 const cleanups = new Map<Storage, () => Promise<void>>();
@@ -33,8 +33,7 @@ async function* once(data: Buffer): AsyncIterable<Uint8Array> {
 
 describe('filesystem storage layout', () => {
   it('creates the folders restic init creates, with private modes', async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const storage = new FsStorage({ root: dir });
       await storage.init();
       await storage.createRepo(['r']);
@@ -50,34 +49,31 @@ describe('filesystem storage layout', () => {
       });
       const file = path.join(dir, 'r', 'data', name.slice(0, 2), name);
       assert.equal((await stat(file)).mode & 0o777, 0o600);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('uses group modes when asked', async () => {
-    const { dir, cleanup } = await makeTempDir();
-    const mask = process.umask(0o007);
-    try {
-      const storage = new FsStorage({ root: dir, groupAccessible: true });
-      await storage.createRepo(['g']);
-      const data = randomBytes(10);
-      const name = sha256(data);
-      await storage.write({ repo: ['g'], type: 'keys', name }, once(data), {
-        expectedSha256: name,
-        contentLength: 10,
-      });
-      assert.equal((await stat(path.join(dir, 'g'))).mode & 0o777, 0o770);
-      assert.equal((await stat(path.join(dir, 'g', 'keys', name))).mode & 0o777, 0o660);
-    } finally {
-      process.umask(mask);
-      await cleanup();
-    }
+    await withTempDir(async (dir) => {
+      const mask = process.umask(0o007);
+      try {
+        const storage = new FsStorage({ root: dir, groupAccessible: true });
+        await storage.createRepo(['g']);
+        const data = randomBytes(10);
+        const name = sha256(data);
+        await storage.write({ repo: ['g'], type: 'keys', name }, once(data), {
+          expectedSha256: name,
+          contentLength: 10,
+        });
+        assert.equal((await stat(path.join(dir, 'g'))).mode & 0o777, 0o770);
+        assert.equal((await stat(path.join(dir, 'g', 'keys', name))).mode & 0o777, 0o660);
+      } finally {
+        process.umask(mask);
+      }
+    });
   });
 
   it('never lists temporary files or foreign names, and recreates a missing fan-out folder', async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const storage = new FsStorage({ root: dir });
       await storage.createRepo(['r']);
       const name = 'ab'.repeat(32);
@@ -98,14 +94,11 @@ describe('filesystem storage layout', () => {
         contentLength: 10,
       });
       assert.equal(await storage.stat({ repo: ['r'], type: 'data', name: hash }), 10);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('removes temporary files left by a crash when it starts, and only those', async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       await mkdir(path.join(dir, 'r', 'data', 'cd'), { recursive: true });
       const leftover = path.join(dir, 'r', 'data', 'cd', `${tempPrefix}dead`);
       const foreign = path.join(dir, 'r', 'data', 'cd', 'notes.txt');
@@ -123,14 +116,11 @@ describe('filesystem storage layout', () => {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
       assert.deepEqual(await readdir(path.dirname(leftover)), ['notes.txt']);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('replaces a stored object whose bytes no longer match its name when verified content arrives', async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const storage = new FsStorage({ root: dir });
       await storage.createRepo(['r']);
       const data = randomBytes(500);
@@ -144,28 +134,22 @@ describe('filesystem storage layout', () => {
       assert.equal(result.created, true);
       const { readFile } = await import('node:fs/promises');
       assert.ok((await readFile(file)).equals(data));
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('reads a repository laid out by restic init on a local folder', async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       // restic's local layout: config file, keys/, data/XX/ — the same as the server's.
       await mkdir(path.join(dir, 'legacy', 'keys'), { recursive: true });
       await writeFile(path.join(dir, 'legacy', 'config'), 'cfg');
       const storage = new FsStorage({ root: dir });
       assert.equal(await storage.repoExists(['legacy']), true);
       assert.equal(await storage.stat({ repo: ['legacy'], type: 'config' }), 3);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('sees objects that others add to or remove from the folders', async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const storage = new FsStorage({ root: dir });
       await storage.init();
       await storage.createRepo(['r']);
@@ -190,14 +174,11 @@ describe('filesystem storage layout', () => {
       await rm(path.join(dir, 'r', 'data', name.slice(0, 2), name));
       assert.deepEqual(await names(), [`${otherName}:33`]);
       assert.equal((await storage.summarize(['r'])).bytes, 33);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('keeps the index across a restart and trusts only folders that did not change', async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const first = new FsStorage({ root: dir });
       await first.init();
       await first.createRepo(['r']);
@@ -238,8 +219,6 @@ describe('filesystem storage layout', () => {
       assert.equal(summary.newestSnapshotMs, before.newestSnapshotMs);
       assert.equal(summary.bytes, blobs.slice(1).reduce((sum, b) => sum + b.length, 0) + snapshot.length);
       await second.close();
-    } finally {
-      await cleanup();
-    }
+    });
   });
 });

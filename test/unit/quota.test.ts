@@ -9,7 +9,7 @@ import { silentLogger } from '../../src/log/logger.ts';
 import { QuotaManager } from '../../src/quota/quota-manager.ts';
 import type { QuotaLimits } from '../../src/quota/quota-manager.ts';
 import { FsStorage } from '../../src/storage/fs/fs-storage.ts';
-import { makeTempDir } from '../helpers/ratchet-process.ts';
+import { withTempDir } from '../helpers/ratchet-process.ts';
 
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
@@ -26,14 +26,11 @@ async function withStore(
   limits: QuotaLimits,
   fn: (store: FsStorage, quota: QuotaManager, dir: string) => Promise<void>,
 ): Promise<void> {
-  const { dir, cleanup } = await makeTempDir();
-  try {
+  return withTempDir(async (dir) => {
     const store = new FsStorage({ root: dir });
     await store.init();
     await fn(store, new QuotaManager(store, limits, silentLogger()), dir);
-  } finally {
-    await cleanup();
-  }
+  });
 }
 
 /** Uploads through the quota like the request handler does. */
