@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const launcherPath = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'ratchet');
+const launcherPath = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'ratchet');
 
 /** The flags between `exec node` and the entry in the launcher's text; '' when there are none. */
 export function launcherNodeFlags(launcher = readFileSync(launcherPath, 'utf8')): string {

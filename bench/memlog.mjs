@@ -1,5 +1,5 @@
 // Preload for memory investigations: `node --import ./bench/memlog.mjs dist/cli/main.js ...` with
-// MEMLOG=/path appends one JSON line per second: RSS, V8 heap spaces, external and array buffers.
+// MEMLOG=/path appends one JSON line every 250 ms: RSS, V8 heap spaces, external and array buffers.
 import { appendFileSync } from 'node:fs';
 import { setInterval } from 'node:timers';
 import v8 from 'node:v8';

@@ -86,7 +86,10 @@ function probe(port: number): Promise<boolean> {
   });
 }
 
-/** Spawns a server, waits until it answers HTTP on `port`, and wraps it in a handle. */
+/**
+ * Spawns a server, waits until it answers HTTP on `port`, and wraps it in a handle. `env`, when
+ * given, is added to this process's environment for the server.
+ */
 export async function launch(
   name: string,
   command: string,
@@ -94,12 +97,17 @@ export async function launch(
   workDir: string,
   port: number,
   dataDir: string,
+  env?: Readonly<Record<string, string>>,
 ): Promise<ServerHandle> {
   const outLog = path.join(workDir, `${name}.out.log`);
   const errLog = path.join(workDir, `${name}.err.log`);
   const out = openSync(outLog, 'a');
   const err = openSync(errLog, 'a');
-  const child = spawn(command, args, { cwd: workDir, stdio: ['ignore', out, err] });
+  const child = spawn(command, args, {
+    cwd: workDir,
+    stdio: ['ignore', out, err],
+    env: env === undefined ? process.env : { ...process.env, ...env },
+  });
   closeSync(out);
   closeSync(err);
   running.add(child);
@@ -150,6 +158,17 @@ export async function launch(
   };
 }
 
+/** The command line of a Ratchet server: `NODEFLAGS ENTRY ENTRYARGS --no-auth --listen ... --path DATADIR`. */
+export function ratchetArgs(
+  entry: string,
+  port: number,
+  dataDir: string,
+  nodeFlags: readonly string[],
+  entryArgs: readonly string[] = [],
+): string[] {
+  return [...nodeFlags, entry, ...entryArgs, '--no-auth', '--listen', `${host}:${port}`, '--path', dataDir];
+}
+
 /** Ratchet itself, built to dist/, started as `node FLAGS dist/cli/main.js --no-auth ...` (FLAGS as in bin/ratchet). */
 export function ratchetPeer(entry: string): PeerSpec {
   return {
@@ -166,7 +185,7 @@ export function ratchetPeer(entry: string): PeerSpec {
       // Node.js flags to compare settings without changing the code (the last of a flag wins).
       const flags = `${launcherNodeFlags()} ${process.env.RATCHET_NODE_FLAGS ?? ''}`;
       const nodeFlags = flags.split(/\s+/).filter((f) => f !== '');
-      const args = [...nodeFlags, entry, '--no-auth', '--listen', `${host}:${port}`, '--path', dataDir];
+      const args = ratchetArgs(entry, port, dataDir, nodeFlags);
       return launch('ratchet', process.execPath, args, workDir, port, dataDir);
     },
   };
@@ -193,7 +212,7 @@ export function rclonePeer(): PeerSpec {
 }
 
 /** Fills the nginx configuration template (bench/nginx/) for one instance. */
-export function renderNginxConfig(values: {
+function renderNginxConfig(values: {
   prefix: string;
   dataDir: string;
   port: number;

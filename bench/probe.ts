@@ -19,12 +19,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { sizesFor } from './config.ts';
-import { writeListingRepo } from './fixtures.ts';
-import { freePort, launch } from './peers.ts';
-import { processTree } from './proc.ts';
+import { linkListingRepo, listingRepo, writeListingRepo } from './fixtures.ts';
+import { freePort, launch, ratchetArgs } from './peers.ts';
+import { treeCpuSeconds, treeStatusMiB } from './proc.ts';
 import type { ServerHandle } from './peers.ts';
-import { run } from './system.ts';
-import { httpSteps, listingRepo } from './workloads.ts';
+import { httpSteps } from './workloads.ts';
 import type { RoundState } from './workloads.ts';
 
 interface Variant {
@@ -79,36 +78,6 @@ function parseVariant(text: string): Variant {
   return { name: text.slice(0, eq), entry: path.resolve(entry ?? ''), entryArgs, nodeFlags, env };
 }
 
-/** A /proc/PID/status field in MiB, added up over the process and its children (cluster workers). */
-function statusMiB(root: number, field: string): number {
-  let sum = 0;
-  for (const pid of processTree(root)) {
-    try {
-      const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      sum += m ? Number(m[1]) / 1024 : 0;
-    } catch {
-      // gone
-    }
-  }
-  return sum;
-}
-
-function cpuSeconds(root: number): number {
-  let sum = 0;
-  for (const pid of processTree(root)) sum += cpuSecondsOf(pid);
-  return sum;
-}
-
-function cpuSecondsOf(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return 0;
-  }
-}
-
 /** Resident MiB by kind of mapping: brk heap, anonymous (V8 spaces, mmapped malloc), files. */
 function smapsSummary(pid: number): string {
   let text: string;
@@ -120,7 +89,6 @@ function smapsSummary(pid: number): string {
   const sums = new Map<string, number>();
   let kind = '';
   let anonSizes: number[] = [];
-  let size = 0;
   for (const line of text.split('\n')) {
     const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
     if (head) {
@@ -128,14 +96,12 @@ function smapsSummary(pid: number): string {
       kind = name === '' ? 'anon' : name.startsWith('[') ? name : name.includes('node') ? 'node' : 'libs';
       continue;
     }
-    const m = /^(Size|Rss):\s+(\d+) kB/.exec(line);
-    if (m?.[1] === 'Size') size = Number(m[2]);
-    else if (m) {
-      sums.set(kind, (sums.get(kind) ?? 0) + Number(m[2]));
-      if (kind === 'anon' && Number(m[2]) > 1024) anonSizes.push(Math.round(Number(m[2]) / 1024));
+    const m = /^Rss:\s+(\d+) kB/.exec(line);
+    if (m) {
+      sums.set(kind, (sums.get(kind) ?? 0) + Number(m[1]));
+      if (kind === 'anon' && Number(m[1]) > 1024) anonSizes.push(Math.round(Number(m[1]) / 1024));
     }
   }
-  void size;
   anonSizes = anonSizes.sort((a, b) => b - a).slice(0, 8);
   return (
     [...sums].map(([k, v]) => `${k} ${(v / 1024).toFixed(0)}`).join(', ') + ` anon>1M: ${anonSizes.join(' ')}`
@@ -148,26 +114,8 @@ async function start(v: Variant, workDir: string, prof: string | undefined): Pro
   const flags = [...v.nodeFlags];
   if (prof !== undefined)
     flags.push('--cpu-prof', `--cpu-prof-dir=${prof}`, `--cpu-prof-name=${v.name}-${Date.now()}.cpuprofile`);
-  const args = [
-    ...flags,
-    v.entry,
-    ...v.entryArgs,
-    '--no-auth',
-    '--listen',
-    `127.0.0.1:${port}`,
-    '--path',
-    dataDir,
-  ];
-  const saved = { ...process.env };
-  Object.assign(process.env, v.env);
-  try {
-    return await launch(v.name, process.execPath, args, workDir, port, dataDir);
-  } finally {
-    for (const k of Object.keys(v.env)) {
-      if (saved[k] === undefined) delete process.env[k];
-      else process.env[k] = saved[k];
-    }
-  }
+  const args = ratchetArgs(v.entry, port, dataDir, flags, v.entryArgs);
+  return launch(v.name, process.execPath, args, workDir, port, dataDir, v.env);
 }
 
 async function main(): Promise<void> {
@@ -227,8 +175,7 @@ async function main(): Promise<void> {
       for (const v of order) {
         const workDir = path.join(tmp, `${v.name}-${round}`);
         mkdirSync(path.join(workDir, 'data'), { recursive: true });
-        if (needed.has('list'))
-          run('cp', ['-al', path.join(template, listingRepo), path.join(workDir, 'data', listingRepo)]);
+        if (needed.has('list')) linkListingRepo(template, path.join(workDir, 'data'));
         const server = await start(v, workDir, prof);
         const state: RoundState = { repo: `probe-r${round}`, big: [], small: [] };
         const line: string[] = [];
@@ -238,13 +185,13 @@ async function main(): Promise<void> {
           }
           const repeat = Number(values.repeat);
           for (const step of Array.from({ length: repeat }, () => steps).flat()) {
-            const cpu0 = cpuSeconds(server.pid);
+            const cpu0 = treeCpuSeconds(server.pid);
             const t0 = Date.now();
             const measured = await step.run(server, state, sizes);
             const wall = (Date.now() - t0) / 1000;
-            const cpu = (cpuSeconds(server.pid) - cpu0) / wall;
-            const hwm = statusMiB(server.pid, 'VmHWM');
-            const rss = statusMiB(server.pid, 'VmRSS');
+            const cpu = (treeCpuSeconds(server.pid) - cpu0) / wall;
+            const hwm = treeStatusMiB(server.pid, 'VmHWM');
+            const rss = treeStatusMiB(server.pid, 'VmRSS');
             for (const [id, value] of Object.entries(measured)) {
               if (value instanceof Error) {
                 line.push(`${id}=ERR(${value.message.slice(0, 80)})`);

@@ -1,16 +1,30 @@
-/** Reads process facts from /proc: a process tree and its peak resident memory. */
+/** Reads process facts from /proc: a process tree, its resident memory and CPU time. */
 import { readdirSync, readFileSync } from 'node:fs';
 
-/** The parent pid of a process, from /proc/PID/stat; undefined when it is gone. */
-function parentOf(pid: number): number | undefined {
+/**
+ * The fields of /proc/PID/stat after the command name (the first is the state, field 3 in
+ * proc(5)); undefined when the process is gone.
+ */
+function statFields(pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) may contain spaces and parentheses: parse after the last ')'.
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(rest[1]);
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return undefined;
   }
+}
+
+/** The parent pid of a process; undefined when it is gone. */
+function parentOf(pid: number): number | undefined {
+  const fields = statFields(pid);
+  return fields === undefined ? undefined : Number(fields[1]);
+}
+
+/** User plus system CPU seconds of one process (clock ticks of 1/100 s), or 0 when it is gone. */
+function cpuSecondsOf(pid: number): number {
+  const fields = statFields(pid);
+  return fields === undefined ? 0 : (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** A process and all its descendants (nginx: master and workers). */
@@ -46,12 +60,24 @@ function statusKiB(pid: number, field: string): number {
   }
 }
 
+/** A /proc/PID/status field (VmHWM, VmRSS) in MiB, added up over a process and its descendants. */
+export function treeStatusMiB(root: number, field: string): number {
+  let kib = 0;
+  for (const pid of processTree(root)) kib += statusKiB(pid, field);
+  return kib / 1024;
+}
+
+/** User plus system CPU seconds of a process and its descendants (all their threads). */
+export function treeCpuSeconds(root: number): number {
+  let seconds = 0;
+  for (const pid of processTree(root)) seconds += cpuSecondsOf(pid);
+  return seconds;
+}
+
 /**
  * Peak resident memory of a server in MiB: the kernel's high-water mark (VmHWM) of each of its
  * processes, added up. Exact for a single process; for nginx, the sum of each process's peak.
  */
 export function peakRssMiB(root: number): number {
-  let kib = 0;
-  for (const pid of processTree(root)) kib += statusKiB(pid, 'VmHWM');
-  return kib / 1024;
+  return treeStatusMiB(root, 'VmHWM');
 }

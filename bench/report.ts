@@ -104,7 +104,7 @@ function formatCell(cell: Cell | undefined): string {
 }
 
 /** Ratchet's median over the peer's, or undefined when either is missing. */
-export function ratio(figure: FigureResult, peer: string): number | undefined {
+function ratio(figure: FigureResult, peer: string): number | undefined {
   const mine = figure.byServer.ratchet?.summary?.median;
   const theirs = figure.byServer[peer]?.summary?.median;
   if (mine === undefined || theirs === undefined || theirs === 0) return undefined;
@@ -112,7 +112,7 @@ export function ratio(figure: FigureResult, peer: string): number | undefined {
 }
 
 /** The server with the best median for a figure. */
-export function best(figure: FigureResult): string | undefined {
+function best(figure: FigureResult): string | undefined {
   let winner: string | undefined;
   let value = 0;
   for (const [name, cell] of Object.entries(figure.byServer)) {
@@ -180,10 +180,11 @@ export function writeResults(
   const json = path.join(outDir, `bench-${stamp}.json`);
   const markdown = path.join(outDir, `bench-${stamp}.md`);
   const chart = path.join(outDir, `bench-${stamp}.svg`);
-  writeFileSync(json, `${JSON.stringify(results, null, 2)}\n`);
+  const text = `${JSON.stringify(results, null, 2)}\n`;
+  writeFileSync(json, text);
   writeFileSync(markdown, `${formatTable(results)}\n`);
   writeFileSync(chart, svg);
   writeFileSync(path.join(outDir, 'latest.svg'), svg);
-  writeFileSync(path.join(outDir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(path.join(outDir, 'latest.json'), text);
   return { json, markdown, svg: chart };
 }

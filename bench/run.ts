@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { renderChart } from './chart.ts';
 import { parseOptions, sizesFor } from './config.ts';
 import type { Sizes } from './config.ts';
-import { writeDataset, writeListingRepo } from './fixtures.ts';
+import { linkListingRepo, listingRepo, writeDataset, writeListingRepo } from './fixtures.ts';
 import { nginxPeer, ratchetPeer, rclonePeer, restServerPeer } from './peers.ts';
 import type { PeerSpec, ServerHandle } from './peers.ts';
 import { peakRssMiB } from './proc.ts';
@@ -18,7 +18,7 @@ import { formatErrors, formatNumber, formatTable, newResults, record, writeResul
 import type { Results } from './report.ts';
 import { resticEndToEnd } from './restic.ts';
 import { buildRatchet, ensureDebianPackages, machineInfo, run, toolVersion } from './system.ts';
-import { cleanupRound, figures, httpSteps, listingRepo } from './workloads.ts';
+import { cleanupRound, figures, httpSteps } from './workloads.ts';
 import type { Measured, RoundState, Step } from './workloads.ts';
 
 const projectRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -63,6 +63,13 @@ function describe(step: Step, server: string, measured: Measured, results: Resul
   return `${server.padEnd(11)} ${parts.join(', ')}`;
 }
 
+/** Records the server's peak RSS (MiB, 0 once it has exited) after a step; returns it. */
+function recordPeakRss(results: Results, step: string, server: ServerHandle): number {
+  const peak = server.alive() ? Math.round(peakRssMiB(server.pid)) : 0;
+  ((results.peakRssAfter[step] ??= {})[server.name] ??= []).push(peak);
+  return peak;
+}
+
 /** Measures one step on one server, recording figures and the client's CPU use. */
 async function measure(
   step: Step,
@@ -90,8 +97,7 @@ async function measure(
   const byServer = (results.clientCpu[step.name] ??= {});
   (byServer[server.name] ??= []).push(Math.round(load * 100) / 100);
   for (const id of step.figures) record(results, id, server.name, measured[id] ?? new Error('not measured'));
-  const peak = server.alive() ? Math.round(peakRssMiB(server.pid)) : 0;
-  ((results.peakRssAfter[step.name] ??= {})[server.name] ??= []).push(peak);
+  const peak = recordPeakRss(results, step.name, server);
   log(
     `  ${describe(step, server.name, measured, results)}  (client CPU ${Math.round(load * 100)}%, server peak RSS ${peak} MiB)`,
   );
@@ -190,10 +196,7 @@ async function main(): Promise<void> {
     for (const spec of specs) {
       const dataDir = path.join(tmp, spec.name, 'data');
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-      const cp = run('cp', ['-al', path.join(template, listingRepo), path.join(dataDir, listingRepo)], {
-        timeoutSeconds: 120,
-      });
-      if (cp.code !== 0) throw new Error(`cp -al failed: ${cp.stderr}`);
+      linkListingRepo(template, dataDir);
     }
     log(`wrote ${sizes.listObjects} listing objects in ${((Date.now() - listStarted) / 1000).toFixed(1)} s`);
     for (const spec of specs) {
@@ -242,8 +245,7 @@ async function main(): Promise<void> {
                 `${id.replace('restic_', '')} ${v instanceof Error ? 'error' : typeof v === 'number' ? v.toFixed(2) : v.join('/')}`,
             )
             .join(', ');
-          const peak = server.alive() ? Math.round(peakRssMiB(server.pid)) : 0;
-          ((results.peakRssAfter['restic end to end'] ??= {})[server.name] ??= []).push(peak);
+          const peak = recordPeakRss(results, 'restic end to end', server);
           log(`  ${server.name.padEnd(11)} ${line}  (server peak RSS ${peak} MiB)`);
           for (const v of Object.values(measured))
             if (v instanceof Error) log(`    ${v.message.split('\n')[0]}`);

@@ -12,12 +12,12 @@
  * ext4 without a journal, creating files right after deleting many scans every recently deleted
  * inode (the kernel's recently_deleted()), which would make the next run's writes CPU-bound.
  */
-import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Storage } from '../src/storage/storage.ts';
+import { makeSmallObjects } from './fixtures.ts';
 
 type FsStorageClass = new (options: {
   root: string;
@@ -50,11 +50,7 @@ const storage = new FsStorage({ root, logger });
 await storage.init();
 const repo = ['r'];
 await storage.createRepo(repo);
-const pool = randomBytes(count * size);
-const objects = Array.from({ length: count }, (_, i) => {
-  const body = pool.subarray(i * size, (i + 1) * size);
-  return { body, name: createHash('sha256').update(body).digest('hex') };
-});
+const objects = makeSmallObjects(count, size);
 
 async function runPool(n: number, f: (i: number) => Promise<void>): Promise<number> {
   let next = 0;
@@ -67,15 +63,15 @@ async function runPool(n: number, f: (i: number) => Promise<void>): Promise<numb
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
-async function* once(data: Buffer): AsyncIterable<Uint8Array> {
+async function* bodyOf(chunks: readonly Buffer[]): AsyncIterable<Uint8Array> {
   await Promise.resolve();
-  yield data;
+  yield* chunks;
 }
 
 const writeAll = (): Promise<number> =>
   runPool(count, async (i) => {
     const o = objects[i]!;
-    await storage.write({ repo, type: 'data', name: o.name }, once(o.body), {
+    await storage.write({ repo, type: 'data', name: o.name }, bodyOf(o.chunks), {
       expectedSha256: o.name,
       contentLength: size,
     });

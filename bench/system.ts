@@ -26,7 +26,7 @@ export function run(
 }
 
 /** Whether a Debian package is installed, by dpkg's own record. */
-export function debianPackageInstalled(name: string): boolean {
+function debianPackageInstalled(name: string): boolean {
   const r = run('dpkg-query', ['-W', '-f=${Status}', name], { timeoutSeconds: 20 });
   return r.code === 0 && r.stdout.includes('install ok installed');
 }

@@ -1,9 +1,9 @@
 /** The HTTP workloads: each one measures one or more figures against one server. */
 import type { Sizes } from './config.ts';
-import { BigObjectFactory, MiB, makeSmallObjects } from './fixtures.ts';
+import { BigObjectFactory, MiB, listingRepo, makeSmallObjects } from './fixtures.ts';
 import type { UploadObject } from './fixtures.ts';
 import { Connection, expectStatus, runPool, sendOnce } from './load-client.ts';
-import type { PoolResult, Target } from './load-client.ts';
+import type { PoolResult } from './load-client.ts';
 import type { ServerHandle } from './peers.ts';
 import { seededRandom } from './stats.ts';
 
@@ -15,9 +15,7 @@ export interface Figure {
   readonly better: 'higher' | 'lower';
 }
 
-export const V2 = 'application/vnd.x.restic.rest.v2';
-/** Repository pre-filled on disk with the listing objects before the servers start. */
-export const listingRepo = 'list';
+const V2 = 'application/vnd.x.restic.rest.v2';
 const rangeSize = 64 * 1024;
 const smallSize = 4 * 1024;
 
@@ -58,10 +56,6 @@ export interface Step {
   run(server: ServerHandle, state: RoundState, sizes: Sizes): Promise<Measured>;
 }
 
-function target(server: ServerHandle): Target {
-  return { host: server.host, port: server.port };
-}
-
 /** Turns a pool result into a rate, or an Error when nothing (or not all) succeeded. */
 function rate(result: PoolResult, per: 'bytes' | 'requests'): number | Error {
   if (result.failed > 0 || result.completed === 0 || result.seconds <= 0) {
@@ -81,7 +75,7 @@ async function upload(
   seconds: number,
   stored: UploadObject[],
 ): Promise<PoolResult> {
-  return runPool(target(server), { concurrency, count: objects.length, seconds }, async (i, connection) => {
+  return runPool(server, { concurrency, count: objects.length, seconds }, async (i, connection) => {
     const object = objects[i]!;
     const info = await connection.request({
       method: 'POST',
@@ -98,7 +92,7 @@ async function upload(
 
 /** Creates a fresh repository for the round (POST {repo}/?create=true). */
 async function createRepo(server: ServerHandle, repo: string): Promise<void> {
-  const info = await sendOnce(target(server), { method: 'POST', path: `/${repo}/?create=true` });
+  const info = await sendOnce(server, { method: 'POST', path: `/${repo}/?create=true` });
   expectStatus(info, [200], `create /${repo}/`);
 }
 
@@ -140,7 +134,7 @@ const rangedGets: Step = {
       const random = seededRandom(1000 + c);
       const offsets = Array.from({ length: count }, () => Math.floor(random() * (16 * MiB - rangeSize)));
       const result = await runPool(
-        target(server),
+        server,
         { concurrency: c, count, seconds: sizes.capSeconds },
         async (i, connection) => {
           const object = objects[i % objects.length]!;
@@ -170,7 +164,7 @@ const fullGets: Step = {
     // One stream: on this VM, concurrent bulk loopback transfers are limited by the kernel, not the server.
     const c = 1;
     const result = await runPool(
-      target(server),
+      server,
       { concurrency: c, count: sizes.fullGets, seconds: sizes.capSeconds },
       async (i, connection) => {
         const object = objects[(i * 7) % objects.length]!;
@@ -207,7 +201,7 @@ const heads: Step = {
     if (objects.length === 0) return { head_c32: new Error('no uploaded 4 KiB object to stat') };
     const c = 32;
     const result = await runPool(
-      target(server),
+      server,
       { concurrency: c, count: sizes.heads, seconds: sizes.capSeconds },
       async (i, connection) => {
         const object = objects[i % objects.length]!;
@@ -250,7 +244,7 @@ const listing: Step = {
   figures: ['list_v2'],
   async run(server, _state, sizes) {
     const times: number[] = [];
-    const connection = new Connection(target(server));
+    const connection = new Connection(server);
     const listAll = async (): Promise<Error | undefined> => {
       for (let i = 0; i < sizes.listRepeats; i++) {
         const started = process.hrtime.bigint();
@@ -285,17 +279,13 @@ export const httpSteps: readonly Step[] = [uploadBig, rangedGets, fullGets, uplo
 /** Deletes the round's 16 MiB objects (not timed) so the disk does not fill up over rounds. */
 export async function cleanupRound(server: ServerHandle, state: RoundState): Promise<void> {
   const objects = state.big.splice(0);
-  await runPool(
-    target(server),
-    { concurrency: 8, count: objects.length, seconds: 120 },
-    async (i, connection) => {
-      const info = await connection.request({
-        method: 'DELETE',
-        path: `/${state.repo}/data/${objects[i]!.name}`,
-        headers: { Accept: V2 },
-      });
-      expectStatus(info, [200, 204], 'DELETE');
-      return 0;
-    },
-  );
+  await runPool(server, { concurrency: 8, count: objects.length, seconds: 120 }, async (i, connection) => {
+    const info = await connection.request({
+      method: 'DELETE',
+      path: `/${state.repo}/data/${objects[i]!.name}`,
+      headers: { Accept: V2 },
+    });
+    expectStatus(info, [200, 204], 'DELETE');
+    return 0;
+  });
 }
