@@ -24,7 +24,8 @@ describe('per-user limits', () => {
     users: passwords,
     config: {
       limits: [
-        { users: ['alice'], requestsPerSecond: 2, burst: 3 },
+        // Slow refill: the 4th request is refused however long the first three took.
+        { users: ['alice'], requestsPerSecond: 0.1, burst: 3 },
         { users: ['carol'], uploadBytesPerSecond: mib },
         { users: ['dave'], downloadBytesPerSecond: mib },
       ],

@@ -204,13 +204,14 @@ describe('ChangeWatcher', () => {
     const dir = await freshDir();
     const file = path.join(dir, 'f');
     await writeFile(file, 'a');
-    const { changes, reloads } = await start([file], { debounceMs: 100, pollIntervalMs: 30 });
+    // The debounce is long enough that a stalled event loop cannot fire the reload before close().
+    const { changes, reloads } = await start([file], { debounceMs: 300, pollIntervalMs: 30 });
     await writeFile(file, 'b');
     await sleep(30);
     changes.close();
     assert.equal(changes.closed, true);
     await replaceByRename(file, 'c');
-    await sleep(250);
+    await sleep(500);
     assert.equal(reloads(), 0);
   });
 });
