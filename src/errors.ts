@@ -48,3 +48,8 @@ export function hasCode(err: unknown, code: ErrorCode): boolean {
 export function errnoCode(err: unknown): string | undefined {
   return err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
 }
+
+/** An error's message, for logs and messages that must not carry a stack trace. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { ChangeWatcher, statSignature } from '../util/change-watcher.ts';
 import { parseHtpasswd } from './htpasswd.ts';
 import type { HtpasswdWarning, ParsedHtpasswd } from './htpasswd.ts';
-import { errnoCode } from '../errors.ts';
+import { errnoCode, errorMessage } from '../errors.ts';
 
 export type ReloadOutcome =
   | { readonly status: 'loaded'; readonly users: number; readonly warnings: readonly HtpasswdWarning[] }
@@ -142,7 +142,7 @@ export class HtpasswdWatcher {
   }
 
   #failed(err: unknown): ReloadOutcome {
-    const error = err instanceof Error ? err.message : String(err);
+    const error = errorMessage(err);
     const keeping = this.#applied === undefined ? '' : `; keeping the previous ${this.#users} users`;
     this.#logger.error({ error }, `the htpasswd file could not be loaded${keeping}`);
     return { status: 'failed', error };

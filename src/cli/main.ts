@@ -17,6 +17,7 @@ import { notifySystemd, takeSystemdSockets } from '../server/systemd.ts';
 import type { RunningServer } from '../server/server.ts';
 import { loadTlsMaterial } from '../server/tls-material.ts';
 import { ensureInitialAdmin, registerUserCommands, userCommandFailure } from './user-command.ts';
+import { errorMessage } from '../errors.ts';
 
 const usageExitCode = 2;
 
@@ -162,6 +163,6 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv).catch((err: unknown) => {
-  process.stderr.write(`ratchet: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(`ratchet: ${errorMessage(err)}\n`);
   process.exit(err instanceof UsageError ? usageExitCode : 1);
 });

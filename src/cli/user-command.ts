@@ -22,6 +22,7 @@ import {
 } from '../auth/htpasswd-file.ts';
 import { userNameProblem } from '../auth/htpasswd.ts';
 import { maxBcryptCost } from '../auth/verifiers.ts';
+import { errorMessage } from '../errors.ts';
 
 export { ensureInitialAdmin } from '../auth/htpasswd-file.ts';
 
@@ -128,7 +129,7 @@ function run(
     } catch (err) {
       if (err instanceof CommanderError) throw err;
       const usage = err instanceof UsageError;
-      const message = err instanceof Error ? err.message : String(err);
+      const message = errorMessage(err);
       io.stderr.write(`error: ${message}\n`);
       throw new CommanderError(
         usage ? usageExitCode : failureExitCode,

@@ -30,15 +30,13 @@ function positiveInteger(name: string, max: number): Parser {
   };
 }
 
-function tlsVersion(text: string): string {
-  if (text !== '1.2' && text !== '1.3') throw new Error('--tls-min-ver must be 1.2 or 1.3');
-  return text;
-}
-
-function syncFsReadsMode(text: string): string {
-  if (text !== 'auto' && text !== 'on' && text !== 'off')
-    throw new Error('--sync-fs-reads must be auto, on or off');
-  return text;
+function oneOf(flag: string, values: readonly string[]): Parser {
+  const allowed =
+    values.length === 2 ? values.join(' or ') : `${values.slice(0, -1).join(', ')} or ${values.at(-1)}`;
+  return (text) => {
+    if (!values.includes(text)) throw new Error(`${flag} must be ${allowed}`);
+    return text;
+  };
 }
 
 function listenAddresses(text: string, previous: unknown): string[] {
@@ -98,7 +96,7 @@ export const optionSpecs: readonly OptionSpec[] = [
     flag: '--tls-min-ver <version>',
     description: 'oldest TLS version accepted: 1.2 or 1.3',
     defaultValue: '1.2',
-    parse: tlsVersion,
+    parse: oneOf('--tls-min-ver', ['1.2', '1.3']),
     fileKey: 'tls-min-ver',
   },
   {
@@ -169,7 +167,7 @@ export const optionSpecs: readonly OptionSpec[] = [
     description:
       "run the read paths' stat/open/small reads on the event loop: auto (on unless the data is on a network or FUSE filesystem), on, off",
     defaultValue: 'auto',
-    parse: syncFsReadsMode,
+    parse: oneOf('--sync-fs-reads', ['auto', 'on', 'off']),
     fileKey: 'sync-fs-reads',
   },
   {

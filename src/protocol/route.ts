@@ -101,3 +101,8 @@ export function parseRoute(path: string, maxRepoDepth: number): Route | undefine
 export function repoKey(repo: RepoPath): string {
   return repo.join('/');
 }
+
+/** The repository path of a repoKey (the root repository's key is ''). */
+export function repoFromKey(key: string): RepoPath {
+  return key === '' ? [] : key.split('/');
+}

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { GrantTable } from '../access/grants.ts';
 import { RatchetError } from '../errors.ts';
 import type { RepoPath } from '../protocol/route.ts';
-import { repoKey } from '../protocol/route.ts';
+import { repoFromKey, repoKey } from '../protocol/route.ts';
 import type { Storage } from '../storage/storage.ts';
 
 export interface RepoQuotaRule {
@@ -165,22 +165,18 @@ export class QuotaManager {
     if (this.limits.maxTotalBytes !== undefined) {
       out.push({ scope: 'total', limit: this.limits.maxTotalBytes, used: this.sum(() => true) });
     }
-    const users = new Set<string>();
+    // A user's repositories are those below /<user>/: one pass adds them up per first component.
+    const perOwner = new Map<string, number>();
     for (const [key, entry] of this.usage) {
-      const repo = key === '' ? [] : key.split('/');
+      const repo = repoFromKey(key);
       const owner = repo[0];
-      if (owner !== undefined) users.add(owner);
-      const rule = this.repoLimits.find((r) => r.table.roleFor(owner ?? '', repo) !== undefined);
+      if (owner !== undefined) perOwner.set(owner, (perOwner.get(owner) ?? 0) + entry.bytes);
+      const rule = this.repoRuleFor(owner, repo);
       if (rule !== undefined) out.push({ scope: `repo:${key}`, limit: rule.maxBytes, used: entry.bytes });
     }
-    for (const user of users) {
+    for (const [user, used] of perOwner) {
       const rule = this.userRuleFor(user);
-      if (rule === undefined) continue;
-      out.push({
-        scope: `user:${user}`,
-        limit: rule.maxBytes,
-        used: this.sum((k) => k === user || k.startsWith(`${user}/`)),
-      });
+      if (rule !== undefined) out.push({ scope: `user:${user}`, limit: rule.maxBytes, used });
     }
     return out;
   }
@@ -199,7 +195,7 @@ export class QuotaManager {
       this.limits.maxTotalBytes !== undefined || (user !== undefined && this.userRuleFor(user) !== undefined);
     if (spansRepos) {
       await this.tallyAll();
-      await Promise.all([...this.usage.keys()].map((k) => this.refresh(k === '' ? [] : k.split('/'))));
+      await Promise.all([...this.usage.keys()].map((k) => this.refresh(repoFromKey(k))));
     }
     await this.refresh(repo);
     if (this.limits.maxTotalBytes !== undefined) {
@@ -209,14 +205,13 @@ export class QuotaManager {
         used: () => this.sum(() => true),
       });
     }
-    for (const rule of this.repoLimits) {
-      if (rule.table.roleFor(user ?? '', repo) === undefined) continue;
+    const repoRule = this.repoRuleFor(user, repo);
+    if (repoRule !== undefined) {
       scopes.push({
         name: `repository /${key}/`,
-        limit: rule.maxBytes,
+        limit: repoRule.maxBytes,
         used: () => this.usage.get(key)?.bytes ?? 0,
       });
-      break;
     }
     const userRule = user === undefined ? undefined : this.userRuleFor(user);
     if (user !== undefined && userRule !== undefined) {
@@ -228,6 +223,11 @@ export class QuotaManager {
       });
     }
     return scopes;
+  }
+
+  /** The first repository rule whose patterns cover the repository (as seen by the user). */
+  private repoRuleFor(user: string | undefined, repo: RepoPath): { maxBytes: number } | undefined {
+    return this.repoLimits.find((rule) => rule.table.roleFor(user ?? '', repo) !== undefined);
   }
 
   private userRuleFor(user: string): UserQuotaRule | undefined {

@@ -15,6 +15,7 @@ import type { TlsConfig } from '../config/server-config.ts';
 import { ChangeWatcher } from '../util/change-watcher.ts';
 import { loadTlsMaterial } from './tls-material.ts';
 import type { TlsMaterial } from './tls-material.ts';
+import { errorMessage } from '../errors.ts';
 
 export type CertificateReloadOutcome = 'loaded' | 'unchanged' | 'failed';
 
@@ -97,7 +98,7 @@ export class CertificateWatcher {
       material = await loadTlsMaterial(this.#options.config);
     } catch (err) {
       this.#logger.error(
-        { error: err instanceof Error ? err.message : String(err), serving: this.#current.fingerprint },
+        { error: errorMessage(err), serving: this.#current.fingerprint },
         'refusing the new TLS certificate/key; the previous certificate keeps serving',
       );
       return 'failed';
@@ -107,7 +108,7 @@ export class CertificateWatcher {
       this.#options.onMaterial(material);
     } catch (err) {
       this.#logger.error(
-        { error: err instanceof Error ? err.message : String(err), serving: this.#current.fingerprint },
+        { error: errorMessage(err), serving: this.#current.fingerprint },
         'the TLS server refused the new certificate/key; the previous certificate keeps serving',
       );
       return 'failed';

@@ -8,7 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import type { SecureContextOptions } from 'node:tls';
 import type { TlsConfig } from '../config/server-config.ts';
-import { errnoCode } from '../errors.ts';
+import { errnoCode, errorMessage } from '../errors.ts';
 
 /** A checked certificate/key pair (and client CA), ready for a secure context. */
 export interface TlsMaterial {
@@ -38,7 +38,7 @@ export async function loadTlsMaterial(config: TlsConfig): Promise<TlsMaterial> {
   try {
     x509 = new X509Certificate(cert);
   } catch (err) {
-    throw new Error(`TLS certificate ${config.cert} is not a PEM certificate: ${message(err)}`, {
+    throw new Error(`TLS certificate ${config.cert} is not a PEM certificate: ${errorMessage(err)}`, {
       cause: err,
     });
   }
@@ -46,9 +46,12 @@ export async function loadTlsMaterial(config: TlsConfig): Promise<TlsMaterial> {
   try {
     privateKey = createPrivateKey(key);
   } catch (err) {
-    throw new Error(`TLS private key ${config.key} is not an unencrypted PEM private key: ${message(err)}`, {
-      cause: err,
-    });
+    throw new Error(
+      `TLS private key ${config.key} is not an unencrypted PEM private key: ${errorMessage(err)}`,
+      {
+        cause: err,
+      },
+    );
   }
   // A secure context accepts a key that does not belong to the certificate; every handshake
   // would then fail, so the pair is compared here.
@@ -59,7 +62,7 @@ export async function loadTlsMaterial(config: TlsConfig): Promise<TlsMaterial> {
     try {
       new X509Certificate(clientCa);
     } catch (err) {
-      throw new Error(`TLS client CA ${config.clientCa} is not a PEM certificate: ${message(err)}`, {
+      throw new Error(`TLS client CA ${config.clientCa} is not a PEM certificate: ${errorMessage(err)}`, {
         cause: err,
       });
     }
@@ -83,9 +86,12 @@ export async function loadTlsMaterial(config: TlsConfig): Promise<TlsMaterial> {
   try {
     createSecureContext(secureContextOptions(config, material));
   } catch (err) {
-    throw new Error(`TLS certificate ${config.cert} and key ${config.key} are not usable: ${message(err)}`, {
-      cause: err,
-    });
+    throw new Error(
+      `TLS certificate ${config.cert} and key ${config.key} are not usable: ${errorMessage(err)}`,
+      {
+        cause: err,
+      },
+    );
   }
   return material;
 }
@@ -110,11 +116,7 @@ async function readPem(file: string, what: string): Promise<Buffer> {
   } catch (err) {
     const code = errnoCode(err);
     if (code === undefined) throw err;
-    const reason = code === 'ENOENT' ? 'does not exist' : `cannot be read: ${message(err)}`;
+    const reason = code === 'ENOENT' ? 'does not exist' : `cannot be read: ${errorMessage(err)}`;
     throw new Error(`${what} ${file} ${reason}`, { cause: err });
   }
-}
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -7,7 +7,7 @@ import { RatchetError } from '../../errors.ts';
 import type { RangeSpec } from '../../protocol/range.ts';
 import { applyRange } from '../../protocol/range.ts';
 import type { ObjectType, RepoPath } from '../../protocol/route.ts';
-import { repoKey } from '../../protocol/route.ts';
+import { repoFromKey, repoKey } from '../../protocol/route.ts';
 import type {
   ObjectEntry,
   ObjectRef,
@@ -101,7 +101,7 @@ export class MemoryStorage implements Storage {
   }
 
   async *listRepos(): AsyncIterable<RepoPath> {
-    for (const key of [...this.repos.keys()]) yield key === '' ? [] : key.split('/');
+    for (const key of [...this.repos.keys()]) yield repoFromKey(key);
     await Promise.resolve();
   }
 
