@@ -16,6 +16,7 @@ import type { TlsConfig } from '../config/server-config.ts';
 import type { RequestListener } from '../http/request-handler.ts';
 import { secureContextOptions } from './tls-material.ts';
 import type { TlsMaterial } from './tls-material.ts';
+import { answerClientError, drainConnections } from './connection-lifecycle.ts';
 import { headersTimeoutMs, idleTimeoutMs, keepAliveTimeoutMs } from './timeouts.ts';
 
 // Flow-control windows: restic sends up to 5 uploads of 4-128 MiB on one connection. 1 MiB per
@@ -83,11 +84,7 @@ export function createSecureHttpServer(
   });
   server.on('sessionError', (err) => logger.debug({ err }, 'HTTP/2 session error'));
   server.on('tlsClientError', (err) => logger.debug({ err }, 'TLS handshake failed'));
-  server.on('clientError', (err: Error, socket: Socket) => {
-    logger.debug({ err }, 'client error');
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-    else socket.destroy();
-  });
+  server.on('clientError', answerClientError(logger));
 
   // Present on Node versions whose HTTP/2 server tracks its HTTP/1.1 fallback connections.
   const closeIdleHttp1 = (): void =>
@@ -102,20 +99,17 @@ export function createSecureHttpServer(
     },
     async drain(deadlineMs) {
       draining = true;
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // GOAWAY: no new streams; each session closes once its streams are done.
       for (const session of sessions) session.close();
-      closeIdleHttp1();
-      // HTTP/1.1 connections that finish a request while shutting down are closed right after it.
-      const idleSweep = setInterval(closeIdleHttp1, 100);
-      const deadline = setTimeout(() => {
-        logger.warn('shutdown deadline reached, closing remaining connections');
-        for (const session of sessions) session.destroy();
-        for (const socket of sockets) socket.destroy();
-      }, deadlineMs);
-      await closed;
-      clearTimeout(deadline);
-      clearInterval(idleSweep);
+      await drainConnections(server, {
+        deadlineMs,
+        logger,
+        closeIdle: closeIdleHttp1,
+        cutAll: () => {
+          for (const session of sessions) session.destroy();
+          for (const socket of sockets) socket.destroy();
+        },
+      });
     },
   };
 }

@@ -30,6 +30,7 @@ import type { CertificateReloadOutcome, CertificateWatcherOptions } from './cert
 import { listenOn, removeSocketFile } from './listener.ts';
 import { createSecureHttpServer } from './secure-server.ts';
 import type { SecureHttpServer } from './secure-server.ts';
+import { answerClientError, drainConnections } from './connection-lifecycle.ts';
 import { headersTimeoutMs, idleTimeoutMs, keepAliveTimeoutMs } from './timeouts.ts';
 import { loadTlsMaterial } from './tls-material.ts';
 
@@ -149,7 +150,16 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
         served = { server: secureServer.server, drain: (ms) => secureServer.drain(ms) };
       } else {
         const server = createHttpServer(handler, logger);
-        served = { server, drain: (ms) => drain(server, ms, logger) };
+        served = {
+          server,
+          drain: (deadlineMs) =>
+            drainConnections(server, {
+              deadlineMs,
+              logger,
+              closeIdle: () => server.closeIdleConnections(),
+              cutAll: () => server.closeAllConnections(),
+            }),
+        };
       }
       servers.push(served);
       secure.push(isSecure);
@@ -221,15 +231,10 @@ function createHttpServer(handler: ReturnType<typeof createRequestHandler>, logg
     handler,
   );
   server.timeout = idleTimeoutMs;
-  server.on('clientError', (err, socket) => {
-    logger.debug({ err }, 'client error');
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-    else socket.destroy();
-  });
+  server.on('clientError', answerClientError(logger));
   return server;
 }
 
-/** Closes the server, letting requests in flight finish until the deadline. */
 /** Resolves --sync-fs-reads: auto keeps filesystem calls of remote filesystems off the loop. */
 async function syncFsReadsFor(config: ServerConfig, logger: Logger): Promise<boolean> {
   if (config.syncFsReads !== 'auto') return config.syncFsReads === 'on';
@@ -240,18 +245,4 @@ async function syncFsReadsFor(config: ServerConfig, logger: Logger): Promise<boo
     'data on a network or FUSE filesystem: its read calls go through the thread pool (--sync-fs-reads)',
   );
   return false;
-}
-
-async function drain(server: Server, deadlineMs: number, logger: Logger): Promise<void> {
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  server.closeIdleConnections();
-  const deadline = setTimeout(() => {
-    logger.warn('shutdown deadline reached, closing remaining connections');
-    server.closeAllConnections();
-  }, deadlineMs);
-  // Connections that finish a request while shutting down are closed right after it.
-  const idleSweep = setInterval(() => server.closeIdleConnections(), 100);
-  await closed;
-  clearTimeout(deadline);
-  clearInterval(idleSweep);
 }
