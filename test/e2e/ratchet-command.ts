@@ -2,22 +2,16 @@
  * The real `ratchet` command for the end-to-end tests where startRatchet's fixed
  * `--listen 127.0.0.1:0 --path <dir>` does not fit: a server configured by its own arguments (a
  * configuration file with several listeners, say), with the URL and role ceiling of every
- * listener taken from its announcement lines; and one-shot commands such as `ratchet user add`
- * with input on stdin.
+ * listener taken from its announcement lines. (One-shot commands such as `ratchet user add`, with
+ * input on stdin, run through runRatchet.)
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
-import path from 'node:path';
-import { projectRoot } from '../helpers/ratchet-process.ts';
+import { cliEntry, projectRoot } from '../helpers/ratchet-process.ts';
 import type { RatchetProcess } from '../helpers/ratchet-process.ts';
 
-const command = [
-  process.execPath,
-  '--import',
-  'tsx',
-  path.join(projectRoot, 'src', 'cli', 'main.ts'),
-] as const;
+const command = [process.execPath, '--import', 'tsx', cliEntry] as const;
 
 /** What the server announces for each listener, one stdout line each. */
 const announcement = /^ratchet \S+: serving (.+) on (\S+) \(at most (\S+)\)$/;
@@ -81,17 +75,6 @@ export async function startRatchetServer(
       return code;
     },
   };
-}
-
-/** Runs `ratchet ...args` with `input` on stdin, to its end: exit code and output. */
-export async function runRatchetCommand(
-  args: string[],
-  input = '',
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const { child, stdout, stderr } = spawnRatchet(args);
-  child.stdin.end(input);
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout: stdout(), stderr: stderr() };
 }
 
 /** Spawns `ratchet ...args` from the project folder, collecting its output. */

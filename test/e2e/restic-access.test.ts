@@ -12,16 +12,18 @@
  * repositories (on one repository, their locks would get in each other's way).
  */
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import type { TestContext } from 'node:test';
-import { blob, raw, v2 } from '../helpers/http.ts';
+import { tempFilesUnder } from '../helpers/files.ts';
+import { basic, blob, raw, v2 } from '../helpers/http.ts';
 import type { RawResponse } from '../helpers/http.ts';
+import { runRatchet } from '../helpers/ratchet-process.ts';
 import { inTest, resticEnvironment, step } from './fixture.ts';
-import { runRatchetCommand, startRatchetServer } from './ratchet-command.ts';
+import { startRatchetServer } from './ratchet-command.ts';
 import type { RatchetServer } from './ratchet-command.ts';
-import { findTempFiles, listFiles, smallTree } from './restic-helpers.ts';
+import { listFiles, smallTree } from './restic-helpers.ts';
 import type { Restic, ResticResult, SnapshotJson } from './restic-helpers.ts';
 
 /** Login passwords (alphanumeric, so they need no escaping in restic's URLs). */
@@ -57,10 +59,6 @@ access:
 
 /** A refused restic command gives up after its retries; the limit only guards against a hang. */
 const refused = { show: 6, timeoutMs: 150_000 };
-
-function basic(user: string, password: string): string {
-  return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
-}
 
 function assertRefused(result: ResticResult): void {
   assert.match(result.stderr, /403|Forbidden/i, `restic reports the refusal:\n${result.stderr}`);
@@ -118,11 +116,11 @@ describe('restic e2e, access per user, repository and listener', { timeout: 420_
     for (const [user, password] of Object.entries(users)) {
       const args = ['user', 'add', user, '--htpasswd-file', htpasswd, '--cost', '4'];
       t.diagnostic(`$ ratchet ${args.join(' ')}   (password on stdin)`);
-      const result = await runRatchetCommand(args, `${password}\n`);
+      const result = await runRatchet(args, `${password}\n`);
       assert.equal(result.code, 0, result.stderr);
       t.diagnostic(`  ${result.stdout.trim()}`);
     }
-    const list = await runRatchetCommand(['user', 'list', '--htpasswd-file', htpasswd]);
+    const list = await runRatchet(['user', 'list', '--htpasswd-file', htpasswd]);
     assert.deepEqual(list.stdout.trim().split('\n').sort(), Object.keys(users).sort(), list.stderr);
 
     const configFile = path.join(env.dir, 'ratchet.yaml');
@@ -253,8 +251,11 @@ describe('restic e2e, access per user, repository and listener', { timeout: 420_
   });
 
   it('leaves no lock and no temporary file behind', async () => {
-    assert.deepEqual(await listFiles(path.join(env.dataDir, 'host1', 'locks')), []);
-    assert.deepEqual(await listFiles(path.join(env.dataDir, 'host2', 'locks')), []);
-    assert.deepEqual(await findTempFiles(env.dataDir), []);
+    for (const host of ['host1', 'host2']) {
+      const locks = path.join(env.dataDir, host, 'locks');
+      assert.ok((await stat(locks)).isDirectory(), `${locks} is the repository's locks folder`);
+      assert.deepEqual(await listFiles(locks), [], `no lock left in ${locks}`);
+    }
+    assert.deepEqual(await tempFilesUnder(env.dataDir), []);
   });
 });

@@ -7,8 +7,9 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { tempFilesUnder } from '../helpers/files.ts';
 import { inTest, resticEnvironment, step } from './fixture.ts';
-import { findTempFiles, fullTree, leaveDeadLock, listFiles } from './restic-helpers.ts';
+import { fullTree, leaveDeadLock, listFiles } from './restic-helpers.ts';
 
 describe('restic e2e, --append-only mode, repo rest:URL/e2e/appendonly/', { timeout: 600_000 }, () => {
   const env = resticEnvironment({
@@ -95,6 +96,6 @@ describe('restic e2e, --append-only mode, repo rest:URL/e2e/appendonly/', { time
   });
 
   it('leaves no temporary file behind', async () => {
-    assert.deepEqual(await findTempFiles(env.dataDir), []);
+    assert.deepEqual(await tempFilesUnder(env.dataDir), []);
   });
 });

@@ -503,11 +503,6 @@ export async function listFiles(root: string): Promise<string[]> {
   }
 }
 
-/** Every leftover temporary upload file (Ratchet's `.ratchet-upload-` prefix) under a folder. */
-export async function findTempFiles(root: string): Promise<string[]> {
-  return (await listFiles(root)).filter((name) => path.basename(name).startsWith('.ratchet-upload-'));
-}
-
 /** Mebibytes, for the transcript. */
 export function mib(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;

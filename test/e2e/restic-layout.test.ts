@@ -7,8 +7,9 @@ import assert from 'node:assert/strict';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { tempFilesUnder } from '../helpers/files.ts';
 import { inTest, resticEnvironment, step } from './fixture.ts';
-import { findTempFiles, listFiles, walkTree } from './restic-helpers.ts';
+import { listFiles, walkTree } from './restic-helpers.ts';
 import type { TreeSpec } from './restic-helpers.ts';
 
 const tree: TreeSpec = {
@@ -81,6 +82,6 @@ describe('restic e2e, on-disk layout shared with the local backend', { timeout: 
   });
 
   it('leaves no temporary file behind', async () => {
-    assert.deepEqual(await findTempFiles(env.dataDir), []);
+    assert.deepEqual(await tempFilesUnder(env.dataDir), []);
   });
 });

@@ -8,8 +8,9 @@ import assert from 'node:assert/strict';
 import { stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { tempFilesUnder } from '../helpers/files.ts';
 import { inTest, resticEnvironment, step } from './fixture.ts';
-import { findTempFiles, fullTree, leaveDeadLock, listFiles, smallTree } from './restic-helpers.ts';
+import { fullTree, leaveDeadLock, listFiles, smallTree } from './restic-helpers.ts';
 import type { KeyJson, SnapshotJson } from './restic-helpers.ts';
 
 const password = 'correct horse battery staple';
@@ -114,7 +115,7 @@ describe('restic e2e, normal mode, nested repo rest:URL/e2e/host1/', { timeout: 
 
   it('leaves no lock and no temporary file behind', async () => {
     assert.deepEqual(await listFiles(repoDir('locks')), []);
-    assert.deepEqual(await findTempFiles(env.dataDir), []);
+    assert.deepEqual(await tempFilesUnder(env.dataDir), []);
   });
 });
 

@@ -13,7 +13,7 @@ export interface CertificateFiles {
 }
 
 /** Runs openssl with the arguments; rejects with its stderr when it fails. */
-export async function openssl(args: string[], cwd: string): Promise<string> {
+async function openssl(args: string[], cwd: string): Promise<string> {
   try {
     const { stdout } = await run('openssl', args, { cwd });
     return stdout;

@@ -5,6 +5,10 @@ import type { IncomingHttpHeaders } from 'node:http';
 
 export const v2 = 'application/vnd.x.restic.rest.v2';
 
+/** An HTTP Basic Authorization header value. */
+export const basic = (user: string, password: string): string =>
+  `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+
 export const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex');
 
 /** Random content together with its SHA-256 name. */

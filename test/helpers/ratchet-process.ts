@@ -9,7 +9,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const projectRoot = fileURLToPath(new URL('../../', import.meta.url));
-const cliEntry = path.join(projectRoot, 'src', 'cli', 'main.ts');
+/** The `ratchet` command's entry point, run through tsx. */
+export const cliEntry = path.join(projectRoot, 'src', 'cli', 'main.ts');
 
 export interface RatchetProcess {
   /** Base URL such as http://127.0.0.1:41234 (https:// with --tls; no trailing slash). */
@@ -42,16 +43,21 @@ export async function withTempDir<T>(test: (dir: string) => Promise<T>, prefix?:
   }
 }
 
-/** Runs the ratchet command with the given arguments and no server expected: exit code and output. */
+/**
+ * Runs the ratchet command with the given arguments and `input` on stdin, no server expected, to
+ * its end (exit and closed output): exit code and output.
+ */
 export async function runRatchet(
   args: string[],
+  input = '',
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', cliEntry, ...args], { cwd: projectRoot });
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  child.stdin.end(input);
+  const [code] = (await once(child, 'close')) as [number | null];
   return { code, stdout, stderr };
 }
 

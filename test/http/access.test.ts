@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { blob, raw, v2 } from '../helpers/http.ts';
+import { basic, blob, raw, v2 } from '../helpers/http.ts';
 import type { RawResponse } from '../helpers/http.ts';
 import { serverForSuite } from './operations-helpers.ts';
 
@@ -16,10 +16,6 @@ const passwords: Record<string, string> = {
   ünï: 'pässwörd-日本',
 };
 
-function basic(user: string, password = passwords[user] ?? ''): string {
-  return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
-}
-
 function as(
   user: string,
   base: string,
@@ -28,7 +24,11 @@ function as(
   extra: { headers?: Record<string, string | number>; body?: Buffer; password?: string } = {},
 ): Promise<RawResponse> {
   return raw(base, method, urlPath, {
-    headers: { Authorization: basic(user, extra.password), Accept: v2, ...extra.headers },
+    headers: {
+      Authorization: basic(user, extra.password ?? passwords[user] ?? ''),
+      Accept: v2,
+      ...extra.headers,
+    },
     body: extra.body,
   });
 }
@@ -163,11 +163,11 @@ describe('authentication and access', () => {
       statuses.push((await from('127.0.0.3', publicUrl, '/bob/keys/', wrong)).status);
     }
     assert.deepEqual(new Set(statuses), new Set([401, 429]), `statuses: ${statuses.join(',')}`);
-    const blocked = await from('127.0.0.3', publicUrl, '/bob/keys/', basic('bob'));
+    const blocked = await from('127.0.0.3', publicUrl, '/bob/keys/', basic('bob', passwords.bob ?? ''));
     assert.equal(blocked.status, 429, 'the attacking address stays blocked, even with the right password');
     assert.match(String(blocked.headers['retry-after']), /^\d+$/);
     assert.equal(
-      (await from('127.0.0.5', publicUrl, '/bob/keys/', basic('bob'))).status,
+      (await from('127.0.0.5', publicUrl, '/bob/keys/', basic('bob', passwords.bob ?? ''))).status,
       200,
       'bob from elsewhere',
     );

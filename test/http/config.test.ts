@@ -5,11 +5,8 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { hashPassword } from '../../src/auth/htpasswd-file.ts';
 import { parseConfigFile } from '../../src/config/config-file.ts';
-import { raw, v2 } from '../helpers/http.ts';
+import { basic, raw, v2 } from '../helpers/http.ts';
 import { runRatchet, startRatchet, withTempDir } from '../helpers/ratchet-process.ts';
-
-const basic = (user: string, password: string): string =>
-  `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 
 describe('configuration file', () => {
   it('names every invalid key with its problem', () => {

@@ -1,11 +1,10 @@
 /**
  * Helpers shared by the HTTP tests: a server started for a whole suite, small filesystems
- * mounted by the test, walking a data folder, Prometheus text parsing, raw HTTP/1.1 over a
- * socket, and users in an htpasswd file.
+ * mounted by the test, raw HTTP/1.1 over a socket, and users in an htpasswd file.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { readdir, stat, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { after, before } from 'node:test';
@@ -15,18 +14,20 @@ import type { HtpasswdAuth } from '../../src/auth/htpasswd-auth.ts';
 import { hashPassword } from '../../src/auth/htpasswd-file.ts';
 import type { ServerConfig } from '../../src/config/server-config.ts';
 import { silentLogger } from '../../src/log/logger.ts';
-import { tempPrefix } from '../../src/storage/fs/layout.ts';
 import type { Storage } from '../../src/storage/storage.ts';
-import { raw, v2 } from '../helpers/http.ts';
+import { basic, raw, v2 } from '../helpers/http.ts';
 import type { RawResponse } from '../helpers/http.ts';
 import { startTestServer } from '../helpers/in-process.ts';
 import type { TestServer } from '../helpers/in-process.ts';
 import { makeTempDir } from '../helpers/ratchet-process.ts';
 
-const run = promisify(execFile);
+// Re-exported for test/http/operations.test.ts, which imports them from here.
+export { basic } from '../helpers/http.ts';
+export { filesUnder } from '../helpers/files.ts';
+export { parseMetrics, sampleValue } from '../helpers/metrics.ts';
+export type { Sample } from '../helpers/metrics.ts';
 
-export const basic = (user: string, password: string): string =>
-  `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+const run = promisify(execFile);
 
 /** Polls the check until it holds; fails after the timeout. */
 export async function waitFor(
@@ -50,30 +51,9 @@ export async function writeHtpasswd(file: string, users: Record<string, string>)
 }
 
 /** The real htpasswd authenticator over a fresh file with the users. */
-export async function htpasswdAuth(file: string, users: Record<string, string>): Promise<HtpasswdAuth> {
+async function htpasswdAuth(file: string, users: Record<string, string>): Promise<HtpasswdAuth> {
   await writeHtpasswd(file, users);
   return startHtpasswdAuth({ file, logger: silentLogger(), watch: false, pollIntervalMs: 0 });
-}
-
-/** Every regular file below dir, with its size and mtime. */
-export async function filesUnder(dir: string): Promise<{ file: string; size: number; mtimeMs: number }[]> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  const files = entries
-    .filter((entry) => entry.isFile())
-    .map((entry) => path.join(entry.parentPath, entry.name));
-  return Promise.all(
-    files.map(async (file) => {
-      const info = await stat(file);
-      return { file, size: info.size, mtimeMs: info.mtimeMs };
-    }),
-  );
-}
-
-/** Leftover in-progress uploads anywhere below dir. */
-export async function tempFilesUnder(dir: string): Promise<string[]> {
-  return (await filesUnder(dir))
-    .map((f) => f.file)
-    .filter((file) => path.basename(file).startsWith(tempPrefix));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -160,7 +140,7 @@ export function requireRoot(): void {
   }
 }
 
-export async function sh(command: string, args: string[]): Promise<void> {
+async function sh(command: string, args: string[]): Promise<void> {
   try {
     await run(command, args);
   } catch (err) {
@@ -184,7 +164,7 @@ function unmountAtExit(): void {
 }
 
 /** Mounts a tmpfs of the given size (e.g. "3m") on dir. */
-export async function mountTmpfs(dir: string, size: string): Promise<void> {
+async function mountTmpfs(dir: string, size: string): Promise<void> {
   requireRoot();
   unmountAtExit();
   await sh('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', dir]);
@@ -253,49 +233,6 @@ export function uploadWithin(
     body,
     timeoutMs,
   });
-}
-
-// ---------------------------------------------------------------------------------------------
-// Prometheus text format.
-
-export interface Sample {
-  readonly name: string;
-  readonly labels: Readonly<Record<string, string>>;
-  readonly value: number;
-}
-
-/** Parses the sample lines of the Prometheus text exposition format. */
-export function parseMetrics(text: string): Sample[] {
-  const samples: Sample[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?$/.exec(line);
-    if (!match) throw new Error(`not a Prometheus sample line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const pair of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
-      labels[pair[1] ?? ''] = (pair[2] ?? '').replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
-    }
-    const text = match[3] ?? '';
-    const value = text === '+Inf' ? Infinity : text === '-Inf' ? -Infinity : Number(text);
-    samples.push({ name: match[1] ?? '', labels, value });
-  }
-  return samples;
-}
-
-/** The value of the sample with exactly these labels, or undefined when there is none. */
-export function sampleValue(
-  samples: readonly Sample[],
-  name: string,
-  labels: Record<string, string> = {},
-): number | undefined {
-  const wanted = Object.entries(labels);
-  const found = samples.find(
-    (s) =>
-      s.name === name &&
-      Object.keys(s.labels).length === wanted.length &&
-      wanted.every(([key, value]) => s.labels[key] === value),
-  );
-  return found?.value;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,19 +11,16 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { defaultGrants } from '../../src/access/grants.ts';
-import { blob, raw, upload, v2 } from '../helpers/http.ts';
+import { filesUnder, tempFilesUnder } from '../helpers/files.ts';
+import { basic, blob, raw, upload, v2 } from '../helpers/http.ts';
 import type { RawResponse } from '../helpers/http.ts';
+import { parseMetrics, sampleValue } from '../helpers/metrics.ts';
 import { withRatchet, withTempDir } from '../helpers/ratchet-process.ts';
 import {
-  basic,
   chunk,
-  filesUnder,
   lastChunk,
-  parseMetrics,
   rawExchange,
-  sampleValue,
   serverForSuite,
-  tempFilesUnder,
   uploadWithin,
   waitFor,
   withServerOnTmpfs,

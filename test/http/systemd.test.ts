@@ -12,10 +12,9 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { raw } from '../helpers/http.ts';
-import { makeTempDir, projectRoot } from '../helpers/ratchet-process.ts';
+import { cliEntry, makeTempDir, projectRoot } from '../helpers/ratchet-process.ts';
 import { waitFor } from './operations-helpers.ts';
 
-const cliEntry = path.join(projectRoot, 'src', 'cli', 'main.ts');
 const bounded = { timeout: 60_000 };
 
 /** A loopback port that was free a moment ago (bound to 0, then closed). */
