@@ -1,19 +1,14 @@
 /** Bad input and failures: aborted uploads, storage faults, no stack traces, no partial objects. */
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { MemoryStorage } from '../../src/storage/memory/memory-storage.ts';
-import { tempPrefix } from '../../src/storage/fs/layout.ts';
 import { blob, raw, upload } from '../helpers/http.ts';
-import { serverForSuite } from './operations-helpers.ts';
+import { filesUnder, tempFilesUnder } from '../helpers/files.ts';
+import { serverForSuite, waitFor } from './operations-helpers.ts';
 
-async function filesUnder(dir: string): Promise<string[]> {
-  return (await readdir(dir, { recursive: true, withFileTypes: true }))
-    .filter((entry) => entry.isFile())
-    .map((entry) => path.join(entry.parentPath, entry.name));
-}
+const filesIn = async (dir: string): Promise<string[]> => (await filesUnder(dir)).map((f) => f.file);
 
 describe('robustness', () => {
   const server = serverForSuite();
@@ -39,13 +34,11 @@ describe('robustness', () => {
       });
       socket.on('error', reject);
     });
-    const deadline = Date.now() + 5000;
-    let files = await filesUnder(path.join(server.dataDir, 'r'));
-    while (files.length > 0 && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 25));
-      files = await filesUnder(path.join(server.dataDir, 'r'));
-    }
-    assert.deepEqual(files, []);
+    const repoDir = path.join(server.dataDir, 'r');
+    await waitFor(async () => (await filesIn(repoDir)).length === 0, 'the partial upload to go', 5000).catch(
+      () => undefined,
+    );
+    assert.deepEqual(await filesIn(repoDir), []);
     assert.equal((await raw(server.url, 'HEAD', `/r/data/${name}`)).status, 404);
     // The server is still serving.
     assert.equal((await upload(server.url, '/r/', 'data', data)).status, 200);
@@ -92,8 +85,7 @@ describe('robustness', () => {
       const { data } = blob(1000 + i);
       assert.equal((await upload(server.url, '/r/', 'data', data, blob(1).name)).status, 400);
     }
-    const temps = (await filesUnder(server.dataDir)).filter((f) => path.basename(f).startsWith(tempPrefix));
-    assert.deepEqual(temps, []);
+    assert.deepEqual(await tempFilesUnder(server.dataDir), []);
   });
 });
 
