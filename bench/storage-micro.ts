@@ -18,6 +18,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Storage } from '../src/storage/storage.ts';
 import { makeSmallObjects } from './fixtures.ts';
+import { writeChecked } from '../src/storage/upload-check.ts';
 
 type FsStorageClass = new (options: {
   root: string;
@@ -71,9 +72,9 @@ async function* bodyOf(chunks: readonly Buffer[]): AsyncIterable<Uint8Array> {
 const writeAll = (): Promise<number> =>
   runPool(count, async (i) => {
     const o = objects[i]!;
-    await storage.write({ repo, type: 'data', name: o.name }, bodyOf(o.chunks), {
-      expectedSha256: o.name,
-      contentLength: size,
+    await writeChecked(storage, { repo, type: 'data', name: o.name }, bodyOf(o.chunks), {
+      sha256: o.name,
+      length: size,
     });
   });
 

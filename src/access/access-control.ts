@@ -2,7 +2,7 @@
 import { GrantTable } from './grants.ts';
 import type { Grant } from './grants.ts';
 import type { Role } from './policy.ts';
-import type { RepoPath } from '../protocol/route.ts';
+import type { RepoPath } from '../domain/repo-path.ts';
 
 export class AccessControl {
   private table: GrantTable;

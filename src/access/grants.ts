@@ -5,7 +5,7 @@
  * `{user}` stands for the authenticated user's name, `*` for any one component and `**` for any
  * number of components (zero included): `/{user}/**` is the user's own repo and everything below.
  */
-import type { RepoPath } from '../protocol/route.ts';
+import type { RepoPath } from '../domain/repo-path.ts';
 import { roles } from './policy.ts';
 import type { Role } from './policy.ts';
 

@@ -3,7 +3,7 @@
  * the exception every role below admin gets: restic creates and deletes its own locks in every
  * command, so read-only and append-only users must be able to.
  */
-import type { ObjectType } from '../protocol/route.ts';
+import type { ObjectType } from '../domain/object-types.ts';
 
 export const roles = ['read-only', 'append-only', 'admin'] as const;
 export type Role = (typeof roles)[number];

@@ -4,8 +4,9 @@
  */
 import type { Logger } from 'pino';
 import { errnoCode, errorStatus, RatchetError } from '../errors.ts';
-import { abortResponse, bodyPending, refuseUnreadBody } from './http-types.ts';
-import type { HttpRequest, HttpResponse } from './http-types.ts';
+import { abortResponse, bodyPending, refuseUnreadBody } from '../util/http-types.ts';
+import type { HttpRequest, HttpResponse } from '../util/http-types.ts';
+import { RangeNotSatisfiable } from '../domain/byte-range.ts';
 
 // Bodies of rejected uploads up to this size are read and discarded so the client reads the
 // status instead of a broken pipe (restic's packs are 4-16 MiB by default, up to 128 MiB when
@@ -62,6 +63,7 @@ export function sendError(
   const body = `${known ? known.message : 'internal server error'}\n`;
   res.statusCode = status;
   for (const [name, value] of Object.entries(known?.headers ?? {})) res.setHeader(name, value);
+  if (known instanceof RangeNotSatisfiable) res.setHeader('Content-Range', `bytes */${known.size}`);
   res.setHeader('Content-Type', 'text/plain; charset=utf-8');
   res.setHeader('Content-Length', Buffer.byteLength(body));
   if (bodyPending(req)) settleUnreadBody(req, res);

@@ -4,8 +4,8 @@
  */
 import { TLSSocket } from 'node:tls';
 import { RatchetError } from '../errors.ts';
-import { isHttp2Request } from './http-types.ts';
-import type { HttpRequest } from './http-types.ts';
+import { isHttp2Request } from '../util/http-types.ts';
+import type { HttpRequest } from '../util/http-types.ts';
 import type { Identify } from './request-handler.ts';
 
 /** Checks Basic credentials; implemented by the htpasswd authenticator. */

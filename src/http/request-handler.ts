@@ -17,8 +17,8 @@ import type { QuotaManager } from '../quota/quota-manager.ts';
 import type { Storage } from '../storage/storage.ts';
 import { sendError } from './error-response.ts';
 import { isServerEndpoint, serveEndpoint } from './server-endpoints.ts';
-import { responseIncomplete } from './http-types.ts';
-import type { HttpRequest, HttpResponse } from './http-types.ts';
+import { responseIncomplete } from '../util/http-types.ts';
+import type { HttpRequest, HttpResponse } from '../util/http-types.ts';
 
 /** Who sent the request: a user name, undefined when authentication is off, or UNAUTHORIZED. */
 export type Identify = (req: HttpRequest) => Promise<string | undefined>;

@@ -10,7 +10,7 @@ import type { AccessControl } from '../access/access-control.ts';
 import { RatchetError } from '../errors.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Storage } from '../storage/storage.ts';
-import type { HttpRequest, HttpResponse } from './http-types.ts';
+import type { HttpRequest, HttpResponse } from '../util/http-types.ts';
 import type { Identify } from './request-handler.ts';
 
 export interface EndpointOptions {

@@ -1,7 +1,7 @@
 /** The Apache combined access log that rest-server's `--log` writes. */
 import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
-import type { HttpRequest, HttpResponse } from '../http/http-types.ts';
+import type { HttpRequest, HttpResponse } from '../util/http-types.ts';
 
 const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 

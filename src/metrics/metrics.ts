@@ -7,8 +7,11 @@
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import { objectTypes, repoKey } from '../protocol/route.ts';
-import type { Storage, RepoSummary } from '../storage/storage.ts';
+import { objectTypes } from '../domain/object-types.ts';
+import { repoKey } from '../domain/repo-path.ts';
+import type { Storage } from '../storage/storage.ts';
+import { summarizeRepo } from '../usage/repo-summary.ts';
+import type { RepoSummary } from '../usage/repo-summary.ts';
 
 export type BlobOperation = 'read' | 'write' | 'delete';
 
@@ -72,7 +75,8 @@ export class Metrics {
       if (this.summaries && Date.now() - this.summaries.at < summaryCacheMs) return this.summaries.repos;
       const repos = new Map<string, RepoSummary>();
       try {
-        for await (const repo of storage.listRepos()) repos.set(repoKey(repo), await storage.summarize(repo));
+        for await (const repo of storage.listRepos())
+          repos.set(repoKey(repo), await summarizeRepo(storage, repo));
       } catch (err) {
         logger.warn({ err }, 'reading repository summaries for metrics failed');
       }

@@ -2,13 +2,16 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { RatchetError } from '../errors.ts';
-import type { HttpRequest, HttpResponse } from '../http/http-types.ts';
-import { listFormat, sendListing } from '../http/list-response.ts';
-import type { Storage, ObjectRef } from '../storage/storage.ts';
+import type { HttpRequest, HttpResponse } from '../util/http-types.ts';
+import { listFormat, sendListing } from './list-response.ts';
+import type { Storage } from '../storage/storage.ts';
+import { writeChecked } from '../storage/upload-check.ts';
+import type { ObjectRef } from '../domain/object-ref.ts';
 import type { Operation } from '../access/policy.ts';
 import { parseRange } from './range.ts';
-import type { RepoPath, Route } from './route.ts';
-import { repoKey } from './route.ts';
+import type { RepoPath } from '../domain/repo-path.ts';
+import type { Route } from './route.ts';
+import { repoKey } from '../domain/repo-path.ts';
 import type { QuotaManager } from '../quota/quota-manager.ts';
 import type { UserLimits } from '../limits/user-limits.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -43,7 +46,7 @@ export async function handleOperation(
     const format = listFormat(exchange.req.headers.accept);
     return sendListing(
       exchange.res,
-      ctx.storage.list(route.repo, route.type),
+      ctx.storage.list(route.repo, route.type, exchange.signal),
       format,
       exchange.req.method === 'HEAD',
     );
@@ -61,10 +64,14 @@ export async function handleOperation(
   }
 }
 
-async function createRepo(ctx: HandlerContext, repo: RepoPath, { query, res }: Exchange): Promise<void> {
+async function createRepo(
+  ctx: HandlerContext,
+  repo: RepoPath,
+  { query, res, signal }: Exchange,
+): Promise<void> {
   if (query.get('create') !== 'true')
     throw new RatchetError('BAD_REQUEST', 'repository POST needs ?create=true');
-  await ctx.storage.createRepo(repo);
+  await ctx.storage.createRepo(repo, signal);
   ok(res);
 }
 
@@ -107,11 +114,11 @@ async function writeObject(
   let body = requestBody(req);
   if (ctx.limits.active) body = ctx.limits.paceUpload(user, body);
   try {
-    const result = await ctx.storage.write(ref, reservation.limit(body), {
-      expectedSha256: ctx.verifyUploads && ref.type !== 'config' ? ref.name : undefined,
-      contentLength,
-      signal,
-    });
+    const expected = {
+      sha256: ctx.verifyUploads && ref.type !== 'config' ? ref.name : undefined,
+      length: contentLength,
+    };
+    const result = await writeChecked(ctx.storage, ref, reservation.limit(body), expected, signal);
     reservation.commit(result.created ? result.size : 0);
     ctx.metrics?.blob('write', user, repoKey(ref.repo), ref.type, result.size);
   } catch (err) {
@@ -122,11 +129,10 @@ async function writeObject(
 }
 
 async function deleteObject(ctx: HandlerContext, ref: ObjectRef, { res, user }: Exchange): Promise<void> {
-  // rest-server counts the bytes of deleted blobs; only look the size up when someone counts.
-  const size = ctx.metrics === undefined ? 0 : await ctx.storage.stat(ref);
-  if (await ctx.storage.delete(ref)) {
+  const removed = await ctx.storage.delete(ref);
+  if (removed.existed) {
     ctx.quota.noteDeleted(ref.repo);
-    ctx.metrics?.blob('delete', user, repoKey(ref.repo), ref.type, size ?? 0);
+    ctx.metrics?.blob('delete', user, repoKey(ref.repo), ref.type, removed.bytes);
   }
   ok(res);
 }

@@ -3,48 +3,16 @@
  * client-supplied path text becomes repository components; storage backends trust its output.
  */
 
-export const objectTypes = ['data', 'keys', 'locks', 'snapshots', 'index'] as const;
-export type ObjectType = (typeof objectTypes)[number];
-
-/** A repository path as validated components, e.g. ['alice', 'laptop']; [] is the root repo. */
-export type RepoPath = readonly string[];
+import type { ObjectType } from '../domain/object-types.ts';
+import { isObjectName, isObjectType } from '../domain/object-types.ts';
+import type { RepoPath } from '../domain/repo-path.ts';
+import { isRepoComponent } from '../domain/repo-path.ts';
 
 export type Route =
   | { readonly kind: 'repo'; readonly repo: RepoPath }
   | { readonly kind: 'config'; readonly repo: RepoPath }
   | { readonly kind: 'list'; readonly repo: RepoPath; readonly type: ObjectType }
   | { readonly kind: 'object'; readonly repo: RepoPath; readonly type: ObjectType; readonly name: string };
-
-const reservedComponents = new Set<string>([...objectTypes, 'config']);
-const objectNamePattern = /^[0-9a-f]{64}$/;
-// Control characters and backslashes never belong in a repo name; they only serve to confuse.
-// eslint-disable-next-line no-control-regex
-const forbiddenCharacters = /[\u0000-\u001f\u007f\\/]/;
-const maxComponentBytes = 255;
-
-/** True when the text is a valid object name: 64 lowercase hex characters. */
-export function isObjectName(text: string): boolean {
-  return text.length === 64 && objectNamePattern.test(text);
-}
-
-/** True when the text names one of the five object types. */
-export function isObjectType(text: string): text is ObjectType {
-  return (objectTypes as readonly string[]).includes(text);
-}
-
-/**
- * True when a decoded component may name (part of) a repository. Names starting with a dot are
- * refused: they would reach `.htpasswd`, temporary uploads, and the `/.ratchet/` server endpoints.
- */
-export function isRepoComponent(text: string): boolean {
-  return (
-    text.length > 0 &&
-    !text.startsWith('.') &&
-    !reservedComponents.has(text) &&
-    !forbiddenCharacters.test(text) &&
-    Buffer.byteLength(text) <= maxComponentBytes
-  );
-}
 
 function decodeComponent(raw: string): string | undefined {
   if (!raw.includes('%')) return raw;
@@ -95,14 +63,4 @@ export function parseRoute(path: string, maxRepoDepth: number): Route | undefine
     if (!isRepoComponent(parts[i] ?? '')) return undefined;
   }
   return route;
-}
-
-/** The repository path as text without leading or trailing slash ('' for the root repo). */
-export function repoKey(repo: RepoPath): string {
-  return repo.join('/');
-}
-
-/** The repository path of a repoKey (the root repository's key is ''). */
-export function repoFromKey(key: string): RepoPath {
-  return key === '' ? [] : key.split('/');
 }

@@ -11,9 +11,10 @@
 import type { Logger } from 'pino';
 import { GrantTable } from '../access/grants.ts';
 import { RatchetError } from '../errors.ts';
-import type { RepoPath } from '../protocol/route.ts';
-import { repoFromKey, repoKey } from '../protocol/route.ts';
+import type { RepoPath } from '../domain/repo-path.ts';
+import { repoFromKey, repoKey } from '../domain/repo-path.ts';
 import type { Storage } from '../storage/storage.ts';
+import { summarizeRepo } from '../usage/repo-summary.ts';
 
 export interface RepoQuotaRule {
   /** Repository patterns as in access grants; `{user}` is the uploading user. */
@@ -250,7 +251,7 @@ export class QuotaManager {
     if (entry !== undefined && Date.now() - entry.readAt < refreshMs) return;
     const generation = this.generations.get(key);
     try {
-      const summary = await this.storage.summarize(repo);
+      const summary = await summarizeRepo(this.storage, repo);
       // A commit during the summary may or may not be in it: keep the number but read it again soon.
       const raced = this.generations.get(key) !== generation;
       this.usage.set(key, { bytes: summary.bytes, readAt: raced ? 0 : Date.now() });

@@ -1,35 +1,22 @@
 /**
- * The Storage interface every backend implements (local filesystem, memory, later S3).
- * Shaped for object stores too: exclusive create instead of rename, ranged reads that report
- * the object size, listings as async iterables that a backend may page through.
+ * The Storage interface every backend implements (local filesystem, memory, later S3): the verbs
+ * of an object store and nothing more. Exclusive create instead of rename, ranged reads that
+ * report the object size, listings as async iterables a backend may page through, deletes that
+ * say what they removed. Every verb takes an AbortSignal: a client that leaves cancels the work.
+ * No HTTP here: the protocol layer turns results and RatchetErrors into responses.
  */
-import type { ObjectType, RepoPath } from '../protocol/route.ts';
-import type { RangeSpec, ResolvedRange } from '../protocol/range.ts';
-
-/** One stored file of a repository: its config, or an object of a type. */
-export type ObjectRef =
-  | { readonly repo: RepoPath; readonly type: 'config' }
-  | { readonly repo: RepoPath; readonly type: ObjectType; readonly name: string };
-
-export interface ObjectEntry {
-  readonly name: string;
-  readonly size: number;
-}
-
-/** What a repository holds, for quotas and metrics. */
-export interface RepoSummary {
-  /** Bytes of all objects and the config. */
-  readonly bytes: number;
-  readonly objects: Readonly<Record<ObjectType, number>>;
-  /** When the newest snapshot object was stored (ms since the epoch), if there is one. */
-  readonly newestSnapshotMs: number | undefined;
-}
+import type { RangeSpec, ResolvedRange } from '../domain/byte-range.ts';
+import type { ObjectEntry, ObjectRef } from '../domain/object-ref.ts';
+import type { ObjectType } from '../domain/object-types.ts';
+import type { RepoPath } from '../domain/repo-path.ts';
+import type { UploadCheck } from './upload-check.ts';
 
 export interface WriteOptions {
-  /** Hex SHA-256 the content must have; undefined skips verification (config, --no-verify-upload). */
-  readonly expectedSha256: string | undefined;
-  /** Declared body length; a body that ends short is an incomplete upload. */
-  readonly contentLength: number | undefined;
+  /**
+   * The veto over the upload: the backend consumes the whole body, then calls `approve()` before
+   * the object becomes visible, and publishes nothing when it throws.
+   */
+  readonly check: UploadCheck;
   readonly signal?: AbortSignal;
 }
 
@@ -37,6 +24,13 @@ export interface WriteResult {
   /** False when an object with identical content was already there and nothing was written. */
   readonly created: boolean;
   readonly size: number;
+}
+
+export interface DeleteResult {
+  /** False when there was nothing to delete (a delete is idempotent). */
+  readonly existed: boolean;
+  /** Bytes removed; 0 when nothing existed. */
+  readonly bytes: number;
 }
 
 interface ReadCommon {
@@ -61,29 +55,28 @@ export type ReadResult = ReadInMemory | ReadStreamed;
 
 /**
  * Errors are RatchetErrors: NOT_FOUND, CONFLICT (same name, other content), HASH_MISMATCH,
- * INCOMPLETE_BODY, RANGE_NOT_SATISFIABLE (with the size), NO_SPACE, UNAVAILABLE.
+ * INCOMPLETE_BODY (from the upload check), RANGE_NOT_SATISFIABLE (with the size), NO_SPACE,
+ * UNAVAILABLE; an aborted signal rejects with its reason.
  */
 export interface Storage {
-  /** Creates the repository's folders; succeeds when it exists already. */
-  createRepo(repo: RepoPath): Promise<void>;
+  /** Creates the repository; succeeds when it exists already. */
+  createRepo(repo: RepoPath, signal?: AbortSignal): Promise<void>;
   /** True when a repository exists at this path. */
-  repoExists(repo: RepoPath): Promise<boolean>;
+  repoExists(repo: RepoPath, signal?: AbortSignal): Promise<boolean>;
   /** The object's size, or undefined when it does not exist. */
-  stat(ref: ObjectRef): Promise<number | undefined>;
+  stat(ref: ObjectRef, signal?: AbortSignal): Promise<number | undefined>;
   /** Opens the object, or the part of it named by the range, for reading. */
-  read(ref: ObjectRef, range: RangeSpec | undefined): Promise<ReadResult>;
-  /** Stores the body atomically and exclusively: the whole verified object appears, or nothing. */
+  read(ref: ObjectRef, range: RangeSpec | undefined, signal?: AbortSignal): Promise<ReadResult>;
+  /** Stores the body atomically and exclusively: the whole approved object appears, or nothing. */
   write(ref: ObjectRef, body: AsyncIterable<Uint8Array>, options: WriteOptions): Promise<WriteResult>;
-  /** Removes the object; false when it was already absent. */
-  delete(ref: ObjectRef): Promise<boolean>;
+  /** Removes the object if it is there, and says what was removed. */
+  delete(ref: ObjectRef, signal?: AbortSignal): Promise<DeleteResult>;
   /** Every valid object of a type; sizes are exact. NOT_FOUND when the repository does not exist. */
-  list(repo: RepoPath, type: ObjectType): AsyncIterable<ObjectEntry>;
-  /** Checks that the store accepts a durable write now (readiness); throws UNAVAILABLE if not. */
-  probe(): Promise<void>;
+  list(repo: RepoPath, type: ObjectType, signal?: AbortSignal): AsyncIterable<ObjectEntry>;
   /** Every repository in the store, nested ones included. */
-  listRepos(): AsyncIterable<RepoPath>;
-  /** Totals for the repository; NOT_FOUND when it does not exist. */
-  summarize(repo: RepoPath): Promise<RepoSummary>;
+  listRepos(signal?: AbortSignal): AsyncIterable<RepoPath>;
+  /** Checks that the store accepts a durable write now (readiness); throws UNAVAILABLE if not. */
+  probe(signal?: AbortSignal): Promise<void>;
   /** Releases resources (file handles, clients) and saves state. */
   close(): Promise<void>;
 }

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { objectTypes } from '../../src/protocol/route.ts';
+import { objectTypes } from '../../src/domain/object-types.ts';
 import { filesUnder } from '../helpers/files.ts';
 import { parseMetrics, sampleValue } from '../helpers/metrics.ts';
 import type { Sample } from '../helpers/metrics.ts';

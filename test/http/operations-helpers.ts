@@ -163,11 +163,12 @@ function unmountAtExit(): void {
   });
 }
 
-/** Mounts a tmpfs of the given size (e.g. "3m") on dir. */
-async function mountTmpfs(dir: string, size: string): Promise<void> {
+/** Mounts a tmpfs of the given size (e.g. "3m") on dir, with at most `inodes` files and folders. */
+async function mountTmpfs(dir: string, size: string, inodes?: number): Promise<void> {
   requireRoot();
   unmountAtExit();
-  await sh('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', dir]);
+  const limit = inodes === undefined ? '' : `,nr_inodes=${inodes}`;
+  await sh('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700${limit}`, 'tmpfs', dir]);
   mounted.add(dir);
 }
 
@@ -201,11 +202,12 @@ export async function unmount(dir: string): Promise<void> {
 export async function withServerOnTmpfs(
   size: string,
   test: (server: TestServer, dir: string) => Promise<void>,
+  inodes?: number,
 ): Promise<void> {
   requireRoot();
   const { dir, cleanup } = await makeTempDir();
   try {
-    await mountTmpfs(dir, size);
+    await mountTmpfs(dir, size, inodes);
     try {
       const server = await startTestServer(dir);
       try {

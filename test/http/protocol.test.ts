@@ -1,6 +1,6 @@
 /** The restic REST protocol over a real socket: every status PROTOCOL.md's table names. */
 import assert from 'node:assert/strict';
-import { readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { tempPrefix } from '../../src/storage/fs/layout.ts';
@@ -230,6 +230,7 @@ describe('restic REST protocol', () => {
     it('never lists temporary uploads', async () => {
       await raw(url, 'POST', '/tmp/?create=true');
       await writeFile(path.join(dataDir, 'tmp', 'keys', `${tempPrefix}abc`), 'partial');
+      await mkdir(path.join(dataDir, 'tmp', 'data', '00'));
       await writeFile(path.join(dataDir, 'tmp', 'data', '00', `${tempPrefix}abc`), 'partial');
       for (const type of ['keys', 'data']) {
         assert.equal(
@@ -245,6 +246,7 @@ describe('restic REST protocol', () => {
       for (let i = 0; i < 3000; i++) {
         const name = blob(1).name;
         names.add(name);
+        await mkdir(path.join(dataDir, 'big', 'data', name.slice(0, 2)), { recursive: true });
         await writeFile(path.join(dataDir, 'big', 'data', name.slice(0, 2), name), 'x');
       }
       const res = await raw(url, 'GET', '/big/data/', { headers: { Accept: v2 } });

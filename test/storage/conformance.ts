@@ -3,13 +3,20 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { RatchetError } from '../../src/errors.ts';
-import type { Storage, ObjectRef, ReadResult } from '../../src/storage/storage.ts';
+import { RangeNotSatisfiable } from '../../src/domain/byte-range.ts';
+import type { Storage, ReadResult } from '../../src/storage/storage.ts';
+import type { ObjectRef } from '../../src/domain/object-ref.ts';
+import { writeChecked } from '../../src/storage/upload-check.ts';
+import type { UploadCheck } from '../../src/storage/upload-check.ts';
+import { summarizeRepo } from '../../src/usage/repo-summary.ts';
 
 export interface BackendHarness {
   /** A fresh, empty backend. */
   create(): Promise<Storage>;
   /** Called after each test with the backend it created. */
   destroy(storage: Storage): Promise<void>;
+  /** Temporary upload files the backend still holds (a backend without any leaves this out). */
+  leftovers?(storage: Storage): Promise<string[]>;
 }
 
 export const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex');
@@ -51,11 +58,11 @@ export function storageConformance(name: string, harness: BackendHarness): void 
       }
     };
     const repo = ['alice', 'laptop'];
-    const put = async (storage: Storage, data: Buffer, type: 'data' | 'keys' = 'data') => {
+    const put = async (storage: Storage, data: Buffer, type: 'data' | 'keys' | 'snapshots' = 'data') => {
       const ref: ObjectRef = { repo, type, name: sha256(data) };
-      const result = await storage.write(ref, chunksOf(data), {
-        expectedSha256: ref.name,
-        contentLength: data.length,
+      const result = await writeChecked(storage, ref, chunksOf(data), {
+        sha256: ref.name,
+        length: data.length,
       });
       return { ref, result };
     };
@@ -84,8 +91,8 @@ export function storageConformance(name: string, harness: BackendHarness): void 
         assert.equal(read.size, data.length);
         assert.equal(read.range, undefined);
         assert.ok((await readAll(read)).equals(data));
-        assert.equal(await storage.delete(ref), true);
-        assert.equal(await storage.delete(ref), false);
+        assert.deepEqual(await storage.delete(ref), { existed: true, bytes: data.length });
+        assert.deepEqual(await storage.delete(ref), { existed: false, bytes: 0 });
         assert.equal(await storage.stat(ref), undefined);
         await assert.rejects(storage.read(ref, undefined), code('NOT_FOUND'));
       }),
@@ -107,10 +114,11 @@ export function storageConformance(name: string, harness: BackendHarness): void 
         assert.ok((await readAll(cut)).equals(data.subarray(900)));
         const suffix = await storage.read(ref, { kind: 'suffix', length: 5 });
         assert.ok((await readAll(suffix)).equals(data.subarray(995)));
+        await assert.rejects(storage.read(ref, { kind: 'suffix', length: 0 }), code('RANGE_NOT_SATISFIABLE'));
         await assert.rejects(storage.read(ref, { kind: 'from', start: 1000 }), (err) => {
-          assert.ok(err instanceof RatchetError);
+          assert.ok(err instanceof RangeNotSatisfiable);
           assert.equal(err.code, 'RANGE_NOT_SATISFIABLE');
-          assert.equal(err.headers['Content-Range'], 'bytes */1000');
+          assert.equal(err.size, 1000);
           return true;
         });
       }),
@@ -138,7 +146,7 @@ export function storageConformance(name: string, harness: BackendHarness): void 
         const data = randomBytes(5000);
         const ref: ObjectRef = { repo, type: 'data', name: sha256(Buffer.from('other')) };
         await assert.rejects(
-          storage.write(ref, chunksOf(data), { expectedSha256: ref.name, contentLength: data.length }),
+          writeChecked(storage, ref, chunksOf(data), { sha256: ref.name, length: data.length }),
           code('HASH_MISMATCH'),
         );
         assert.equal(await storage.stat(ref), undefined);
@@ -153,9 +161,9 @@ export function storageConformance(name: string, harness: BackendHarness): void 
         const data = randomBytes(5000);
         const ref: ObjectRef = { repo, type: 'data', name: sha256(data) };
         await assert.rejects(
-          storage.write(ref, chunksOf(data.subarray(0, 4000)), {
-            expectedSha256: ref.name,
-            contentLength: 5000,
+          writeChecked(storage, ref, chunksOf(data.subarray(0, 4000)), {
+            sha256: ref.name,
+            length: 5000,
           }),
           code('INCOMPLETE_BODY'),
         );
@@ -175,7 +183,7 @@ export function storageConformance(name: string, harness: BackendHarness): void 
           throw new RatchetError('INCOMPLETE_BODY', 'client went away');
         }
         await assert.rejects(
-          storage.write(ref, failing(), { expectedSha256: ref.name, contentLength: data.length }),
+          writeChecked(storage, ref, failing(), { sha256: ref.name, length: data.length }),
           code('INCOMPLETE_BODY'),
         );
         assert.equal(await storage.stat(ref), undefined);
@@ -195,15 +203,15 @@ export function storageConformance(name: string, harness: BackendHarness): void 
 
         const config: ObjectRef = { repo, type: 'config' };
         const one = Buffer.from('config one');
-        await storage.write(config, chunksOf(one), { expectedSha256: undefined, contentLength: one.length });
-        const again = await storage.write(config, chunksOf(one), {
-          expectedSha256: undefined,
-          contentLength: one.length,
+        await writeChecked(storage, config, chunksOf(one), { sha256: undefined, length: one.length });
+        const again = await writeChecked(storage, config, chunksOf(one), {
+          sha256: undefined,
+          length: one.length,
         });
         assert.equal(again.created, false);
         const two = Buffer.from('config two');
         await assert.rejects(
-          storage.write(config, chunksOf(two), { expectedSha256: undefined, contentLength: two.length }),
+          writeChecked(storage, config, chunksOf(two), { sha256: undefined, length: two.length }),
           code('CONFLICT'),
         );
         assert.ok((await readAll(await storage.read(config, undefined))).equals(one));
@@ -218,7 +226,7 @@ export function storageConformance(name: string, harness: BackendHarness): void 
         const { ref } = await put(storage, data);
         const other = randomBytes(3000);
         await assert.rejects(
-          storage.write(ref, chunksOf(other), { expectedSha256: undefined, contentLength: other.length }),
+          writeChecked(storage, ref, chunksOf(other), { sha256: undefined, length: other.length }),
           code('CONFLICT'),
         );
         assert.ok((await readAll(await storage.read(ref, undefined))).equals(data));
@@ -263,9 +271,9 @@ export function storageConformance(name: string, harness: BackendHarness): void 
         await assert.rejects(collect(storage.list(['nobody'], 'data')), code('NOT_FOUND'));
         const data = randomBytes(10);
         await assert.rejects(
-          storage.write({ repo: ['nobody'], type: 'data', name: sha256(data) }, chunksOf(data), {
-            expectedSha256: sha256(data),
-            contentLength: 10,
+          writeChecked(storage, { repo: ['nobody'], type: 'data', name: sha256(data) }, chunksOf(data), {
+            sha256: sha256(data),
+            length: 10,
           }),
           code('NOT_FOUND'),
         );
@@ -286,10 +294,131 @@ export function storageConformance(name: string, harness: BackendHarness): void 
     );
 
     it(
+      'publishes nothing when the upload check vetoes the object after the last byte',
+      withStorage(async (storage) => {
+        await storage.createRepo(repo);
+        const data = randomBytes(3000);
+        const ref: ObjectRef = { repo, type: 'data', name: sha256(data) };
+        let consumed = 0;
+        async function* counted(): AsyncIterable<Uint8Array> {
+          for await (const chunk of chunksOf(data)) {
+            consumed += chunk.length;
+            yield chunk;
+          }
+        }
+        const veto: UploadCheck = {
+          approve() {
+            assert.equal(consumed, data.length, 'the check is asked only after the whole body');
+            throw new RatchetError('QUOTA_EXCEEDED', 'vetoed');
+          },
+        };
+        await assert.rejects(storage.write(ref, counted(), { check: veto }), code('QUOTA_EXCEEDED'));
+        assert.equal(await storage.stat(ref), undefined);
+        assert.deepEqual(await collect(storage.list(repo, 'data')), []);
+        assert.deepEqual(await harness.leftovers?.(storage), harness.leftovers ? [] : undefined);
+        // A veto never touches an object already stored under the name.
+        await put(storage, data);
+        await assert.rejects(storage.write(ref, chunksOf(data), { check: veto }), code('QUOTA_EXCEEDED'));
+        assert.equal(await storage.stat(ref), data.length);
+      }),
+    );
+
+    it(
+      'deletes idempotently and reports the bytes it removed',
+      withStorage(async (storage) => {
+        await storage.createRepo(repo);
+        const { ref } = await put(storage, randomBytes(1234));
+        assert.deepEqual(await storage.delete(ref), { existed: true, bytes: 1234 });
+        assert.deepEqual(await storage.delete(ref), { existed: false, bytes: 0 });
+        const config = Buffer.from('cfg');
+        await writeChecked(storage, { repo, type: 'config' }, chunksOf(config), {
+          sha256: undefined,
+          length: 3,
+        });
+        assert.deepEqual(await storage.delete({ repo, type: 'config' }), { existed: true, bytes: 3 });
+        assert.deepEqual(await storage.delete({ repo: ['nobody'], type: 'config' }), {
+          existed: false,
+          bytes: 0,
+        });
+      }),
+    );
+
+    it(
+      'stops every verb whose signal is already aborted, changing nothing',
+      withStorage(async (storage) => {
+        await storage.createRepo(repo);
+        const { ref } = await put(storage, randomBytes(100));
+        const signal = AbortSignal.abort(new Error('client left'));
+        const aborted = (err: unknown) => err instanceof Error && err.message === 'client left';
+        const other = ['elsewhere'];
+        await assert.rejects(storage.createRepo(other, signal), aborted);
+        assert.equal(await storage.repoExists(other), false);
+        await assert.rejects(storage.repoExists(repo, signal), aborted);
+        await assert.rejects(storage.stat(ref, signal), aborted);
+        await assert.rejects(storage.read(ref, undefined, signal), aborted);
+        await assert.rejects(storage.delete(ref, signal), aborted);
+        assert.equal(await storage.stat(ref), 100);
+        const data = randomBytes(100);
+        const fresh: ObjectRef = { repo, type: 'data', name: sha256(data) };
+        await assert.rejects(
+          writeChecked(storage, fresh, chunksOf(data), { sha256: fresh.name, length: 100 }, signal),
+          aborted,
+        );
+        assert.equal(await storage.stat(fresh), undefined);
+        await assert.rejects(collect(storage.list(repo, 'data', signal)), aborted);
+        await assert.rejects(collect(storage.listRepos(signal)), aborted);
+        await assert.rejects(storage.probe(signal), aborted);
+      }),
+    );
+
+    it(
+      'stores nothing when the signal aborts while the body streams',
+      withStorage(async (storage) => {
+        await storage.createRepo(repo);
+        const data = randomBytes(200_000);
+        const ref: ObjectRef = { repo, type: 'data', name: sha256(data) };
+        const controller = new AbortController();
+        async function* abortMidway(): AsyncIterable<Uint8Array> {
+          let sent = 0;
+          for await (const chunk of chunksOf(data)) {
+            if (sent > data.length / 2) controller.abort(new Error('client left'));
+            sent += chunk.length;
+            yield chunk;
+          }
+        }
+        await assert.rejects(
+          writeChecked(
+            storage,
+            ref,
+            abortMidway(),
+            { sha256: ref.name, length: data.length },
+            controller.signal,
+          ),
+          (err: unknown) => err instanceof Error && err.message === 'client left',
+        );
+        assert.equal(await storage.stat(ref), undefined);
+        assert.deepEqual(await harness.leftovers?.(storage), harness.leftovers ? [] : undefined);
+      }),
+    );
+
+    it(
+      'lists snapshots with the time they were stored',
+      withStorage(async (storage) => {
+        await storage.createRepo(repo);
+        const before = Date.now() - 2000;
+        const { ref } = await put(storage, randomBytes(40), 'snapshots');
+        const [entry] = await collect(storage.list(repo, 'snapshots'));
+        assert.equal(entry?.name, 'name' in ref ? ref.name : undefined);
+        const storedAt = entry?.modifiedMs ?? 0;
+        assert.ok(storedAt >= before && storedAt <= Date.now() + 2000, `stored at ${storedAt}`);
+      }),
+    );
+
+    it(
       'summarizes bytes, object counts and the newest snapshot time',
       withStorage(async (storage) => {
         await storage.createRepo(repo);
-        const empty = await storage.summarize(repo);
+        const empty = await summarizeRepo(storage, repo);
         assert.deepEqual(empty, {
           bytes: 0,
           objects: { data: 0, keys: 0, locks: 0, snapshots: 0, index: 0 },
@@ -300,24 +429,24 @@ export function storageConformance(name: string, harness: BackendHarness): void 
         const { ref } = await put(storage, randomBytes(300));
         await put(storage, randomBytes(50), 'keys');
         const config = Buffer.from('config!');
-        await storage.write({ repo, type: 'config' }, chunksOf(config), {
-          expectedSha256: undefined,
-          contentLength: config.length,
+        await writeChecked(storage, { repo, type: 'config' }, chunksOf(config), {
+          sha256: undefined,
+          length: config.length,
         });
         const snapshot = randomBytes(20);
-        await storage.write({ repo, type: 'snapshots', name: sha256(snapshot) }, chunksOf(snapshot), {
-          expectedSha256: sha256(snapshot),
-          contentLength: snapshot.length,
+        await writeChecked(storage, { repo, type: 'snapshots', name: sha256(snapshot) }, chunksOf(snapshot), {
+          sha256: sha256(snapshot),
+          length: snapshot.length,
         });
-        let summary = await storage.summarize(repo);
+        let summary = await summarizeRepo(storage, repo);
         assert.equal(summary.bytes, 1000 + 300 + 50 + config.length + 20);
         assert.deepEqual(summary.objects, { data: 2, keys: 1, locks: 0, snapshots: 1, index: 0 });
         assert.ok(summary.newestSnapshotMs !== undefined && summary.newestSnapshotMs >= before);
         await storage.delete(ref);
-        summary = await storage.summarize(repo);
+        summary = await summarizeRepo(storage, repo);
         assert.equal(summary.bytes, 1000 + 50 + config.length + 20);
         assert.equal(summary.objects.data, 1);
-        await assert.rejects(storage.summarize(['nobody']), code('NOT_FOUND'));
+        await assert.rejects(summarizeRepo(storage, ['nobody']), code('NOT_FOUND'));
       }),
     );
   });

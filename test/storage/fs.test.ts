@@ -8,6 +8,9 @@ import { tempPrefix } from '../../src/storage/fs/layout.ts';
 import type { Storage } from '../../src/storage/storage.ts';
 import { makeTempDir, withTempDir } from '../helpers/ratchet-process.ts';
 import { sha256, storageConformance } from './conformance.ts';
+import { tempFilesUnder } from '../helpers/files.ts';
+import { writeChecked } from '../../src/storage/upload-check.ts';
+import { summarizeRepo } from '../../src/usage/repo-summary.ts';
 
 const cleanups = new Map<Storage, () => Promise<void>>();
 
@@ -24,6 +27,7 @@ storageConformance('filesystem', {
     await cleanups.get(storage)?.();
     cleanups.delete(storage);
   },
+  leftovers: (storage) => tempFilesUnder((storage as FsStorage).layout.root),
 });
 
 async function* once(data: Buffer): AsyncIterable<Uint8Array> {
@@ -39,16 +43,18 @@ describe('filesystem storage layout', () => {
       await storage.createRepo(['r']);
       const entries = (await readdir(path.join(dir, 'r'))).sort();
       assert.deepEqual(entries, ['data', 'index', 'keys', 'locks', 'snapshots']);
-      assert.equal((await readdir(path.join(dir, 'r', 'data'))).length, 256);
+      // Fan-out folders are made on first upload: a repository costs six folders, not 262.
+      assert.deepEqual(await readdir(path.join(dir, 'r', 'data')), []);
       assert.equal((await stat(path.join(dir, 'r'))).mode & 0o777, 0o700);
       const data = randomBytes(100);
       const name = sha256(data);
-      await storage.write({ repo: ['r'], type: 'data', name }, once(data), {
-        expectedSha256: name,
-        contentLength: 100,
+      await writeChecked(storage, { repo: ['r'], type: 'data', name }, once(data), {
+        sha256: name,
+        length: 100,
       });
       const file = path.join(dir, 'r', 'data', name.slice(0, 2), name);
       assert.equal((await stat(file)).mode & 0o777, 0o600);
+      assert.deepEqual(await readdir(path.join(dir, 'r', 'data')), [name.slice(0, 2)]);
     });
   });
 
@@ -60,9 +66,9 @@ describe('filesystem storage layout', () => {
         await storage.createRepo(['g']);
         const data = randomBytes(10);
         const name = sha256(data);
-        await storage.write({ repo: ['g'], type: 'keys', name }, once(data), {
-          expectedSha256: name,
-          contentLength: 10,
+        await writeChecked(storage, { repo: ['g'], type: 'keys', name }, once(data), {
+          sha256: name,
+          length: 10,
         });
         assert.equal((await stat(path.join(dir, 'g'))).mode & 0o777, 0o770);
         assert.equal((await stat(path.join(dir, 'g', 'keys', name))).mode & 0o777, 0o660);
@@ -77,6 +83,7 @@ describe('filesystem storage layout', () => {
       const storage = new FsStorage({ root: dir });
       await storage.createRepo(['r']);
       const name = 'ab'.repeat(32);
+      await mkdir(path.join(dir, 'r', 'data', 'ab'));
       await writeFile(path.join(dir, 'r', 'data', 'ab', `${tempPrefix}123`), 'partial');
       await writeFile(path.join(dir, 'r', 'data', 'ab', 'README'), 'x');
       await writeFile(path.join(dir, 'r', 'keys', `${name}.tmp`), 'x');
@@ -88,10 +95,10 @@ describe('filesystem storage layout', () => {
       const { rm } = await import('node:fs/promises');
       const data = randomBytes(10);
       const hash = sha256(data);
-      await rm(path.join(dir, 'r', 'data', hash.slice(0, 2)), { recursive: true });
-      await storage.write({ repo: ['r'], type: 'data', name: hash }, once(data), {
-        expectedSha256: hash,
-        contentLength: 10,
+      await rm(path.join(dir, 'r', 'data', hash.slice(0, 2)), { recursive: true, force: true });
+      await writeChecked(storage, { repo: ['r'], type: 'data', name: hash }, once(data), {
+        sha256: hash,
+        length: 10,
       });
       assert.equal(await storage.stat({ repo: ['r'], type: 'data', name: hash }), 10);
     });
@@ -126,10 +133,11 @@ describe('filesystem storage layout', () => {
       const data = randomBytes(500);
       const name = sha256(data);
       const file = path.join(dir, 'r', 'data', name.slice(0, 2), name);
+      await mkdir(path.dirname(file));
       await writeFile(file, randomBytes(500));
-      const result = await storage.write({ repo: ['r'], type: 'data', name }, once(data), {
-        expectedSha256: name,
-        contentLength: 500,
+      const result = await writeChecked(storage, { repo: ['r'], type: 'data', name }, once(data), {
+        sha256: name,
+        length: 500,
       });
       assert.equal(result.created, true);
       const { readFile } = await import('node:fs/promises');
@@ -160,20 +168,21 @@ describe('filesystem storage layout', () => {
       };
       const data = randomBytes(10);
       const name = sha256(data);
-      await storage.write({ repo: ['r'], type: 'data', name }, once(data), {
-        expectedSha256: name,
-        contentLength: 10,
+      await writeChecked(storage, { repo: ['r'], type: 'data', name }, once(data), {
+        sha256: name,
+        length: 10,
       });
       assert.deepEqual(await names(), [`${name}:10`]);
       // Another process (restic on the local folder, a copy tool) adds and removes files.
       const other = randomBytes(33);
       const otherName = sha256(other);
       const { rm } = await import('node:fs/promises');
+      await mkdir(path.join(dir, 'r', 'data', otherName.slice(0, 2)), { recursive: true });
       await writeFile(path.join(dir, 'r', 'data', otherName.slice(0, 2), otherName), other);
       assert.deepEqual(await names(), [`${name}:10`, `${otherName}:33`].sort());
       await rm(path.join(dir, 'r', 'data', name.slice(0, 2), name));
       assert.deepEqual(await names(), [`${otherName}:33`]);
-      assert.equal((await storage.summarize(['r'])).bytes, 33);
+      assert.equal((await summarizeRepo(storage, ['r'])).bytes, 33);
     });
   });
 
@@ -185,19 +194,19 @@ describe('filesystem storage layout', () => {
       const blobs = Array.from({ length: 20 }, (_, i) => randomBytes(100 + i));
       for (const data of blobs) {
         const name = sha256(data);
-        await first.write({ repo: ['r'], type: 'data', name }, once(data), {
-          expectedSha256: name,
-          contentLength: data.length,
+        await writeChecked(first, { repo: ['r'], type: 'data', name }, once(data), {
+          sha256: name,
+          length: data.length,
         });
       }
       const snapshot = Buffer.from('a snapshot');
-      await first.write({ repo: ['r'], type: 'snapshots', name: sha256(snapshot) }, once(snapshot), {
-        expectedSha256: sha256(snapshot),
-        contentLength: snapshot.length,
+      await writeChecked(first, { repo: ['r'], type: 'snapshots', name: sha256(snapshot) }, once(snapshot), {
+        sha256: sha256(snapshot),
+        length: snapshot.length,
       });
       // Let folder mtimes leave the racy window so the saved snapshots are trusted.
       await new Promise((resolve) => setTimeout(resolve, 2100));
-      const before = await first.summarize(['r']);
+      const before = await summarizeRepo(first, ['r']);
       assert.equal(before.objects.data, 20);
       assert.ok(before.newestSnapshotMs !== undefined);
       await first.close();
@@ -213,7 +222,7 @@ describe('filesystem storage layout', () => {
       const second = new FsStorage({ root: dir });
       await second.init();
       assert.ok(!(await readdir(path.join(dir, '.ratchet'))).includes('index.v1.jsonl'));
-      const summary = await second.summarize(['r']);
+      const summary = await summarizeRepo(second, ['r']);
       assert.equal(summary.objects.data, 19);
       assert.equal(summary.objects.snapshots, 1);
       assert.equal(summary.newestSnapshotMs, before.newestSnapshotMs);

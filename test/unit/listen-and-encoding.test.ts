@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { describeAddress, parseListenAddress } from '../../src/config/listen-address.ts';
-import { encodeEntry, listFormat, v1MediaType, v2MediaType } from '../../src/http/list-response.ts';
+import { encodeEntry, listFormat, v1MediaType, v2MediaType } from '../../src/protocol/list-response.ts';
 
 describe('listen addresses', () => {
   it('parses the forms rest-server takes', () => {

@@ -1,7 +1,7 @@
 /** Quota decisions against real filesystem storage: reservations, limits, deletes, restarts. */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { RatchetError } from '../../src/errors.ts';
@@ -10,6 +10,8 @@ import { QuotaManager } from '../../src/quota/quota-manager.ts';
 import type { QuotaLimits } from '../../src/quota/quota-manager.ts';
 import { FsStorage } from '../../src/storage/fs/fs-storage.ts';
 import { withTempDir } from '../helpers/ratchet-process.ts';
+import { writeChecked } from '../../src/storage/upload-check.ts';
+import { summarizeRepo } from '../../src/usage/repo-summary.ts';
 
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
@@ -44,12 +46,13 @@ async function upload(
 ): Promise<void> {
   const reservation = await quota.reserve(repo, user, declare ? data.length : undefined);
   try {
-    const result = await store.write(
+    const result = await writeChecked(
+      store,
       { repo, type: 'data', name: sha(data) },
       reservation.limit(chunks(data)),
       {
-        expectedSha256: sha(data),
-        contentLength: declare ? data.length : undefined,
+        sha256: sha(data),
+        length: declare ? data.length : undefined,
       },
     );
     reservation.commit(result.created ? result.size : 0);
@@ -70,7 +73,7 @@ describe('quotas', () => {
         await assert.rejects(upload(store, quota, ['r'], big), exceeded);
         assert.equal(await store.stat({ repo: ['r'], type: 'data', name: sha(big) }), undefined);
         await upload(store, quota, ['r'], randomBytes(4000));
-        assert.equal((await store.summarize(['r'])).bytes, 10_000);
+        assert.equal((await summarizeRepo(store, ['r'])).bytes, 10_000);
       },
     );
   });
@@ -97,7 +100,7 @@ describe('quotas', () => {
         Array.from({ length: 5 }, () => upload(store, quota, ['r'], randomBytes(3000))),
       );
       assert.equal(results.filter((r) => r.status === 'fulfilled').length, 3);
-      assert.equal((await store.summarize(['r'])).bytes, 9000);
+      assert.equal((await summarizeRepo(store, ['r'])).bytes, 9000);
     });
   });
 
@@ -110,12 +113,13 @@ describe('quotas', () => {
       // A failed upload (hash mismatch) releases its reservation.
       const reservation = await quota.reserve(['r'], undefined, 1000);
       await assert.rejects(
-        store.write(
+        writeChecked(
+          store,
           { repo: ['r'], type: 'data', name: sha(Buffer.from('x')) },
           reservation.limit(chunks(randomBytes(1000))),
           {
-            expectedSha256: sha(Buffer.from('x')),
-            contentLength: 1000,
+            sha256: sha(Buffer.from('x')),
+            length: 1000,
           },
         ),
       );
@@ -147,6 +151,7 @@ describe('quotas', () => {
     await withStore({ maxTotalBytes: 10_000, repoRules: [], userRules: [] }, async (store, _quota, dir) => {
       await store.createRepo(['old']);
       const existing = randomBytes(7000);
+      await mkdir(path.join(dir, 'old', 'data', sha(existing).slice(0, 2)));
       await writeFile(path.join(dir, 'old', 'data', sha(existing).slice(0, 2), sha(existing)), existing);
       await store.close();
       const restarted = new FsStorage({ root: dir });

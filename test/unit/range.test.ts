@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { RatchetError } from '../../src/errors.ts';
-import { applyRange, parseRange, resolveRange } from '../../src/protocol/range.ts';
+import { applyRange, RangeNotSatisfiable, resolveRange } from '../../src/domain/byte-range.ts';
+import { parseRange } from '../../src/protocol/range.ts';
 
 describe('parseRange', () => {
   it('parses single byte ranges', () => {
@@ -41,10 +41,7 @@ describe('resolveRange and applyRange', () => {
     assert.equal(resolveRange({ kind: 'suffix', length: 0 }, 100), undefined);
     assert.throws(
       () => applyRange({ kind: 'from', start: 100 }, 100),
-      (err) =>
-        err instanceof RatchetError &&
-        err.code === 'RANGE_NOT_SATISFIABLE' &&
-        err.headers['Content-Range'] === 'bytes */100',
+      (err) => err instanceof RangeNotSatisfiable && err.code === 'RANGE_NOT_SATISFIABLE' && err.size === 100,
     );
   });
 

@@ -16,7 +16,7 @@ import { statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { isObjectName } from '../../protocol/route.ts';
+import { isObjectName } from '../../domain/object-types.ts';
 import { statPath } from './fast-fs.ts';
 import type { SyncGuard } from './fast-fs.ts';
 import { isMissing } from './fs-errors.ts';

@@ -4,9 +4,11 @@
  */
 import path from 'node:path';
 import { RatchetError } from '../../errors.ts';
-import type { ObjectType, RepoPath } from '../../protocol/route.ts';
-import { isObjectName, isRepoComponent, objectTypes } from '../../protocol/route.ts';
-import type { ObjectRef } from '../storage.ts';
+import type { ObjectType } from '../../domain/object-types.ts';
+import type { RepoPath } from '../../domain/repo-path.ts';
+import { isObjectName, objectTypes } from '../../domain/object-types.ts';
+import { isRepoComponent } from '../../domain/repo-path.ts';
+import type { ObjectRef } from '../../domain/object-ref.ts';
 
 /** Prefix of in-progress uploads; never a valid object name, so never listed. */
 export const tempPrefix = '.ratchet-upload-';
@@ -64,12 +66,10 @@ export class FsLayout {
     return this.objectDir(ref) + path.sep + ref.name;
   }
 
-  /** Every folder `restic init` creates for a repository, parents first. */
-  repoDirs(repo: RepoPath): string[] {
+  /** The repository's type folders, keys/ last (its presence marks the repository as existing). */
+  typeDirs(repo: RepoPath): string[] {
     const base = this.repoDir(repo);
-    const dirs = [base, ...objectTypes.map((type) => path.join(base, type))];
-    for (let i = 0; i < 256; i++) dirs.push(path.join(base, 'data', i.toString(16).padStart(2, '0')));
-    return dirs;
+    return [...objectTypes.filter((type) => type !== 'keys'), 'keys'].map((type) => this.child(base, type));
   }
 
   /** A plain name inside a folder built here (already normalised): no path.join needed. */

@@ -4,132 +4,116 @@
  */
 import { createHash } from 'node:crypto';
 import { RatchetError } from '../../errors.ts';
-import type { RangeSpec } from '../../protocol/range.ts';
-import { applyRange } from '../../protocol/range.ts';
-import type { ObjectType, RepoPath } from '../../protocol/route.ts';
-import { repoFromKey, repoKey } from '../../protocol/route.ts';
-import type {
-  ObjectEntry,
-  ObjectRef,
-  ReadResult,
-  RepoSummary,
-  Storage,
-  WriteOptions,
-  WriteResult,
-} from '../storage.ts';
+import type { RangeSpec } from '../../domain/byte-range.ts';
+import { applyRange } from '../../domain/byte-range.ts';
+import type { ObjectEntry, ObjectRef } from '../../domain/object-ref.ts';
+import type { ObjectType } from '../../domain/object-types.ts';
+import type { RepoPath } from '../../domain/repo-path.ts';
+import { repoFromKey, repoKey } from '../../domain/repo-path.ts';
+import type { DeleteResult, ReadResult, Storage, WriteOptions, WriteResult } from '../storage.ts';
+
+interface StoredObject {
+  readonly content: Buffer;
+  readonly storedAt: number;
+}
 
 export class MemoryStorage implements Storage {
-  private readonly repos = new Map<string, Map<string, Buffer>>();
-  // When each object was stored, keyed by repo and object key, for summaries.
-  private readonly storedAt = new Map<string, number>();
+  private readonly repos = new Map<string, Map<string, StoredObject>>();
 
-  createRepo(repo: RepoPath): Promise<void> {
+  async createRepo(repo: RepoPath, signal?: AbortSignal): Promise<void> {
+    await settle(signal);
     const key = repoKey(repo);
     if (!this.repos.has(key)) this.repos.set(key, new Map());
-    return Promise.resolve();
   }
 
-  repoExists(repo: RepoPath): Promise<boolean> {
-    return Promise.resolve(this.repos.has(repoKey(repo)));
+  async repoExists(repo: RepoPath, signal?: AbortSignal): Promise<boolean> {
+    await settle(signal);
+    return this.repos.has(repoKey(repo));
   }
 
-  stat(ref: ObjectRef): Promise<number | undefined> {
-    return Promise.resolve(this.find(ref)?.length);
+  async stat(ref: ObjectRef, signal?: AbortSignal): Promise<number | undefined> {
+    await settle(signal);
+    return this.find(ref)?.content.length;
   }
 
-  async read(ref: ObjectRef, range: RangeSpec | undefined): Promise<ReadResult> {
-    const content = this.find(ref);
+  async read(ref: ObjectRef, range: RangeSpec | undefined, signal?: AbortSignal): Promise<ReadResult> {
+    await settle(signal);
+    const content = this.find(ref)?.content;
     if (content === undefined) throw new RatchetError('NOT_FOUND', 'no such object');
-    await Promise.resolve();
     const resolved = applyRange(range, content.length);
     const slice = resolved ? content.subarray(resolved.start, resolved.end + 1) : content;
     return { size: content.length, range: resolved, data: slice };
   }
 
   async write(ref: ObjectRef, body: AsyncIterable<Uint8Array>, options: WriteOptions): Promise<WriteResult> {
+    await settle(options.signal);
     const objects = this.repos.get(repoKey(ref.repo));
     if (objects === undefined) throw new RatchetError('NOT_FOUND', 'no such repository');
-    const hash = createHash('sha256');
     const chunks: Uint8Array[] = [];
-    let size = 0;
     for await (const chunk of body) {
       options.signal?.throwIfAborted();
-      hash.update(chunk);
       chunks.push(chunk);
-      size += chunk.length;
     }
-    if (options.contentLength !== undefined && size !== options.contentLength) {
-      throw new RatchetError(
-        'INCOMPLETE_BODY',
-        `body has ${size} bytes, Content-Length said ${options.contentLength}`,
-      );
-    }
-    const digest = hash.digest('hex');
-    if (options.expectedSha256 !== undefined && digest !== options.expectedSha256) {
-      throw new RatchetError('HASH_MISMATCH', 'content does not match its SHA-256 name');
-    }
+    const approved = options.check.approve();
     const key = objectKey(ref);
     const existing = objects.get(key);
     if (existing !== undefined) {
-      const same = createHash('sha256').update(existing).digest('hex') === digest;
-      if (same) return { created: false, size };
-      if (options.expectedSha256 === undefined) {
+      const same = createHash('sha256').update(existing.content).digest('hex') === approved.sha256;
+      if (same) return { created: false, size: approved.size };
+      if (!approved.verified) {
         throw new RatchetError('CONFLICT', 'an object with different content exists under this name');
       }
     }
-    objects.set(key, Buffer.concat(chunks));
-    this.storedAt.set(`${repoKey(ref.repo)}\0${key}`, Date.now());
-    return { created: true, size };
+    objects.set(key, { content: Buffer.concat(chunks), storedAt: Date.now() });
+    return { created: true, size: approved.size };
   }
 
-  delete(ref: ObjectRef): Promise<boolean> {
-    return Promise.resolve(this.repos.get(repoKey(ref.repo))?.delete(objectKey(ref)) ?? false);
+  async delete(ref: ObjectRef, signal?: AbortSignal): Promise<DeleteResult> {
+    await settle(signal);
+    const objects = this.repos.get(repoKey(ref.repo));
+    const existing = objects?.get(objectKey(ref));
+    if (existing === undefined) return { existed: false, bytes: 0 };
+    objects?.delete(objectKey(ref));
+    return { existed: true, bytes: existing.content.length };
   }
 
-  async *list(repo: RepoPath, type: ObjectType): AsyncIterable<ObjectEntry> {
+  async *list(repo: RepoPath, type: ObjectType, signal?: AbortSignal): AsyncIterable<ObjectEntry> {
+    await settle(signal);
     const objects = this.repos.get(repoKey(repo));
     if (objects === undefined) throw new RatchetError('NOT_FOUND', 'no such repository');
     const prefix = `${type}/`;
-    for (const [key, content] of [...objects]) {
-      if (key.startsWith(prefix)) yield { name: key.slice(prefix.length), size: content.length };
+    for (const [key, { content, storedAt }] of [...objects]) {
+      if (!key.startsWith(prefix)) continue;
+      const name = key.slice(prefix.length);
+      // As the file backend: the stored time only where it is needed (the newest backup).
+      yield type === 'snapshots'
+        ? { name, size: content.length, modifiedMs: storedAt }
+        : { name, size: content.length };
     }
-    await Promise.resolve();
   }
 
-  probe(): Promise<void> {
-    return Promise.resolve();
+  async probe(signal?: AbortSignal): Promise<void> {
+    await settle(signal);
   }
 
-  async *listRepos(): AsyncIterable<RepoPath> {
+  async *listRepos(signal?: AbortSignal): AsyncIterable<RepoPath> {
+    await settle(signal);
     for (const key of [...this.repos.keys()]) yield repoFromKey(key);
-    await Promise.resolve();
-  }
-
-  summarize(repo: RepoPath): Promise<RepoSummary> {
-    const objects = this.repos.get(repoKey(repo));
-    if (objects === undefined) return Promise.reject(new RatchetError('NOT_FOUND', 'no such repository'));
-    const counts = { data: 0, keys: 0, locks: 0, snapshots: 0, index: 0 };
-    let bytes = 0;
-    let newestSnapshotMs: number | undefined;
-    for (const [key, content] of objects) {
-      bytes += content.length;
-      const type = key.split('/')[0];
-      if (type !== undefined && type in counts) counts[type as ObjectType]++;
-      if (type === 'snapshots') {
-        const at = this.storedAt.get(`${repoKey(repo)}\0${key}`) ?? 0;
-        newestSnapshotMs = Math.max(newestSnapshotMs ?? 0, at);
-      }
-    }
-    return Promise.resolve({ bytes, objects: counts, newestSnapshotMs });
   }
 
   close(): Promise<void> {
     return Promise.resolve();
   }
 
-  private find(ref: ObjectRef): Buffer | undefined {
+  private find(ref: ObjectRef): StoredObject | undefined {
     return this.repos.get(repoKey(ref.repo))?.get(objectKey(ref));
   }
+}
+
+/** One turn of the event loop, as a real backend takes, then the signal's verdict. */
+async function settle(signal: AbortSignal | undefined): Promise<void> {
+  await Promise.resolve();
+  signal?.throwIfAborted();
 }
 
 function objectKey(ref: ObjectRef): string {

@@ -2,9 +2,9 @@
  * Streams a listing as restic's v1 (names) or v2 (names and sizes) JSON. restic recognises v2
  * only by the exact Content-Type, with no charset parameter.
  */
-import type { ObjectEntry } from '../storage/storage.ts';
-import type { HttpResponse } from './http-types.ts';
-import { writeWithBackpressure } from './response-stream.ts';
+import type { ObjectEntry } from '../domain/object-ref.ts';
+import type { HttpResponse } from '../util/http-types.ts';
+import { writeWithBackpressure } from '../util/response-stream.ts';
 
 export const v2MediaType = 'application/vnd.x.restic.rest.v2';
 export const v1MediaType = 'application/vnd.x.restic.rest.v1';

@@ -1,0 +1,86 @@
+/**
+ * Upload verification, once, in front of every backend: the body is hashed and counted as the
+ * backend consumes it, and the backend asks for approval before the object becomes visible. A
+ * body longer than its declared length is refused as soon as it overflows.
+ */
+import { createHash } from 'node:crypto';
+import type { ObjectRef } from '../domain/object-ref.ts';
+import { RatchetError } from '../errors.ts';
+import type { Storage, WriteResult } from './storage.ts';
+
+/** What an approved upload turned out to be. */
+export interface ApprovedUpload {
+  /** Hex SHA-256 of the content. */
+  readonly sha256: string;
+  readonly size: number;
+  /** The content was checked against an expected hash (its name). */
+  readonly verified: boolean;
+}
+
+/** The veto a backend honours: `approve()` after the last byte, before publishing. */
+export interface UploadCheck {
+  /** Throws HASH_MISMATCH or INCOMPLETE_BODY unless the consumed body may be stored. */
+  approve(): ApprovedUpload;
+}
+
+export interface UploadExpectations {
+  /** Hex SHA-256 the content must have; undefined skips verification (config, --no-verify-upload). */
+  readonly sha256: string | undefined;
+  /** Declared body length; a body that ends short or runs long is refused. */
+  readonly length: number | undefined;
+}
+
+/** Wraps a body so that it is hashed and counted as it is read, and returns the matching check. */
+export function checkUpload(
+  body: AsyncIterable<Uint8Array>,
+  expected: UploadExpectations,
+): { body: AsyncIterable<Uint8Array>; check: UploadCheck } {
+  const hash = createHash('sha256');
+  let size = 0;
+  let ended = false;
+  async function* counted(): AsyncIterable<Uint8Array> {
+    for await (const chunk of body) {
+      size += chunk.length;
+      if (expected.length !== undefined && size > expected.length) throw overLength(size, expected.length);
+      hash.update(chunk);
+      yield chunk;
+    }
+    ended = true;
+  }
+  const check: UploadCheck = {
+    approve() {
+      if (!ended) throw new RatchetError('INCOMPLETE_BODY', 'the upload was not read to its end');
+      if (expected.length !== undefined && size !== expected.length) {
+        throw new RatchetError(
+          'INCOMPLETE_BODY',
+          `body has ${size} bytes, Content-Length said ${expected.length}`,
+        );
+      }
+      const sha256 = hash.copy().digest('hex');
+      if (expected.sha256 !== undefined && sha256 !== expected.sha256) {
+        throw new RatchetError('HASH_MISMATCH', 'content does not match its SHA-256 name');
+      }
+      return { sha256, size, verified: expected.sha256 !== undefined };
+    },
+  };
+  return { body: counted(), check };
+}
+
+function overLength(size: number, declared: number): RatchetError {
+  return new RatchetError(
+    'BAD_REQUEST',
+    `body has more than the ${declared} bytes Content-Length said (${size})`,
+  );
+}
+
+/** Writes through the storage with the upload check in front: the one way uploads are stored. */
+export function writeChecked(
+  storage: Storage,
+  ref: ObjectRef,
+  body: AsyncIterable<Uint8Array>,
+  expected: UploadExpectations,
+  signal?: AbortSignal,
+): Promise<WriteResult> {
+  const checked = checkUpload(body, expected);
+  return storage.write(ref, checked.body, { check: checked.check, signal });
+}
