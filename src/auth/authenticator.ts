@@ -20,8 +20,8 @@ export interface AuthenticatorOptions {
   readonly cacheTtlMs?: number;
   /** How many verified credentials are remembered (default 1000). */
   readonly cacheMaxEntries?: number;
-  /** A throttle to share, or options for a new one. */
-  readonly throttle?: LoginThrottle | Partial<ThrottleOptions>;
+  /** A throttle to share (its stores may be shared ones), or options for a new in-memory one. */
+  readonly throttle?: LoginThrottle<boolean> | Partial<ThrottleOptions>;
   /** Password checks running at once (default 2), so logins never take all of libuv's threads. */
   readonly maxConcurrentChecks?: number;
   /** Checks allowed to wait for a slot (default 100); beyond, 429 with Retry-After: 1. */
@@ -83,7 +83,7 @@ export class Authenticator {
   readonly #logger: Logger;
   readonly #challenge: string;
   readonly #cache: CredentialCache;
-  readonly #throttle: LoginThrottle;
+  readonly #throttle: LoginThrottle<boolean>;
   readonly #limiter: Limiter;
   readonly #engine: CryptEngine;
   readonly #ownedWorker: CryptWorker | undefined;
@@ -140,7 +140,7 @@ export class Authenticator {
       throw this.#unauthorized('authentication required');
     const address = clientKey(remoteAddress);
     const credentials = parseBasicAuthorization(authorization);
-    const wait = this.#throttle.retryAfter(address, credentials?.user);
+    const wait = await this.#throttle.retryAfter(address, credentials?.user);
     if (wait > 0) {
       this.#throttled++;
       throw new RatchetError('TOO_MANY_REQUESTS', 'too many failed logins; try again later', {
@@ -148,7 +148,7 @@ export class Authenticator {
       });
     }
     if (credentials === undefined) {
-      this.#fail(address, undefined, remoteAddress);
+      await this.#fail(address, undefined, remoteAddress);
       throw this.#unauthorized('malformed credentials');
     }
     const { user, password } = credentials;
@@ -156,7 +156,7 @@ export class Authenticator {
     const key = this.#cache.keyOf(user, password);
     if (hash !== undefined && this.#cache.has(key, hash)) {
       this.#cacheHits++;
-      this.#throttle.recordSuccess(address, user);
+      await this.#throttle.recordSuccess(address, user);
       return user;
     }
     // An unknown user is checked against a decoy of the common scheme and cost, so the answer
@@ -165,10 +165,10 @@ export class Authenticator {
     // The users may have been reloaded meanwhile: only the hash still in force counts.
     if (ok && hash !== undefined && this.#users.get(user) === hash) {
       this.#cache.add(key, user, hash);
-      this.#throttle.recordSuccess(address, user);
+      await this.#throttle.recordSuccess(address, user);
       return user;
     }
-    this.#fail(address, user, remoteAddress);
+    await this.#fail(address, user, remoteAddress);
     throw this.#unauthorized('invalid credentials');
   }
 
@@ -205,9 +205,9 @@ export class Authenticator {
     return check;
   }
 
-  #fail(address: string, user: string | undefined, remoteAddress: string | undefined): void {
+  async #fail(address: string, user: string | undefined, remoteAddress: string | undefined): Promise<void> {
     this.#failures++;
-    const block = this.#throttle.recordFailure(address, user);
+    const block = await this.#throttle.recordFailure(address, user);
     // The user name is logged (to spot attacks); the password and header never are.
     this.#logger.info({ user, client: remoteAddress }, 'login failed');
     if (block)

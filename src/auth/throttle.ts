@@ -16,10 +16,17 @@
  *
  * A block lasts `blockMs`, doubling with each consecutive block of the same key up to
  * `maxBlockMs`; blocked requests are refused before any password is checked, even a right one
- * (otherwise the block would still answer guesses). Every table is an LRU map capped at
- * `maxEntries`, and idle entries expire, so memory stays bounded under any flood. Unknown user
- * names are counted like known ones, so the throttle does not reveal which users exist.
+ * (otherwise the block would still answer guesses). Idle entries expire after the window, and
+ * the in-memory tables (the default stores) are LRU maps capped at `maxEntries`, so memory stays
+ * bounded under any flood. Unknown user names are counted like known ones, so the throttle does
+ * not reveal which users exist. The counters live in ThrottleStores (src/state/), which count;
+ * the decisions (when to block, for how long) are made here.
  */
+import { andThen, whenAll } from '../state/awaitable.ts';
+import type { Answer, Awaitable } from '../state/awaitable.ts';
+import { MemoryThrottleStore } from '../state/memory-throttle-store.ts';
+import type { ThrottleStore } from '../state/throttle-store.ts';
+
 export interface ThrottleOptions {
   readonly windowMs: number;
   readonly maxFailuresPerAddress: number;
@@ -27,6 +34,7 @@ export interface ThrottleOptions {
   readonly userAlertFailures: number;
   readonly blockMs: number;
   readonly maxBlockMs: number;
+  /** Entries per table in the in-memory stores. */
   readonly maxEntries: number;
   readonly now: () => number;
 }
@@ -48,136 +56,95 @@ export interface ThrottleBlock {
   readonly seconds: number;
 }
 
-interface Entry {
-  failures: number;
-  windowStart: number;
-  blockedUntil: number;
-  /** Consecutive blocks, for the doubling. */
-  blocks: number;
+/** Where each table's counters live (default: this process's memory). */
+export interface ThrottleStores<Sync extends boolean = boolean> {
+  readonly addresses: ThrottleStore<Sync>;
+  readonly pairs: ThrottleStore<Sync>;
+  readonly users: ThrottleStore<Sync>;
 }
 
-/** An LRU map of failure counters whose idle entries expire. */
-class CounterTable {
-  readonly #entries = new Map<string, Entry>();
+/**
+ * Counts failed logins and decides when a client must wait. With in-memory stores (the
+ * default) every method answers at once; with a shared store, with a promise.
+ */
+export class LoginThrottle<Sync extends boolean = true> {
   readonly #options: ThrottleOptions;
+  readonly #stores: ThrottleStores;
 
-  constructor(options: ThrottleOptions) {
-    this.#options = options;
-  }
-
-  get size(): number {
-    return this.#entries.size;
-  }
-
-  /** The live entry for the key, if any (expired entries are dropped). */
-  peek(key: string, now: number): Entry | undefined {
-    const entry = this.#entries.get(key);
-    if (entry && this.#expired(entry, now)) {
-      this.#entries.delete(key);
-      return undefined;
-    }
-    return entry;
-  }
-
-  /** Counts one failure and returns the entry. */
-  fail(key: string, now: number): Entry {
-    let entry = this.peek(key, now);
-    if (entry) {
-      this.#entries.delete(key);
-    } else {
-      entry = { failures: 0, windowStart: now, blockedUntil: 0, blocks: 0 };
-    }
-    if (now - entry.windowStart > this.#options.windowMs) {
-      entry.failures = 0;
-      entry.windowStart = now;
-    }
-    entry.failures++;
-    // Re-inserting keeps the map in least-recently-failed order for eviction and expiry.
-    this.#entries.set(key, entry);
-    this.#prune(now);
-    return entry;
-  }
-
-  /** Starts a block (doubling per consecutive block) and returns its length in milliseconds. */
-  block(entry: Entry, now: number): number {
-    const ms = Math.min(this.#options.blockMs * 2 ** Math.min(entry.blocks, 30), this.#options.maxBlockMs);
-    entry.blockedUntil = now + ms;
-    entry.blocks++;
-    entry.failures = 0;
-    entry.windowStart = now;
-    return ms;
-  }
-
-  delete(key: string): void {
-    this.#entries.delete(key);
-  }
-
-  #expired(entry: Entry, now: number): boolean {
-    return now > Math.max(entry.windowStart, entry.blockedUntil) + this.#options.windowMs;
-  }
-
-  #prune(now: number): void {
-    // Oldest first: drop expired entries, then the least recently failed beyond the cap.
-    for (const [key, entry] of this.#entries) {
-      if (this.#entries.size > this.#options.maxEntries || this.#expired(entry, now))
-        this.#entries.delete(key);
-      else break;
-    }
-  }
-}
-
-/** Counts failed logins and decides when a client must wait. */
-export class LoginThrottle {
-  readonly #options: ThrottleOptions;
-  readonly #addresses: CounterTable;
-  readonly #pairs: CounterTable;
-  readonly #users: CounterTable;
-
-  constructor(options: Partial<ThrottleOptions> = {}) {
+  constructor(options?: Partial<ThrottleOptions>);
+  constructor(options: Partial<ThrottleOptions>, stores: ThrottleStores<Sync>);
+  constructor(options: Partial<ThrottleOptions> = {}, stores?: ThrottleStores<Sync>) {
     this.#options = { ...defaultThrottleOptions, ...options };
-    this.#addresses = new CounterTable(this.#options);
-    this.#pairs = new CounterTable(this.#options);
-    this.#users = new CounterTable(this.#options);
+    const { maxEntries } = this.#options;
+    this.#stores = stores ?? {
+      addresses: new MemoryThrottleStore(maxEntries),
+      pairs: new MemoryThrottleStore(maxEntries),
+      users: new MemoryThrottleStore(maxEntries),
+    };
   }
 
   /** Seconds the client must wait before trying this user (0: go ahead). */
-  retryAfter(address: string, user: string | undefined): number {
+  retryAfter(address: string, user: string | undefined): Answer<Sync, number> {
     const now = this.#options.now();
-    let until = this.#addresses.peek(address, now)?.blockedUntil ?? 0;
-    if (user !== undefined)
-      until = Math.max(until, this.#pairs.peek(pairKey(address, user), now)?.blockedUntil ?? 0);
-    return until > now ? Math.ceil((until - now) / 1000) : 0;
+    const until = [this.#stores.addresses.blockedUntil(address, now)];
+    if (user !== undefined) until.push(this.#stores.pairs.blockedUntil(pairKey(address, user), now));
+    return whenAll(until, (ends) => {
+      const end = Math.max(...ends);
+      return end > now ? Math.ceil((end - now) / 1000) : 0;
+    }) as Answer<Sync, number>;
   }
 
-  /** Records a failed login (user undefined: malformed credentials); returns a block it started. */
-  recordFailure(address: string, user: string | undefined): ThrottleBlock | undefined {
+  /** Records a failed login (user undefined: malformed credentials); answers a block it started. */
+  recordFailure(address: string, user: string | undefined): Answer<Sync, ThrottleBlock | undefined> {
     const now = this.#options.now();
-    let started: ThrottleBlock | undefined;
-    const byAddress = this.#addresses.fail(address, now);
-    if (byAddress.failures >= this.#options.maxFailuresPerAddress) {
-      started = { scope: 'address', seconds: Math.ceil(this.#addresses.block(byAddress, now) / 1000) };
-    }
-    if (user === undefined) return started;
-    const byUser = this.#users.fail(user, now);
-    const pairLimit =
-      byUser.failures >= this.#options.userAlertFailures ? 1 : this.#options.maxFailuresPerPair;
-    const byPair = this.#pairs.fail(pairKey(address, user), now);
-    if (byPair.failures >= pairLimit) {
-      const seconds = Math.ceil(this.#pairs.block(byPair, now) / 1000);
-      started ??= { scope: 'address+user', seconds };
-    }
-    return started;
+    const { addresses, pairs, users } = this.#stores;
+    const { maxFailuresPerAddress, maxFailuresPerPair, userAlertFailures, windowMs } = this.#options;
+    return andThen(this.#count(addresses, address, maxFailuresPerAddress, now), (addressMs) => {
+      const started = blockOf('address', addressMs);
+      if (user === undefined) return started;
+      return andThen(users.fail(user, now, windowMs), (byUser) => {
+        const pairLimit = byUser.failures >= userAlertFailures ? 1 : maxFailuresPerPair;
+        return andThen(
+          this.#count(pairs, pairKey(address, user), pairLimit, now),
+          (pairMs) => started ?? blockOf('address+user', pairMs),
+        );
+      });
+    }) as Answer<Sync, ThrottleBlock | undefined>;
   }
 
   /** Records a successful login: the user's failures from this address are forgiven. */
-  recordSuccess(address: string, user: string): void {
-    this.#pairs.delete(pairKey(address, user));
+  recordSuccess(address: string, user: string): Answer<Sync, void> {
+    return this.#stores.pairs.clear(pairKey(address, user)) as Answer<Sync, void>;
   }
 
   /** How many entries each table holds (for metrics and tests). */
-  sizes(): { addresses: number; pairs: number; users: number } {
-    return { addresses: this.#addresses.size, pairs: this.#pairs.size, users: this.#users.size };
+  sizes(): Answer<Sync, { addresses: number; pairs: number; users: number }> {
+    const { addresses, pairs, users } = this.#stores;
+    return whenAll([addresses.size(), pairs.size(), users.size()], ([a = 0, p = 0, u = 0]) => ({
+      addresses: a,
+      pairs: p,
+      users: u,
+    })) as Answer<Sync, { addresses: number; pairs: number; users: number }>;
   }
+
+  /**
+   * Counts a failure for the key and, once it reaches `limit`, starts a block (doubling per
+   * consecutive block up to maxBlockMs); answers the block's length in ms when this call started one.
+   */
+  #count(store: ThrottleStore, key: string, limit: number, now: number): Awaitable<number | undefined> {
+    const { blockMs, maxBlockMs, windowMs } = this.#options;
+    return andThen(store.fail(key, now, windowMs), (record) => {
+      if (record.failures < limit) return undefined;
+      const ms = Math.min(blockMs * 2 ** Math.min(record.blocks, 30), maxBlockMs);
+      return andThen(store.block(key, now, now + ms, record.blocks, windowMs), (started) =>
+        started ? ms : undefined,
+      );
+    });
+  }
+}
+
+function blockOf(scope: ThrottleBlock['scope'], ms: number | undefined): ThrottleBlock | undefined {
+  return ms === undefined ? undefined : { scope, seconds: Math.ceil(ms / 1000) };
 }
 
 function pairKey(address: string, user: string): string {

@@ -34,7 +34,7 @@ export interface PipelineOptions {
   /** The most any request on this listener may do (the seed's public vs admin vhost). */
   readonly maxRole: Role;
   readonly quota: QuotaManager;
-  readonly limits: UserLimits;
+  readonly limits: UserLimits<boolean>;
   /** Undefined unless --prometheus. */
   readonly metrics: Metrics | undefined;
   readonly metricsNeedAuth: boolean;
@@ -113,7 +113,7 @@ async function serve(
 
   const user = await options.identify(req);
   exchange.user = user;
-  if (options.limits.active) options.limits.admit(user);
+  if (options.limits.active) await options.limits.admit(user);
 
   const route = parseRoute(path, options.maxRepoDepth);
   if (route === undefined) throw new RatchetError('NOT_FOUND', 'not found');

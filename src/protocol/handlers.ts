@@ -20,7 +20,7 @@ export interface HandlerContext {
   readonly storage: Storage;
   readonly verifyUploads: boolean;
   readonly quota: QuotaManager;
-  readonly limits: UserLimits;
+  readonly limits: UserLimits<boolean>;
   readonly metrics: Metrics | undefined;
 }
 

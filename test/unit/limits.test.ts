@@ -1,20 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { RatchetError } from '../../src/errors.ts';
-import { TokenBucket } from '../../src/limits/token-bucket.ts';
 import { UserLimits } from '../../src/limits/user-limits.ts';
-
-describe('token bucket', () => {
-  it('allows the burst, then the rate', () => {
-    let now = 0;
-    const bucket = new TokenBucket(2, 4, () => now);
-    for (let i = 0; i < 4; i++) assert.equal(bucket.tryTake(1), 0);
-    assert.equal(bucket.tryTake(1), 0.5);
-    now += 500;
-    assert.equal(bucket.tryTake(1), 0);
-    assert.ok(bucket.tryTake(1) > 0);
-  });
-});
 
 describe('user limits', () => {
   it('answers 429 with Retry-After over the request rate, per user', () => {
