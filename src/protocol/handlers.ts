@@ -61,10 +61,21 @@ export async function handleOperation(
   }
 }
 
-async function createRepo(ctx: HandlerContext, repo: RepoPath, { query, res }: Exchange): Promise<void> {
+async function createRepo(
+  ctx: HandlerContext,
+  repo: RepoPath,
+  { query, res, user }: Exchange,
+): Promise<void> {
   if (query.get('create') !== 'true')
     throw new RatchetError('BAD_REQUEST', 'repository POST needs ?create=true');
-  await ctx.storage.createRepo(repo);
+  const admission = await ctx.quota.admitRepo(repo, user, () => ctx.storage.repoExists(repo));
+  try {
+    await ctx.storage.createRepo(repo);
+  } catch (err) {
+    admission.release();
+    throw err;
+  }
+  admission.commit();
   ok(res);
 }
 
@@ -103,7 +114,7 @@ async function writeObject(
   { req, res, signal, user }: Exchange,
 ): Promise<void> {
   const contentLength = declaredLength(req);
-  const reservation = await ctx.quota.reserve(ref.repo, user, contentLength);
+  const reservation = await ctx.quota.reserve(ref, user, contentLength);
   let body = requestBody(req);
   if (ctx.limits.active) body = ctx.limits.paceUpload(user, body);
   try {
@@ -122,11 +133,10 @@ async function writeObject(
 }
 
 async function deleteObject(ctx: HandlerContext, ref: ObjectRef, { res, user }: Exchange): Promise<void> {
-  // rest-server counts the bytes of deleted blobs; only look the size up when someone counts.
-  const size = ctx.metrics === undefined ? 0 : await ctx.storage.stat(ref);
-  if (await ctx.storage.delete(ref)) {
-    ctx.quota.noteDeleted(ref.repo);
-    ctx.metrics?.blob('delete', user, repoKey(ref.repo), ref.type, size ?? 0);
+  const { existed, bytes } = await ctx.storage.delete(ref);
+  if (existed) {
+    ctx.quota.deleted(ref, bytes);
+    ctx.metrics?.blob('delete', user, repoKey(ref.repo), ref.type, bytes);
   }
   ok(res);
 }

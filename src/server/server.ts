@@ -18,6 +18,8 @@ import type { ListenerConfig, ServerConfig } from '../config/server-config.ts';
 import { UserLimits } from '../limits/user-limits.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { QuotaManager } from '../quota/quota-manager.ts';
+import { UsageLedger } from '../usage/usage-ledger.ts';
+import { MemoryUsageStore } from '../usage/usage-store.ts';
 import { createIdentify } from '../http/identify.ts';
 import type { CredentialChecker } from '../http/identify.ts';
 import { createRequestHandler } from '../http/request-handler.ts';
@@ -44,6 +46,8 @@ export interface ServerDependencies {
   readonly inheritedFds?: readonly number[];
   /** How the TLS files are watched for changes (tests shorten the delays). */
   readonly certificateWatch?: Pick<CertificateWatcherOptions, 'pollIntervalMs' | 'watch' | 'debounceMs'>;
+  /** Time between two usage reconcile ticks (tests shorten it). */
+  readonly usageTickMs?: number;
 }
 
 export interface RunningServer {
@@ -55,6 +59,7 @@ export interface RunningServer {
   readonly secure: readonly boolean[];
   readonly storage: Storage;
   readonly access: AccessControl;
+  readonly usage: UsageLedger;
   /** Applies a reloaded configuration's grants, quotas and limits (SIGHUP). */
   reloadPolicies(config: ServerConfig): void;
   /**
@@ -96,11 +101,14 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
   }
   const accessLog = config.log === undefined ? undefined : openAccessLog(config.log);
   const access = new AccessControl(config.grants);
-  const quota = new QuotaManager(storage, config.quotas, logger);
+  // Counted in the background from here; quota decisions wait for the count, listeners do not.
+  const usage = new UsageLedger(storage, new MemoryUsageStore(), logger, { tickMs: deps.usageTickMs });
+  usage.start();
+  const quota = new QuotaManager(usage, config.quotas);
   const limits = new UserLimits(config.limits);
   // prom-client is loaded only with --prometheus (about 12 MiB of memory).
   const metrics: Metrics | undefined = config.prometheus
-    ? new (await import('../metrics/metrics.ts')).Metrics(storage, logger)
+    ? new (await import('../metrics/metrics.ts')).Metrics(usage)
     : undefined;
   metrics?.gauge(
     'ratchet_quota_limit_bytes',
@@ -178,6 +186,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     }
   } catch (err) {
     for (const { server } of servers) server.close();
+    usage.stop();
     throw err;
   }
 
@@ -186,6 +195,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
   const close = (): Promise<void> => {
     closing ??= (async () => {
       watcher?.close();
+      usage.stop();
       await Promise.all(servers.map((served) => served.drain(config.shutdownTimeout * 1000)));
       await Promise.all(addresses.map(removeSocketFile));
       await accessLog?.close();
@@ -207,6 +217,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     secure,
     storage: finalStorage,
     access,
+    usage,
     reloadPolicies,
     reloadCertificates,
     close,

@@ -14,6 +14,14 @@ export type ObjectRef =
 export interface ObjectEntry {
   readonly name: string;
   readonly size: number;
+  /** When the object was stored (ms since the epoch), where the backend knows it cheaply. */
+  readonly modifiedMs?: number;
+}
+
+/** What a delete did: whether the object was there, and the bytes it held (0 when absent). */
+export interface DeleteResult {
+  readonly existed: boolean;
+  readonly bytes: number;
 }
 
 /** What a repository holds, for quotas and metrics. */
@@ -74,8 +82,8 @@ export interface Storage {
   read(ref: ObjectRef, range: RangeSpec | undefined): Promise<ReadResult>;
   /** Stores the body atomically and exclusively: the whole verified object appears, or nothing. */
   write(ref: ObjectRef, body: AsyncIterable<Uint8Array>, options: WriteOptions): Promise<WriteResult>;
-  /** Removes the object; false when it was already absent. */
-  delete(ref: ObjectRef): Promise<boolean>;
+  /** Removes the object; idempotent: an absent object reports { existed: false, bytes: 0 }. */
+  delete(ref: ObjectRef): Promise<DeleteResult>;
   /** Every valid object of a type; sizes are exact. NOT_FOUND when the repository does not exist. */
   list(repo: RepoPath, type: ObjectType): AsyncIterable<ObjectEntry>;
   /** Checks that the store accepts a durable write now (readiness); throws UNAVAILABLE if not. */

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { RatchetError } from '../../src/errors.ts';
-import type { Storage, ObjectRef, ReadResult } from '../../src/storage/storage.ts';
+import type { Storage, ObjectEntry, ObjectRef, ReadResult } from '../../src/storage/storage.ts';
 
 export interface BackendHarness {
   /** A fresh, empty backend. */
@@ -33,6 +33,11 @@ async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const item of items) out.push(item);
   return out;
+}
+
+/** Names and sizes of a listing (without the optional modification times). */
+async function namesAndSizes(items: AsyncIterable<ObjectEntry>): Promise<{ name: string; size: number }[]> {
+  return (await collect(items)).map(({ name, size }) => ({ name, size }));
 }
 
 function code(expected: string): (err: unknown) => boolean {
@@ -84,8 +89,8 @@ export function storageConformance(name: string, harness: BackendHarness): void 
         assert.equal(read.size, data.length);
         assert.equal(read.range, undefined);
         assert.ok((await readAll(read)).equals(data));
-        assert.equal(await storage.delete(ref), true);
-        assert.equal(await storage.delete(ref), false);
+        assert.deepEqual(await storage.delete(ref), { existed: true, bytes: data.length });
+        assert.deepEqual(await storage.delete(ref), { existed: false, bytes: 0 });
         assert.equal(await storage.stat(ref), undefined);
         await assert.rejects(storage.read(ref, undefined), code('NOT_FOUND'));
       }),
@@ -232,7 +237,7 @@ export function storageConformance(name: string, harness: BackendHarness): void 
         const data = randomBytes(64 * 1024);
         const results = await Promise.all(Array.from({ length: 16 }, () => put(storage, data)));
         assert.equal(results.filter((r) => r.result.created).length, 1);
-        assert.deepEqual(await collect(storage.list(repo, 'data')), [
+        assert.deepEqual(await namesAndSizes(storage.list(repo, 'data')), [
           { name: sha256(data), size: data.length },
         ]);
       }),
@@ -245,7 +250,7 @@ export function storageConformance(name: string, harness: BackendHarness): void 
         const blobs = [randomBytes(10), randomBytes(2000), randomBytes(0)];
         for (const blob of blobs) await put(storage, blob);
         await put(storage, randomBytes(33), 'keys');
-        const listed = (await collect(storage.list(repo, 'data'))).sort((a, b) =>
+        const listed = (await namesAndSizes(storage.list(repo, 'data'))).sort((a, b) =>
           a.name.localeCompare(b.name),
         );
         const expected = blobs
@@ -254,6 +259,15 @@ export function storageConformance(name: string, harness: BackendHarness): void 
         assert.deepEqual(listed, expected);
         assert.equal((await collect(storage.list(repo, 'keys'))).length, 1);
         assert.deepEqual(await collect(storage.list(repo, 'snapshots')), []);
+        // Snapshots carry when they were stored (the newest-snapshot gauge reads it).
+        const before = Date.now() - 2000;
+        const snapshot = randomBytes(20);
+        await storage.write({ repo, type: 'snapshots', name: sha256(snapshot) }, chunksOf(snapshot), {
+          expectedSha256: sha256(snapshot),
+          contentLength: snapshot.length,
+        });
+        const [entry] = await collect(storage.list(repo, 'snapshots'));
+        assert.ok(entry?.modifiedMs !== undefined && entry.modifiedMs >= before, JSON.stringify(entry));
       }),
     );
 

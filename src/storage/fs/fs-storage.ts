@@ -14,6 +14,7 @@ import type { RangeSpec } from '../../protocol/range.ts';
 import { applyRange } from '../../protocol/range.ts';
 import type { ObjectType, RepoPath } from '../../protocol/route.ts';
 import type {
+  DeleteResult,
   ObjectEntry,
   ObjectRef,
   ReadResult,
@@ -278,13 +279,16 @@ export class FsStorage implements Storage {
     }
   }
 
-  async delete(ref: ObjectRef): Promise<boolean> {
+  async delete(ref: ObjectRef): Promise<DeleteResult> {
+    const file = this.layout.objectPath(ref);
     try {
-      await unlinkPath(this.layout.objectPath(ref));
+      const bytes = (await statOrUndefined(file))?.size;
+      if (bytes === undefined) return { existed: false, bytes: 0 };
+      await unlinkPath(file);
       if (ref.type !== 'config') this.index.noteRemoved(this.layout.objectDir(ref), ref.name);
-      return true;
+      return { existed: true, bytes };
     } catch (err) {
-      if (isMissing(err)) return false;
+      if (isMissing(err)) return { existed: false, bytes: 0 };
       throw err;
     }
   }
@@ -292,7 +296,11 @@ export class FsStorage implements Storage {
   async *list(repo: RepoPath, type: ObjectType): AsyncIterable<ObjectEntry> {
     if (!(await this.repoExists(repo))) throw new RatchetError('NOT_FOUND', 'no such repository');
     for (const dir of await this.objectFolders(repo, type)) {
-      for (const [name, size] of (await this.index.entries(dir)).sizes) yield { name, size };
+      const { sizes, mtimes } = await this.index.entries(dir);
+      for (const [name, size] of sizes) {
+        const modifiedMs = mtimes?.get(name);
+        yield modifiedMs === undefined ? { name, size } : { name, size, modifiedMs };
+      }
     }
   }
 

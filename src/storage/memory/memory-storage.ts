@@ -9,6 +9,7 @@ import { applyRange } from '../../protocol/range.ts';
 import type { ObjectType, RepoPath } from '../../protocol/route.ts';
 import { repoFromKey, repoKey } from '../../protocol/route.ts';
 import type {
+  DeleteResult,
   ObjectEntry,
   ObjectRef,
   ReadResult,
@@ -82,8 +83,13 @@ export class MemoryStorage implements Storage {
     return { created: true, size };
   }
 
-  delete(ref: ObjectRef): Promise<boolean> {
-    return Promise.resolve(this.repos.get(repoKey(ref.repo))?.delete(objectKey(ref)) ?? false);
+  delete(ref: ObjectRef): Promise<DeleteResult> {
+    const objects = this.repos.get(repoKey(ref.repo));
+    const bytes = objects?.get(objectKey(ref))?.length;
+    if (bytes === undefined) return Promise.resolve({ existed: false, bytes: 0 });
+    objects?.delete(objectKey(ref));
+    this.storedAt.delete(`${repoKey(ref.repo)}\0${objectKey(ref)}`);
+    return Promise.resolve({ existed: true, bytes });
   }
 
   async *list(repo: RepoPath, type: ObjectType): AsyncIterable<ObjectEntry> {
@@ -91,7 +97,9 @@ export class MemoryStorage implements Storage {
     if (objects === undefined) throw new RatchetError('NOT_FOUND', 'no such repository');
     const prefix = `${type}/`;
     for (const [key, content] of [...objects]) {
-      if (key.startsWith(prefix)) yield { name: key.slice(prefix.length), size: content.length };
+      if (!key.startsWith(prefix)) continue;
+      const modifiedMs = this.storedAt.get(`${repoKey(repo)}\0${key}`);
+      yield { name: key.slice(prefix.length), size: content.length, modifiedMs };
     }
     await Promise.resolve();
   }
