@@ -59,7 +59,6 @@ export interface RunningServer {
   readonly secure: readonly boolean[];
   readonly storage: Storage;
   readonly access: AccessControl;
-  readonly usage: UsageLedger;
   /** Applies a reloaded configuration's grants, quotas and limits (SIGHUP). */
   reloadPolicies(config: ServerConfig): void;
   /**
@@ -186,7 +185,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     }
   } catch (err) {
     for (const { server } of servers) server.close();
-    usage.stop();
+    await usage.stop();
     throw err;
   }
 
@@ -195,8 +194,8 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
   const close = (): Promise<void> => {
     closing ??= (async () => {
       watcher?.close();
-      usage.stop();
       await Promise.all(servers.map((served) => served.drain(config.shutdownTimeout * 1000)));
+      await usage.stop();
       await Promise.all(addresses.map(removeSocketFile));
       await accessLog?.close();
       await finalStorage.close();
@@ -217,7 +216,6 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     secure,
     storage: finalStorage,
     access,
-    usage,
     reloadPolicies,
     reloadCertificates,
     close,

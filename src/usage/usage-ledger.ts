@@ -49,6 +49,8 @@ export class UsageLedger {
   /** Repositories to measure before the pass goes on: raced, unknown, or a snapshot deleted. */
   private readonly again = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
+  /** The start-up count or the reconcile tick in progress, if any. */
+  private running: Promise<void> | undefined;
   private stopped = false;
 
   constructor(storage: Storage, store: UsageStore, logger: Logger, options: LedgerOptions = {}) {
@@ -68,17 +70,18 @@ export class UsageLedger {
 
   /** Counts every repository once, then reconciles one repository per tick until stop(). */
   start(): void {
-    void this.seed().finally(() => {
+    this.running = this.seed().finally(() => {
       this.seeded = true;
       this.markReady();
       this.schedule();
     });
   }
 
-  /** Stops the background reconcile (the tick in progress finishes on its own). */
-  stop(): void {
+  /** Stops the background work; resolves when the count or tick in progress has finished. */
+  async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    await this.running;
   }
 
   /** This server stored an object of `bytes` (0 when identical content was already there). */
@@ -120,7 +123,7 @@ export class UsageLedger {
     const queued = this.seeded ? this.again.values().next() : undefined;
     if (queued !== undefined && queued.done !== true) {
       this.again.delete(queued.value);
-      await this.measure(repoFromKey(queued.value), false);
+      await this.measureOrSkip(repoFromKey(queued.value), false);
       return true;
     }
     this.pass ??= {
@@ -139,15 +142,25 @@ export class UsageLedger {
       return false;
     }
     seen.add(repoKey(next.value));
-    await this.measure(next.value, !this.seeded);
+    await this.measureOrSkip(next.value, !this.seeded);
     return true;
+  }
+
+  /** Measures, logging a repository that cannot be read (it keeps its numbers; the pass goes on). */
+  private async measureOrSkip(repo: RepoPath, force: boolean): Promise<void> {
+    try {
+      await this.measure(repo, force);
+    } catch (err) {
+      this.logger.warn({ err, repo: repoKey(repo) }, 'reading the usage of a repository failed');
+    }
   }
 
   private async seed(): Promise<void> {
     const started = Date.now();
     try {
-      while (await this.step());
+      while (!this.stopped && (await this.step()));
     } catch (err) {
+      // Listing the repositories failed: what was counted stands, the reconcile goes on.
       this.pass = undefined;
       this.logger.warn(
         { err },
@@ -162,11 +175,17 @@ export class UsageLedger {
   private schedule(): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
-      this.step()
-        .catch((err: unknown) => {
-          this.pass = undefined;
-          this.logger.warn({ err }, 'reconciling repository usage failed; it is tried again');
-        })
+      this.running = this.step()
+        .then(
+          () => undefined,
+          (err: unknown) => {
+            this.pass = undefined;
+            this.logger.warn(
+              { err },
+              'listing repositories for the usage reconcile failed; it is tried again',
+            );
+          },
+        )
         .finally(() => this.schedule());
     }, this.tickMs);
     this.timer.unref();

@@ -41,7 +41,7 @@ async function quotaOver<T>(
   try {
     return await fn(new QuotaManager(ledger, limits));
   } finally {
-    ledger.stop();
+    await ledger.stop();
   }
 }
 

@@ -57,7 +57,7 @@ async function withLedger(
     try {
       await fn(ledger, storage, dir);
     } finally {
-      ledger.stop();
+      await ledger.stop();
     }
   });
 }
@@ -81,7 +81,7 @@ describe('usage ledger', () => {
       assert.equal(ledger.isReady, false);
       ledger.start();
       await ledger.ready;
-      ledger.stop();
+      await ledger.stop();
       assert.equal(ledger.isReady, true);
       assert.equal(ledger.store.used('total'), 1000);
       assert.equal(ledger.store.used('user:c'), 300);
