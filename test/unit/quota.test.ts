@@ -12,9 +12,11 @@ import { silentLogger } from '../../src/log/logger.ts';
 import { QuotaManager } from '../../src/quota/quota-manager.ts';
 import type { QuotaLimits } from '../../src/quota/quota-manager.ts';
 import { FsStorage } from '../../src/storage/fs/fs-storage.ts';
+import type { Storage } from '../../src/storage/storage.ts';
 import { measureRepo } from '../../src/usage/measure.ts';
 import { UsageLedger } from '../../src/usage/usage-ledger.ts';
 import { MemoryUsageStore } from '../../src/usage/usage-store.ts';
+import { countingStorage } from '../helpers/counting-storage.ts';
 import { withTempDir } from '../helpers/ratchet-process.ts';
 
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
@@ -32,7 +34,7 @@ const exceeded = (err: unknown): boolean => err instanceof RatchetError && err.c
 
 /** A quota manager over a started ledger of the storage; the ledger stops when fn ends. */
 async function quotaOver<T>(
-  store: FsStorage,
+  store: Storage,
   limits: QuotaLimits,
   fn: (quota: QuotaManager) => Promise<T>,
 ): Promise<T> {
@@ -229,6 +231,31 @@ describe('repository creation', () => {
       assert.equal(await store.repoExists(['alice', 'c']), false);
       await create(store, quota, ['alice', 'b'], 'alice');
       await create(store, quota, ['bob', 'a'], 'bob');
+    });
+  });
+});
+
+describe('decisions during the start-up count', () => {
+  it('wait for the count, then decide with every repository counted', async () => {
+    await withTempDir(async (dir) => {
+      const fs = new FsStorage({ root: dir });
+      await fs.init();
+      await fs.createRepo(['old']);
+      const existing = randomBytes(7000);
+      await writeFile(path.join(dir, 'old', 'data', sha(existing).slice(0, 2), sha(existing)), existing);
+      const storage = countingStorage(fs);
+      let finish = (): void => undefined;
+      storage.holdListing('old', new Promise<void>((resolve) => (finish = resolve)));
+      await quotaOver(storage, { ...noLimits, maxTotalBytes: 10_000 }, async (quota) => {
+        let settled = false;
+        const ref = { repo: ['old'], type: 'data', name: sha(Buffer.from('x')) } as const;
+        const decision = quota.reserve(ref, undefined, 4000).finally(() => (settled = true));
+        while (storage.walks.list === 0) await new Promise((resolve) => setImmediate(resolve));
+        for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+        finish();
+        assert.equal(settled, false, 'no decision while the count ran');
+        await assert.rejects(decision, exceeded);
+      });
     });
   });
 });
