@@ -1,24 +1,19 @@
 /**
  * Prometheus metrics. The blob counters keep rest-server's names and labels so existing
  * dashboards work; the rest are Ratchet's own: request timing, requests in flight,
- * authentication failures, and per-repository gauges read from storage at scrape time —
- * bytes used, objects per type, and the time of the newest snapshot, so an alert can fire when
- * a host stops backing up.
+ * authentication failures, and per-repository gauges read from the usage ledger at scrape time
+ * (no storage walk) — bytes used, objects per type, and the time of the newest snapshot, so an
+ * alert can fire when a host stops backing up. Until the ledger's start-up count is done the
+ * repository gauges are left out rather than shown incomplete.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Logger } from 'pino';
 import { objectTypes } from '../domain/object-types.ts';
-import { repoKey } from '../domain/repo-path.ts';
-import type { Storage } from '../storage/storage.ts';
-import { summarizeRepo } from '../usage/repo-summary.ts';
-import type { RepoSummary } from '../usage/repo-summary.ts';
+import type { UsageLedger } from '../usage/usage-ledger.ts';
+import type { RepoUsage } from '../usage/usage-store.ts';
 
 export type BlobOperation = 'read' | 'write' | 'delete';
 
 const blobLabels = ['user', 'repo', 'type'] as const;
-
-// Scrapes within this interval reuse the previous repository summaries.
-const summaryCacheMs = 5_000;
 
 export class Metrics {
   readonly registry = new Registry();
@@ -27,9 +22,8 @@ export class Metrics {
   private readonly duration: Histogram<'method' | 'operation' | 'status'>;
   private readonly inFlight: Gauge;
   private readonly authFailures: Counter<'reason'>;
-  private summaries: { at: number; repos: Map<string, RepoSummary> } | undefined;
 
-  constructor(storage: Storage, logger: Logger) {
+  constructor(usage: UsageLedger) {
     const registry = this.registry;
     const blob = (
       operation: BlobOperation,
@@ -71,52 +65,38 @@ export class Metrics {
       registers: [registry],
     });
 
-    const readSummaries = async (): Promise<Map<string, RepoSummary>> => {
-      if (this.summaries && Date.now() - this.summaries.at < summaryCacheMs) return this.summaries.repos;
-      const repos = new Map<string, RepoSummary>();
-      try {
-        for await (const repo of storage.listRepos())
-          repos.set(repoKey(repo), await summarizeRepo(storage, repo));
-      } catch (err) {
-        logger.warn({ err }, 'reading repository summaries for metrics failed');
-      }
-      this.summaries = { at: Date.now(), repos };
-      return repos;
-    };
-    new Gauge({
-      name: 'ratchet_repo_size_bytes',
-      help: 'Bytes stored in a repository (objects and config)',
-      labelNames: ['repo'],
-      registers: [registry],
-      async collect() {
-        this.reset();
-        for (const [repo, summary] of await readSummaries()) this.set({ repo }, summary.bytes);
+    const repoGauge = (
+      name: string,
+      help: string,
+      labelNames: string[],
+      set: (gauge: Gauge, repo: string, usage: RepoUsage) => void,
+    ): void =>
+      this.gauge(name, help, labelNames, (gauge) => {
+        if (!usage.isReady) return;
+        for (const [repo, numbers] of usage.repos()) set(gauge, repo, numbers);
+      });
+    repoGauge(
+      'ratchet_repo_size_bytes',
+      'Bytes stored in a repository (objects and config)',
+      ['repo'],
+      (g, repo, u) => g.set({ repo }, u.bytes),
+    );
+    repoGauge(
+      'ratchet_repo_objects',
+      'Objects stored in a repository, by type',
+      ['repo', 'type'],
+      (g, repo, u) => {
+        for (const type of objectTypes) g.set({ repo, type }, u.objects[type]);
       },
-    });
-    new Gauge({
-      name: 'ratchet_repo_objects',
-      help: 'Objects stored in a repository, by type',
-      labelNames: ['repo', 'type'],
-      registers: [registry],
-      async collect() {
-        this.reset();
-        for (const [repo, summary] of await readSummaries()) {
-          for (const type of objectTypes) this.set({ repo, type }, summary.objects[type]);
-        }
+    );
+    repoGauge(
+      'ratchet_repo_newest_snapshot_timestamp_seconds',
+      'When the newest snapshot object of a repository was stored (Unix time)',
+      ['repo'],
+      (g, repo, u) => {
+        if (u.newestSnapshotMs !== undefined) g.set({ repo }, u.newestSnapshotMs / 1000);
       },
-    });
-    new Gauge({
-      name: 'ratchet_repo_newest_snapshot_timestamp_seconds',
-      help: 'When the newest snapshot object of a repository was stored (Unix time)',
-      labelNames: ['repo'],
-      registers: [registry],
-      async collect() {
-        this.reset();
-        for (const [repo, summary] of await readSummaries()) {
-          if (summary.newestSnapshotMs !== undefined) this.set({ repo }, summary.newestSnapshotMs / 1000);
-        }
-      },
-    });
+    );
   }
 
   /** Counts one blob operation the way rest-server does. */

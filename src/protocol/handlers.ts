@@ -67,11 +67,18 @@ export async function handleOperation(
 async function createRepo(
   ctx: HandlerContext,
   repo: RepoPath,
-  { query, res, signal }: Exchange,
+  { query, res, signal, user }: Exchange,
 ): Promise<void> {
   if (query.get('create') !== 'true')
     throw new RatchetError('BAD_REQUEST', 'repository POST needs ?create=true');
-  await ctx.storage.createRepo(repo, signal);
+  const admission = await ctx.quota.admitRepo(repo, user, () => ctx.storage.repoExists(repo, signal));
+  try {
+    await ctx.storage.createRepo(repo, signal);
+  } catch (err) {
+    admission.release();
+    throw err;
+  }
+  admission.commit();
   ok(res);
 }
 
@@ -110,7 +117,7 @@ async function writeObject(
   { req, res, signal, user }: Exchange,
 ): Promise<void> {
   const contentLength = declaredLength(req);
-  const reservation = await ctx.quota.reserve(ref.repo, user, contentLength);
+  const reservation = await ctx.quota.reserve(ref, user, contentLength);
   let body = requestBody(req);
   if (ctx.limits.active) body = ctx.limits.paceUpload(user, body);
   try {
@@ -129,10 +136,10 @@ async function writeObject(
 }
 
 async function deleteObject(ctx: HandlerContext, ref: ObjectRef, { res, user }: Exchange): Promise<void> {
-  const removed = await ctx.storage.delete(ref);
-  if (removed.existed) {
-    ctx.quota.noteDeleted(ref.repo);
-    ctx.metrics?.blob('delete', user, repoKey(ref.repo), ref.type, removed.bytes);
+  const { existed, bytes } = await ctx.storage.delete(ref);
+  if (existed) {
+    ctx.quota.deleted(ref, bytes);
+    ctx.metrics?.blob('delete', user, repoKey(ref.repo), ref.type, bytes);
   }
   ok(res);
 }

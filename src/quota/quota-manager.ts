@@ -1,20 +1,24 @@
 /**
  * Storage quotas: a total for the whole data folder (rest-server's --max-size), per-repository
- * limits chosen by path pattern, and per-user limits on everything below /<user>/.
+ * limits chosen by path pattern, per-user limits on everything below /<user>/, and a limit on
+ * how many repositories may exist below /<user>/.
  *
- * Usage comes from the storage's own summaries (exact, and aware of changes made by others),
- * kept per repository and adjusted by this server's writes; a repository is summarized again
- * after a delete or when its numbers are older than a refresh interval. Uploads reserve their
- * declared length before anything is written, so concurrent uploads cannot together overshoot;
- * a body without a declared length is counted as it streams and cut off when it overflows.
+ * Usage comes from the usage ledger (seeded from storage at start, kept by this server's writes
+ * and deletes, reconciled in the background), so a decision does no storage walk and no work
+ * that grows with the number of repositories; decisions wait for the start-up count. Uploads
+ * reserve their declared length before anything is written, so concurrent uploads cannot
+ * together overshoot; a body without a declared length is counted as it streams and cut off
+ * when it overflows. Creating a repository counts 0 bytes (it makes six folders: the
+ * repository and its type folders) but is refused when a byte quota that applies is full.
  */
-import type { Logger } from 'pino';
 import { GrantTable } from '../access/grants.ts';
 import { RatchetError } from '../errors.ts';
 import type { RepoPath } from '../domain/repo-path.ts';
 import { repoFromKey, repoKey } from '../domain/repo-path.ts';
-import type { Storage } from '../storage/storage.ts';
-import { summarizeRepo } from '../usage/repo-summary.ts';
+import type { ObjectRef } from '../domain/object-ref.ts';
+import type { UsageLedger } from '../usage/usage-ledger.ts';
+import { ownerOf } from '../usage/usage-store.ts';
+import type { Hold, ScopeKey } from '../usage/usage-store.ts';
 
 export interface RepoQuotaRule {
   /** Repository patterns as in access grants; `{user}` is the uploading user. */
@@ -32,25 +36,18 @@ export interface QuotaLimits {
   readonly maxTotalBytes: number | undefined;
   readonly repoRules: readonly RepoQuotaRule[];
   readonly userRules: readonly UserQuotaRule[];
+  /** Repositories allowed below /<user>/ (--max-repos-per-user); undefined: defaultMaxReposPerUser. */
+  readonly maxReposPerUser?: number;
 }
 
 export const noQuotas: QuotaLimits = { maxTotalBytes: undefined, repoRules: [], userRules: [] };
 
-// Numbers older than this are read again from storage before a decision, to see outside changes.
-const refreshMs = 30_000;
+/** Repositories allowed below /<user>/ when the configuration does not say. */
+export const defaultMaxReposPerUser = 1000;
 
-interface RepoUsage {
-  bytes: number;
-  readAt: number;
-}
-
-// Bumped by every commit to a repository, so a summary that raced with a commit is not trusted.
-type Generation = number;
-
-interface Scope {
+/** A limit an upload or creation is checked against, with the name its refusal uses. */
+interface Scope extends Hold {
   readonly name: string;
-  readonly limit: number;
-  readonly used: () => number;
 }
 
 /** Room an upload holds while it streams; commit or release it exactly once. */
@@ -63,26 +60,26 @@ export interface Reservation {
   release(): void;
 }
 
-const unlimited: Reservation = { limit: (body) => body, commit: () => undefined, release: () => undefined };
+/** A repository creation admitted under the repository count; commit or release it exactly once. */
+export interface Admission {
+  /** The repository exists now: count it. */
+  commit(): void;
+  /** The creation failed: free its place. */
+  release(): void;
+}
 
 export class QuotaManager {
   private limits: QuotaLimits;
   private repoLimits: { table: GrantTable; maxBytes: number }[] = [];
-  private readonly usage = new Map<string, RepoUsage>();
-  private readonly pending = new Map<string, number>();
-  private readonly generations = new Map<string, Generation>();
-  private tally: Promise<void> | undefined;
-  private readonly storage: Storage;
-  private readonly logger: Logger;
+  private readonly ledger: UsageLedger;
 
-  constructor(storage: Storage, limits: QuotaLimits, logger: Logger) {
-    this.storage = storage;
-    this.logger = logger;
+  constructor(ledger: UsageLedger, limits: QuotaLimits) {
+    this.ledger = ledger;
     this.limits = limits;
     this.compile();
   }
 
-  /** True when any limit is configured. */
+  /** True when any byte limit is configured. */
   get active(): boolean {
     return (
       this.limits.maxTotalBytes !== undefined ||
@@ -99,85 +96,112 @@ export class QuotaManager {
 
   /** Reserves room for an upload of the declared size, or throws QUOTA_EXCEEDED (507). */
   async reserve(
-    repo: RepoPath,
+    ref: ObjectRef,
     user: string | undefined,
     declared: number | undefined,
   ): Promise<Reservation> {
-    if (!this.active) return unlimited;
-    const scopes = await this.scopesFor(repo, user);
-    if (scopes.length === 0) return unlimited;
+    const counted = (createdBytes: number): void => this.ledger.wrote(ref, createdBytes);
+    if (!this.active) return { limit: (body) => body, commit: counted, release: () => undefined };
+    await this.ledger.ready;
+    const scopes = this.scopesFor(ref.repo, user);
+    const store = this.ledger.store;
     let held = 0;
-    const hold = (bytes: number): void => {
-      for (const scope of scopes) this.pending.set(scope.name, (this.pending.get(scope.name) ?? 0) + bytes);
+    const hold = (bytes: number, what: string): void => {
+      const full = store.reserve(scopes, bytes);
+      if (full !== undefined) throw exceeded(scopes, full, `${what} would exceed`);
       held += bytes;
     };
-    const check = (extra: number, what: string): void => {
-      for (const scope of scopes) {
-        const taken = scope.used() + (this.pending.get(scope.name) ?? 0);
-        if (taken + extra > scope.limit) {
-          const left = Math.max(0, scope.limit - taken);
-          throw new RatchetError(
-            'QUOTA_EXCEEDED',
-            `${what} would exceed the quota of ${scope.name} (${scope.limit} bytes, ${left} left)`,
-          );
-        }
-      }
-    };
-    check(declared ?? 0, `an upload of ${declared ?? 0} bytes`);
-    hold(declared ?? 0);
+    hold(declared ?? 0, `an upload of ${declared ?? 0} bytes`);
     let done = false;
     const free = (): void => {
       if (done) return;
       done = true;
-      hold(-held);
+      store.release(scopes, held);
     };
-    const key = repoKey(repo);
     return {
       limit: async function* (body) {
         let seen = 0;
         for await (const chunk of body) {
           seen += chunk.length;
-          if (seen > held) {
-            check(seen - held, 'this upload');
-            hold(seen - held);
-          }
+          if (seen > held) hold(seen - held, 'this upload');
           yield chunk;
         }
       },
       commit: (createdBytes) => {
+        // One synchronous step: the room is given back as the bytes are counted.
         free();
-        this.generations.set(key, (this.generations.get(key) ?? 0) + 1);
-        const entry = this.usage.get(key);
-        if (entry !== undefined) entry.bytes += createdBytes;
+        counted(createdBytes);
       },
       release: free,
     };
   }
 
-  /** A delete happened: read the repository's usage again before the next decision. */
-  noteDeleted(repo: RepoPath): void {
-    const entry = this.usage.get(repoKey(repo));
-    if (entry !== undefined) entry.readAt = 0;
+  /** This server deleted an object that held `bytes`. */
+  deleted(ref: ObjectRef, bytes: number): void {
+    this.ledger.deleted(ref, bytes);
   }
 
-  /** Every limit with what it currently holds, as far as this server has read usage (metrics). */
+  /**
+   * Admits the creation of a repository, or throws QUOTA_EXCEEDED (507): when /<owner>/ already
+   * holds the most repositories allowed, or a byte quota that applies has no room left. An
+   * existing repository is always admitted (creating it again changes nothing).
+   */
+  async admitRepo(
+    repo: RepoPath,
+    user: string | undefined,
+    exists: () => Promise<boolean>,
+  ): Promise<Admission> {
+    await this.ledger.ready;
+    const known: Admission = { commit: () => this.ledger.created(repo), release: () => undefined };
+    const store = this.ledger.store;
+    if (store.get(repoKey(repo)) !== undefined || (await exists())) return known;
+    const scopes = this.scopesFor(repo, user);
+    const full = scopes.find((scope) => store.used(scope.scope) + store.held(scope.scope) >= scope.limit);
+    if (full !== undefined)
+      throw exceeded(scopes, { scope: full.scope, left: 0 }, 'a new repository would exceed');
+    const owner = ownerOf(repoKey(repo));
+    const max = this.limits.maxReposPerUser ?? defaultMaxReposPerUser;
+    const count: Scope[] = [{ scope: `repos:${owner}`, limit: max, name: `/${owner}/` }];
+    if (store.reserve(count, 1) !== undefined) {
+      throw new RatchetError(
+        'QUOTA_EXCEEDED',
+        `/${owner}/ already holds ${max} repositories, the most allowed (--max-repos-per-user)`,
+      );
+    }
+    let done = false;
+    const free = (): void => {
+      if (done) return;
+      done = true;
+      store.release(count, 1);
+    };
+    return {
+      commit: () => {
+        free();
+        known.commit();
+      },
+      release: free,
+    };
+  }
+
+  /** Every limit with what it holds, once the start-up count is done (metrics); empty before. */
   report(): { scope: string; limit: number; used: number }[] {
+    if (!this.ledger.isReady) return [];
+    const store = this.ledger.store;
     const out: { scope: string; limit: number; used: number }[] = [];
     if (this.limits.maxTotalBytes !== undefined) {
-      out.push({ scope: 'total', limit: this.limits.maxTotalBytes, used: this.sum(() => true) });
+      out.push({ scope: 'total', limit: this.limits.maxTotalBytes, used: store.used('total') });
     }
-    // A user's repositories are those below /<user>/: one pass adds them up per first component.
-    const perOwner = new Map<string, number>();
-    for (const [key, entry] of this.usage) {
-      const repo = repoFromKey(key);
-      const owner = repo[0];
-      if (owner !== undefined) perOwner.set(owner, (perOwner.get(owner) ?? 0) + entry.bytes);
-      const rule = this.repoRuleFor(owner, repo);
-      if (rule !== undefined) out.push({ scope: `repo:${key}`, limit: rule.maxBytes, used: entry.bytes });
+    const owners = new Set<string>();
+    for (const [key, usage] of store.repos()) {
+      const owner = ownerOf(key);
+      owners.add(owner);
+      const rule = this.repoRuleFor(owner, repoFromKey(key));
+      if (rule !== undefined) out.push({ scope: `repo:${key}`, limit: rule.maxBytes, used: usage.bytes });
     }
-    for (const [user, used] of perOwner) {
-      const rule = this.userRuleFor(user);
-      if (rule !== undefined) out.push({ scope: `user:${user}`, limit: rule.maxBytes, used });
+    for (const owner of owners) {
+      const rule = this.userRuleFor(owner);
+      if (rule !== undefined)
+        out.push({ scope: `user:${owner}`, limit: rule.maxBytes, used: store.used(`user:${owner}`) });
     }
     return out;
   }
@@ -189,39 +213,20 @@ export class QuotaManager {
     }));
   }
 
-  private async scopesFor(repo: RepoPath, user: string | undefined): Promise<Scope[]> {
+  /** The byte limits an upload by this user into this repository is checked against. */
+  private scopesFor(repo: RepoPath, user: string | undefined): Scope[] {
     const scopes: Scope[] = [];
-    const key = repoKey(repo);
-    const spansRepos =
-      this.limits.maxTotalBytes !== undefined || (user !== undefined && this.userRuleFor(user) !== undefined);
-    if (spansRepos) {
-      await this.tallyAll();
-      await Promise.all([...this.usage.keys()].map((k) => this.refresh(repoFromKey(k))));
-    }
-    await this.refresh(repo);
     if (this.limits.maxTotalBytes !== undefined) {
-      scopes.push({
-        name: 'the data folder',
-        limit: this.limits.maxTotalBytes,
-        used: () => this.sum(() => true),
-      });
+      scopes.push({ scope: 'total', limit: this.limits.maxTotalBytes, name: 'the data folder' });
     }
     const repoRule = this.repoRuleFor(user, repo);
     if (repoRule !== undefined) {
-      scopes.push({
-        name: `repository /${key}/`,
-        limit: repoRule.maxBytes,
-        used: () => this.usage.get(key)?.bytes ?? 0,
-      });
+      const key = repoKey(repo);
+      scopes.push({ scope: `repo:${key}`, limit: repoRule.maxBytes, name: `repository /${key}/` });
     }
     const userRule = user === undefined ? undefined : this.userRuleFor(user);
     if (user !== undefined && userRule !== undefined) {
-      const home = `${user}/`;
-      scopes.push({
-        name: `user ${user}`,
-        limit: userRule.maxBytes,
-        used: () => this.sum((k) => k === user || k.startsWith(home)),
-      });
+      scopes.push({ scope: `user:${user}`, limit: userRule.maxBytes, name: `user ${user}` });
     }
     return scopes;
   }
@@ -237,44 +242,17 @@ export class QuotaManager {
       this.limits.userRules.find((rule) => rule.users.includes('*'))
     );
   }
+}
 
-  private sum(include: (key: string) => boolean): number {
-    let total = 0;
-    for (const [key, entry] of this.usage) if (include(key)) total += entry.bytes;
-    return total;
-  }
-
-  /** Summarizes the repository if its numbers are missing or old. */
-  private async refresh(repo: RepoPath): Promise<void> {
-    const key = repoKey(repo);
-    const entry = this.usage.get(key);
-    if (entry !== undefined && Date.now() - entry.readAt < refreshMs) return;
-    const generation = this.generations.get(key);
-    try {
-      const summary = await summarizeRepo(this.storage, repo);
-      // A commit during the summary may or may not be in it: keep the number but read it again soon.
-      const raced = this.generations.get(key) !== generation;
-      this.usage.set(key, { bytes: summary.bytes, readAt: raced ? 0 : Date.now() });
-    } catch (err) {
-      if (err instanceof RatchetError && err.code === 'NOT_FOUND') this.usage.delete(key);
-      else throw err;
-    }
-  }
-
-  /** Reads every repository's usage once, for limits that span repositories. */
-  private tallyAll(): Promise<void> {
-    this.tally ??= (async () => {
-      const started = Date.now();
-      let count = 0;
-      for await (const repo of this.storage.listRepos()) {
-        await this.refresh(repo);
-        count++;
-      }
-      this.logger.info({ repositories: count, ms: Date.now() - started }, 'quota usage tallied');
-    })().catch((err: unknown) => {
-      this.tally = undefined;
-      throw err;
-    });
-    return this.tally;
-  }
+/** The QUOTA_EXCEEDED error for the scope that has no room. */
+function exceeded(
+  scopes: readonly Scope[],
+  full: { scope: ScopeKey; left: number },
+  what: string,
+): RatchetError {
+  const scope = scopes.find((s) => s.scope === full.scope);
+  return new RatchetError(
+    'QUOTA_EXCEEDED',
+    `${what} the quota of ${scope?.name ?? full.scope} (${scope?.limit ?? 0} bytes, ${full.left} left)`,
+  );
 }

@@ -18,6 +18,8 @@ import type { ListenerConfig, ServerConfig } from '../config/server-config.ts';
 import { UserLimits } from '../limits/user-limits.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { QuotaManager } from '../quota/quota-manager.ts';
+import { UsageLedger } from '../usage/usage-ledger.ts';
+import { MemoryUsageStore } from '../usage/usage-store.ts';
 import { createIdentify } from '../http/identify.ts';
 import type { CredentialChecker } from '../http/identify.ts';
 import { createRequestHandler } from '../http/request-handler.ts';
@@ -44,6 +46,8 @@ export interface ServerDependencies {
   readonly inheritedFds?: readonly number[];
   /** How the TLS files are watched for changes (tests shorten the delays). */
   readonly certificateWatch?: Pick<CertificateWatcherOptions, 'pollIntervalMs' | 'watch' | 'debounceMs'>;
+  /** Time between two usage reconcile ticks (tests shorten it). */
+  readonly usageTickMs?: number;
 }
 
 export interface RunningServer {
@@ -96,11 +100,14 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
   }
   const accessLog = config.log === undefined ? undefined : openAccessLog(config.log);
   const access = new AccessControl(config.grants);
-  const quota = new QuotaManager(storage, config.quotas, logger);
+  // Counted in the background from here; quota decisions wait for the count, listeners do not.
+  const usage = new UsageLedger(storage, new MemoryUsageStore(), logger, { tickMs: deps.usageTickMs });
+  usage.start();
+  const quota = new QuotaManager(usage, config.quotas);
   const limits = new UserLimits(config.limits);
   // prom-client is loaded only with --prometheus (about 12 MiB of memory).
   const metrics: Metrics | undefined = config.prometheus
-    ? new (await import('../metrics/metrics.ts')).Metrics(storage, logger)
+    ? new (await import('../metrics/metrics.ts')).Metrics(usage)
     : undefined;
   metrics?.gauge(
     'ratchet_quota_limit_bytes',
@@ -178,6 +185,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     }
   } catch (err) {
     for (const { server } of servers) server.close();
+    await usage.stop();
     throw err;
   }
 
@@ -187,6 +195,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     closing ??= (async () => {
       watcher?.close();
       await Promise.all(servers.map((served) => served.drain(config.shutdownTimeout * 1000)));
+      await usage.stop();
       await Promise.all(addresses.map(removeSocketFile));
       await accessLog?.close();
       await finalStorage.close();

@@ -8,7 +8,7 @@ import type { Storage, ReadResult } from '../../src/storage/storage.ts';
 import type { ObjectRef } from '../../src/domain/object-ref.ts';
 import { writeChecked } from '../../src/storage/upload-check.ts';
 import type { UploadCheck } from '../../src/storage/upload-check.ts';
-import { summarizeRepo } from '../../src/usage/repo-summary.ts';
+import { measureRepo } from '../../src/usage/measure.ts';
 
 export interface BackendHarness {
   /** A fresh, empty backend. */
@@ -418,7 +418,7 @@ export function storageConformance(name: string, harness: BackendHarness): void 
       'summarizes bytes, object counts and the newest snapshot time',
       withStorage(async (storage) => {
         await storage.createRepo(repo);
-        const empty = await summarizeRepo(storage, repo);
+        const empty = await measureRepo(storage, repo);
         assert.deepEqual(empty, {
           bytes: 0,
           objects: { data: 0, keys: 0, locks: 0, snapshots: 0, index: 0 },
@@ -438,15 +438,15 @@ export function storageConformance(name: string, harness: BackendHarness): void 
           sha256: sha256(snapshot),
           length: snapshot.length,
         });
-        let summary = await summarizeRepo(storage, repo);
+        let summary = await measureRepo(storage, repo);
         assert.equal(summary.bytes, 1000 + 300 + 50 + config.length + 20);
         assert.deepEqual(summary.objects, { data: 2, keys: 1, locks: 0, snapshots: 1, index: 0 });
         assert.ok(summary.newestSnapshotMs !== undefined && summary.newestSnapshotMs >= before);
         await storage.delete(ref);
-        summary = await summarizeRepo(storage, repo);
+        summary = await measureRepo(storage, repo);
         assert.equal(summary.bytes, 1000 + 50 + config.length + 20);
         assert.equal(summary.objects.data, 1);
-        await assert.rejects(summarizeRepo(storage, ['nobody']), code('NOT_FOUND'));
+        await assert.rejects(measureRepo(storage, ['nobody']), code('NOT_FOUND'));
       }),
     );
   });

@@ -10,7 +10,7 @@ import { makeTempDir, withTempDir } from '../helpers/ratchet-process.ts';
 import { sha256, storageConformance } from './conformance.ts';
 import { tempFilesUnder } from '../helpers/files.ts';
 import { writeChecked } from '../../src/storage/upload-check.ts';
-import { summarizeRepo } from '../../src/usage/repo-summary.ts';
+import { measureRepo } from '../../src/usage/measure.ts';
 
 const cleanups = new Map<Storage, () => Promise<void>>();
 
@@ -182,7 +182,7 @@ describe('filesystem storage layout', () => {
       assert.deepEqual(await names(), [`${name}:10`, `${otherName}:33`].sort());
       await rm(path.join(dir, 'r', 'data', name.slice(0, 2), name));
       assert.deepEqual(await names(), [`${otherName}:33`]);
-      assert.equal((await summarizeRepo(storage, ['r'])).bytes, 33);
+      assert.equal((await measureRepo(storage, ['r'])).bytes, 33);
     });
   });
 
@@ -206,7 +206,7 @@ describe('filesystem storage layout', () => {
       });
       // Let folder mtimes leave the racy window so the saved snapshots are trusted.
       await new Promise((resolve) => setTimeout(resolve, 2100));
-      const before = await summarizeRepo(first, ['r']);
+      const before = await measureRepo(first, ['r']);
       assert.equal(before.objects.data, 20);
       assert.ok(before.newestSnapshotMs !== undefined);
       await first.close();
@@ -222,7 +222,7 @@ describe('filesystem storage layout', () => {
       const second = new FsStorage({ root: dir });
       await second.init();
       assert.ok(!(await readdir(path.join(dir, '.ratchet'))).includes('index.v1.jsonl'));
-      const summary = await summarizeRepo(second, ['r']);
+      const summary = await measureRepo(second, ['r']);
       assert.equal(summary.objects.data, 19);
       assert.equal(summary.objects.snapshots, 1);
       assert.equal(summary.newestSnapshotMs, before.newestSnapshotMs);

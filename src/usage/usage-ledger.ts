@@ -1,0 +1,224 @@
+/**
+ * The usage ledger: what each repository holds (bytes, objects per type, newest snapshot time),
+ * kept in a UsageStore so that quota decisions and metrics never walk storage.
+ *
+ * - Seeded at start by one walk over Storage's listings (`listRepos`, then `list` per type and the
+ *   config's size); `ready` resolves when that walk is done.
+ * - Updated by explicit calls for every create, write and delete this server makes.
+ * - Reconciled in the background from the same listings, one repository per tick on an unref'd
+ *   timer that is armed again only when the previous tick has finished: never more than one walk
+ *   at a time, never on a request's path. A pass goes through every repository Storage lists,
+ *   so repositories added by other processes are counted and those removed are forgotten.
+ * - A measurement that raced with this server's own change to the repository (the store's stamp
+ *   moved while it listed) does not replace the numbers; the repository is measured again on
+ *   the next tick.
+ */
+import type { Logger } from 'pino';
+import { RatchetError } from '../errors.ts';
+import type { RepoPath } from '../domain/repo-path.ts';
+import { repoFromKey, repoKey } from '../domain/repo-path.ts';
+import type { ObjectRef } from '../domain/object-ref.ts';
+import type { Storage } from '../storage/storage.ts';
+import { measureRepo } from './measure.ts';
+import type { RepoUsage, UsageStore } from './usage-store.ts';
+
+/** Time between two reconcile ticks (each measures one repository). */
+export const defaultTickMs = 1000;
+
+export interface LedgerOptions {
+  readonly tickMs?: number;
+}
+
+/** One walk over every repository Storage lists, a repository per step. */
+interface Pass {
+  readonly repos: AsyncIterator<RepoPath>;
+  readonly seen: Set<string>;
+  /** The store's clock when the pass began: repositories changed since are not forgotten. */
+  readonly since: number;
+}
+
+export class UsageLedger {
+  readonly store: UsageStore;
+  /** Resolves when the start-up count is done (also when it failed: the reconcile then repairs). */
+  readonly ready: Promise<void>;
+  private readonly storage: Storage;
+  private readonly logger: Logger;
+  private readonly tickMs: number;
+  private markReady: () => void = () => undefined;
+  private seeded = false;
+  private pass: Pass | undefined;
+  /** Repositories to measure before the pass goes on: raced, unknown, or a snapshot deleted. */
+  private readonly again = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  /** The start-up count or the reconcile tick in progress, if any. */
+  private running: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(storage: Storage, store: UsageStore, logger: Logger, options: LedgerOptions = {}) {
+    this.storage = storage;
+    this.store = store;
+    this.logger = logger;
+    this.tickMs = options.tickMs ?? defaultTickMs;
+    this.ready = new Promise((resolve) => {
+      this.markReady = resolve;
+    });
+  }
+
+  /** True once the start-up count is done: totals are then complete. */
+  get isReady(): boolean {
+    return this.seeded;
+  }
+
+  /** Counts every repository once, then reconciles one repository per tick until stop(). */
+  start(): void {
+    this.running = this.seed().finally(() => {
+      this.seeded = true;
+      this.markReady();
+      this.schedule();
+    });
+  }
+
+  /** Stops the background work; resolves when the count or tick in progress has finished. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+  }
+
+  /** This server stored an object of `bytes` (0 when identical content was already there). */
+  wrote(ref: ObjectRef, bytes: number): void {
+    if (bytes === 0) return;
+    const key = this.noteTouched(ref.repo);
+    if (ref.type === 'config') this.store.add(key, { bytes });
+    else {
+      const snapshotMs = ref.type === 'snapshots' ? Date.now() : undefined;
+      this.store.add(key, { bytes, type: ref.type, objects: 1, snapshotMs });
+    }
+  }
+
+  /** This server deleted an object that held `bytes`. */
+  deleted(ref: ObjectRef, bytes: number): void {
+    const key = this.noteTouched(ref.repo);
+    if (ref.type === 'config') this.store.add(key, { bytes: -bytes });
+    else this.store.add(key, { bytes: -bytes, type: ref.type, objects: -1 });
+    // The newest snapshot time may have been the deleted one's: read it again soon.
+    if (ref.type === 'snapshots') this.again.add(key);
+  }
+
+  /** This server created the repository (its folders count as 0 bytes). */
+  created(repo: RepoPath): void {
+    this.store.add(this.noteTouched(repo), { bytes: 0 });
+  }
+
+  /** Every known repository with its numbers. */
+  repos(): Iterable<[string, RepoUsage]> {
+    return this.store.repos();
+  }
+
+  /**
+   * Does one tick's work: measures one repository (a queued one first, else the pass's next),
+   * or ends the pass. Resolves false when the pass ended.
+   */
+  async step(): Promise<boolean> {
+    // The queue waits for the start-up count, which must end however busy the server is.
+    const queued = this.seeded ? this.again.values().next() : undefined;
+    if (queued !== undefined && queued.done !== true) {
+      this.again.delete(queued.value);
+      await this.measureOrSkip(repoFromKey(queued.value), false);
+      return true;
+    }
+    this.pass ??= {
+      repos: this.storage.listRepos()[Symbol.asyncIterator](),
+      seen: new Set(),
+      since: this.store.clock(),
+    };
+    const { repos, seen, since } = this.pass;
+    const next = await repos.next();
+    if (next.done === true) {
+      this.pass = undefined;
+      for (const [key] of [...this.store.repos()]) {
+        if (!seen.has(key) && this.store.forget(key, since))
+          this.logger.info({ repo: key }, 'repository gone');
+      }
+      return false;
+    }
+    seen.add(repoKey(next.value));
+    await this.measureOrSkip(next.value, !this.seeded);
+    return true;
+  }
+
+  /** Measures, logging a repository that cannot be read (it keeps its numbers; the pass goes on). */
+  private async measureOrSkip(repo: RepoPath, force: boolean): Promise<void> {
+    try {
+      await this.measure(repo, force);
+    } catch (err) {
+      this.logger.warn({ err, repo: repoKey(repo) }, 'reading the usage of a repository failed');
+    }
+  }
+
+  private async seed(): Promise<void> {
+    const started = Date.now();
+    try {
+      while (!this.stopped && (await this.step()));
+    } catch (err) {
+      // Listing the repositories failed: what was counted stands, the reconcile goes on.
+      this.pass = undefined;
+      this.logger.warn(
+        { err },
+        'counting repository usage at start failed; the background reconcile repairs it',
+      );
+      return;
+    }
+    const repositories = [...this.store.repos()].length;
+    this.logger.info({ repositories, ms: Date.now() - started }, 'repository usage counted');
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.running = this.step()
+        .then(
+          () => undefined,
+          (err: unknown) => {
+            this.pass = undefined;
+            this.logger.warn(
+              { err },
+              'listing repositories for the usage reconcile failed; it is tried again',
+            );
+          },
+        )
+        .finally(() => this.schedule());
+    }, this.tickMs);
+    this.timer.unref();
+  }
+
+  /**
+   * Reads a repository's numbers from its listings. A measurement that raced with this server's
+   * own change is kept only when `force` (the start-up count, where nothing better exists yet),
+   * and the repository is measured again either way.
+   */
+  private async measure(repo: RepoPath, force: boolean): Promise<void> {
+    const key = repoKey(repo);
+    const since = this.store.clock();
+    let usage: RepoUsage;
+    try {
+      usage = await measureRepo(this.storage, repo);
+    } catch (err) {
+      if (err instanceof RatchetError && err.code === 'NOT_FOUND') {
+        this.store.forget(key, since);
+        return;
+      }
+      throw err;
+    }
+    if (this.store.replace(key, usage, since)) return;
+    if (force) this.store.replace(key, usage, Infinity);
+    this.again.add(key);
+  }
+
+  /** The repository's key; a repository the ledger does not know yet is measured on the next tick. */
+  private noteTouched(repo: RepoPath): string {
+    const key = repoKey(repo);
+    if (this.store.get(key) === undefined) this.again.add(key);
+    return key;
+  }
+}
