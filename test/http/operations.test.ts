@@ -19,11 +19,11 @@ import {
   requireRoot,
   sampleValue,
   serverForSuite,
-  waitFor,
   unmount,
   withServerOnTmpfs,
 } from './operations-helpers.ts';
 import { makeTempDir, withRatchet } from '../helpers/ratchet-process.ts';
+import { waitFor } from '../helpers/wait.ts';
 import type { Sample, SuiteServer } from './operations-helpers.ts';
 
 const passwords: Record<string, string> = {

@@ -37,7 +37,7 @@ import { fingerprintOf, makeCa, makeLeaf, renameReplace } from '../helpers/certi
 import type { CertificateFiles } from '../helpers/certificates.ts';
 import { blob, v2 } from '../helpers/http.ts';
 import { testConfig } from '../helpers/in-process.ts';
-import { waitFor } from './operations-helpers.ts';
+import { sleep, waitFor } from '../helpers/wait.ts';
 import { makeTempDir, runRatchet, startRatchet, withTempDir } from '../helpers/ratchet-process.ts';
 
 interface Certs {
@@ -55,8 +55,6 @@ interface H2Response {
   readonly headers: IncomingHttpHeaders & IncomingHttpStatusHeader;
   readonly body: Buffer;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** One request on an HTTP/2 session, the body collected. */
 function h2(

@@ -11,6 +11,7 @@ import { hashPassword } from '../../src/auth/htpasswd-file.ts';
 import { HtpasswdWatcher } from '../../src/auth/htpasswd-watcher.ts';
 import type { HtpasswdWatcherOptions } from '../../src/auth/htpasswd-watcher.ts';
 import { RatchetError } from '../../src/errors.ts';
+import { sleep, waitFor } from '../helpers/wait.ts';
 
 interface LogLine {
   level: number;
@@ -53,14 +54,6 @@ async function replaceByRename(file: string, content: string): Promise<void> {
   const temp = `${file}.new`;
   await writeFile(temp, content, { mode: 0o600 });
   await rename(temp, file);
-}
-
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 async function start(
@@ -120,7 +113,7 @@ describe('HtpasswdWatcher', () => {
     const file = await freshFile(`alice:${sha}\n`);
     const { watcher, users, loads } = await start(file, { watch: false, pollIntervalMs: 0 });
     await writeFile(file, `alice:${sha}\ngrace:${sha}\n`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
     assert.deepEqual(users(), ['alice']);
     const outcome = await watcher.reload();
     assert.deepEqual(outcome, { status: 'loaded', users: 2, warnings: [] });
