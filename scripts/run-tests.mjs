@@ -82,7 +82,8 @@ function runGroup(group, files) {
       const tap = existsSync(tapFile) ? readFileSync(tapFile, 'utf8') : '';
       rmSync(tapDir, { recursive: true, force: true });
       const count = (name) => Number(new RegExp(`^# ${name} (\\d+)$`, 'm').exec(tap)?.[1] ?? 0);
-      const [tests, pass, fail, skipped, todo] = ['tests', 'pass', 'fail', 'skipped', 'todo'].map(count);
+      const names = ['tests', 'pass', 'fail', 'cancelled', 'skipped', 'todo'];
+      const [tests, pass, fail, cancelled, skipped, todo] = names.map(count);
       const ok = signal === null && code === 0;
       resolve({
         group,
@@ -90,7 +91,8 @@ function runGroup(group, files) {
         ms: Date.now() - started,
         tests,
         pass,
-        fail,
+        // A cancelled test (it timed out, or its suite was cut off) failed.
+        fail: fail + cancelled,
         skipped: skipped + todo,
         ok,
       });
