@@ -1,62 +1,138 @@
 #!/usr/bin/env node
-// Runs the test suites with node's test runner (TypeScript through tsx) and fails when no test
-// ran, so a broken glob or an emptied folder cannot pass silently.
-// Usage: node scripts/run-tests.mjs [suite-or-file ...]   suites: unit http storage e2e
-import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync, mkdtempSync } from 'node:fs';
+// Runs the test groups with node's test runner (TypeScript through tsx), one group after the
+// other, and prints each group's counts and time. Fails when a selected group ran no test (so a
+// broken glob or an emptied folder cannot pass silently) and on skipped tests.
+//
+// The http and e2e groups start the real `ratchet` command, bin/ratchet over the built dist/, so
+// the runner builds once (`npm run build`) before them: the tests run what users run, never a
+// stale build.
+//
+// Every group has a time budget (below, and in README.md's "Testing" section). A group over its
+// budget prints a warning with the figures; it does not fail the run, since a loaded machine
+// must not fail a correct build. The last line is always `N passed, N failed, N skipped`.
+//
+// Usage: node scripts/run-tests.mjs [group-or-file ...]   groups: unit storage http e2e
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
-const suites = ['unit', 'storage', 'http', 'e2e'];
+/** The groups in the order they run, with their time budgets in seconds. */
+const budgets = { unit: 60, storage: 60, http: 180, e2e: 240 };
+/** Groups whose tests start bin/ratchet and so need the build. */
+const needBuild = new Set(['http', 'e2e']);
+
+const groups = Object.keys(budgets);
 const args = process.argv.slice(2);
-const selected = args.length > 0 ? args : suites;
+const selected = args.length > 0 ? args : groups;
 
-const files = [];
+/** @type {Map<string, string[]>} the files of each group, in run order */
+const plan = new Map();
+const add = (group, file) => plan.set(group, [...(plan.get(group) ?? []), file]);
 for (const item of selected) {
-  if (suites.includes(item)) {
+  if (groups.includes(item)) {
     const dir = path.join('test', item);
-    if (!existsSync(dir)) continue;
-    for (const name of readdirSync(dir).sort())
-      if (name.endsWith('.test.ts')) files.push(path.join(dir, name));
+    const names = existsSync(dir) ? readdirSync(dir).sort() : [];
+    for (const name of names) if (name.endsWith('.test.ts')) add(item, path.join(dir, name));
+    if (!plan.has(item)) plan.set(item, []);
   } else {
-    files.push(item);
+    const group = path.normalize(item).split(path.sep)[1];
+    add(groups.includes(group) ? group : 'other', item);
   }
 }
-if (files.length === 0) {
-  console.error('run-tests: no test files found');
-  process.exit(1);
+const order = [...groups, 'other'].filter((group) => plan.has(group));
+
+const seconds = (ms) => (ms / 1000).toFixed(1);
+const results = [];
+
+if (order.some((group) => needBuild.has(group))) {
+  const started = Date.now();
+  console.log('run-tests: building dist/ for bin/ratchet (npm run build)');
+  const build = spawnSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
+  if (build.status !== 0) {
+    console.error('run-tests: the build failed, so the http and e2e tests cannot run bin/ratchet');
+    console.log('\n0 passed, 0 failed, 0 skipped');
+    process.exit(1);
+  }
+  results.push({ group: 'build', ms: Date.now() - started });
 }
 
-const tapDir = mkdtempSync(path.join(tmpdir(), 'ratchet-tap-'));
-const tapFile = path.join(tapDir, 'results.tap');
-const child = spawn(
-  process.execPath,
-  [
-    '--import',
-    'tsx',
-    '--test',
-    '--test-concurrency=2',
-    '--test-reporter=spec',
-    '--test-reporter-destination=stdout',
-    '--test-reporter=tap',
-    `--test-reporter-destination=${tapFile}`,
-    ...files,
-  ],
-  { stdio: 'inherit' },
-);
-child.on('exit', (code, signal) => {
-  const tap = existsSync(tapFile) ? readFileSync(tapFile, 'utf8') : '';
-  rmSync(tapDir, { recursive: true, force: true });
-  const count = (name) => Number(new RegExp(`^# ${name} (\\d+)$`, 'm').exec(tap)?.[1] ?? 0);
-  const [tests, pass, fail, skipped, todo] = ['tests', 'pass', 'fail', 'skipped', 'todo'].map(count);
-  console.log(`\n${pass} passed, ${fail} failed, ${skipped + todo} skipped`);
-  if (tests === 0) {
-    console.error('run-tests: no test was executed');
-    process.exit(1);
+/** Runs one group's files in one node --test process; resolves with its TAP counts and time. */
+function runGroup(group, files) {
+  const tapDir = mkdtempSync(path.join(tmpdir(), 'ratchet-tap-'));
+  const tapFile = path.join(tapDir, 'results.tap');
+  const started = Date.now();
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '--test',
+      '--test-concurrency=2',
+      '--test-reporter=spec',
+      '--test-reporter-destination=stdout',
+      '--test-reporter=tap',
+      `--test-reporter-destination=${tapFile}`,
+      ...files,
+    ],
+    { stdio: 'inherit' },
+  );
+  return new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      const tap = existsSync(tapFile) ? readFileSync(tapFile, 'utf8') : '';
+      rmSync(tapDir, { recursive: true, force: true });
+      const count = (name) => Number(new RegExp(`^# ${name} (\\d+)$`, 'm').exec(tap)?.[1] ?? 0);
+      const names = ['tests', 'pass', 'fail', 'cancelled', 'skipped', 'todo'];
+      const [tests, pass, fail, cancelled, skipped, todo] = names.map(count);
+      const ok = signal === null && code === 0;
+      resolve({
+        group,
+        files: files.length,
+        ms: Date.now() - started,
+        tests,
+        pass,
+        // A cancelled test (it timed out, or its suite was cut off) failed.
+        fail: fail + cancelled,
+        skipped: skipped + todo,
+        ok,
+      });
+    });
+  });
+}
+
+for (const group of order) {
+  const files = plan.get(group) ?? [];
+  if (files.length === 0) {
+    results.push({ group, files: 0, ms: 0, tests: 0, pass: 0, fail: 0, skipped: 0, ok: false });
+    continue;
   }
-  if (skipped + todo > 0) {
-    console.error('run-tests: skipped tests do not count as passing');
-    process.exit(1);
+  console.log(`\nrun-tests: ${group} (${files.length} files)`);
+  results.push(await runGroup(group, files));
+}
+
+console.log('\nrun-tests: time per group');
+const problems = [];
+for (const r of results) {
+  if (r.group === 'build') {
+    console.log(`  build    ${seconds(r.ms).padStart(6)} s`);
+    continue;
   }
-  process.exit(signal ? 1 : (code ?? 1));
-});
+  const budget = budgets[r.group];
+  const limit = budget === undefined ? '' : ` (budget ${budget} s)`;
+  console.log(
+    `  ${r.group.padEnd(8)} ${seconds(r.ms).padStart(6)} s${limit}: ${r.files} files, ${r.pass} passed, ${r.fail} failed, ${r.skipped} skipped`,
+  );
+  if (budget !== undefined && r.ms > budget * 1000)
+    console.log(
+      `run-tests: WARNING: the ${r.group} group took ${seconds(r.ms)} s, over its budget of ${budget} s (see README.md, "Testing")`,
+    );
+  if (r.tests === 0) problems.push(`the ${r.group} group ran no test`);
+  else if (!r.ok) problems.push(`the ${r.group} group failed`);
+  if (r.skipped > 0) problems.push(`the ${r.group} group skipped tests, which do not count as passing`);
+}
+console.log(`  total    ${seconds(results.reduce((sum, r) => sum + r.ms, 0)).padStart(6)} s`);
+
+const total = (key) => results.reduce((sum, r) => sum + (r[key] ?? 0), 0);
+for (const problem of problems) console.error(`run-tests: ${problem}`);
+console.log(`\n${total('pass')} passed, ${total('fail')} failed, ${total('skipped')} skipped`);
+process.exit(problems.length > 0 ? 1 : 0);

@@ -6,7 +6,9 @@ import { TLSSocket } from 'node:tls';
 import { RatchetError } from '../errors.ts';
 import { isHttp2Request } from '../util/http-types.ts';
 import type { HttpRequest } from '../util/http-types.ts';
-import type { Identify } from './request-handler.ts';
+
+/** Who sent the request: a user name, undefined when authentication is off, or UNAUTHORIZED. */
+export type Identify = (req: HttpRequest) => Promise<string | undefined>;
 
 /** Checks Basic credentials; implemented by the htpasswd authenticator. */
 export interface CredentialChecker {

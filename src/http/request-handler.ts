@@ -19,9 +19,7 @@ import { sendError } from './error-response.ts';
 import { isServerEndpoint, serveEndpoint } from './server-endpoints.ts';
 import { responseIncomplete } from '../util/http-types.ts';
 import type { HttpRequest, HttpResponse } from '../util/http-types.ts';
-
-/** Who sent the request: a user name, undefined when authentication is off, or UNAUTHORIZED. */
-export type Identify = (req: HttpRequest) => Promise<string | undefined>;
+import type { Identify } from './identify.ts';
 
 export interface PipelineOptions {
   readonly storage: Storage;

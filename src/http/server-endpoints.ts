@@ -11,7 +11,7 @@ import { RatchetError } from '../errors.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { HttpRequest, HttpResponse } from '../util/http-types.ts';
-import type { Identify } from './request-handler.ts';
+import type { Identify } from './identify.ts';
 
 export interface EndpointOptions {
   readonly storage: Storage;

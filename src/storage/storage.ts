@@ -9,7 +9,21 @@ import type { RangeSpec, ResolvedRange } from '../domain/byte-range.ts';
 import type { ObjectEntry, ObjectRef } from '../domain/object-ref.ts';
 import type { ObjectType } from '../domain/object-types.ts';
 import type { RepoPath } from '../domain/repo-path.ts';
-import type { UploadCheck } from './upload-check.ts';
+
+/** What an approved upload turned out to be. */
+export interface ApprovedUpload {
+  /** Hex SHA-256 of the content. */
+  readonly sha256: string;
+  readonly size: number;
+  /** The content was checked against an expected hash (its name). */
+  readonly verified: boolean;
+}
+
+/** The veto a backend honours: `approve()` after the last byte, before publishing. */
+export interface UploadCheck {
+  /** Throws HASH_MISMATCH or INCOMPLETE_BODY unless the consumed body may be stored. */
+  approve(): ApprovedUpload;
+}
 
 export interface WriteOptions {
   /**

@@ -6,22 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { ObjectRef } from '../domain/object-ref.ts';
 import { RatchetError } from '../errors.ts';
-import type { Storage, WriteResult } from './storage.ts';
-
-/** What an approved upload turned out to be. */
-export interface ApprovedUpload {
-  /** Hex SHA-256 of the content. */
-  readonly sha256: string;
-  readonly size: number;
-  /** The content was checked against an expected hash (its name). */
-  readonly verified: boolean;
-}
-
-/** The veto a backend honours: `approve()` after the last byte, before publishing. */
-export interface UploadCheck {
-  /** Throws HASH_MISMATCH or INCOMPLETE_BODY unless the consumed body may be stored. */
-  approve(): ApprovedUpload;
-}
+import type { ApprovedUpload, Storage, UploadCheck, WriteResult } from './storage.ts';
 
 export interface UploadExpectations {
   /** Hex SHA-256 the content must have; undefined skips verification (config, --no-verify-upload). */

@@ -19,10 +19,9 @@ import type { TestContext } from 'node:test';
 import { tempFilesUnder } from '../helpers/files.ts';
 import { basic, blob, raw, v2 } from '../helpers/http.ts';
 import type { RawResponse } from '../helpers/http.ts';
-import { runRatchet } from '../helpers/ratchet-process.ts';
+import { runRatchet, startRatchetServer } from '../helpers/ratchet-process.ts';
+import type { RatchetProcess } from '../helpers/ratchet-process.ts';
 import { inTest, resticEnvironment, step } from './fixture.ts';
-import { startRatchetServer } from './ratchet-command.ts';
-import type { RatchetServer } from './ratchet-command.ts';
 import { listFiles, smallTree } from './restic-helpers.ts';
 import type { Restic, ResticResult, SnapshotJson } from './restic-helpers.ts';
 
@@ -66,7 +65,7 @@ function assertRefused(result: ResticResult): void {
 
 describe('restic e2e, access per user, repository and listener', { timeout: 420_000 }, () => {
   const env = resticEnvironment({ name: 'access', password: 'one repository key', tree: smallTree });
-  let server: RatchetServer;
+  let server: RatchetProcess;
   let publicUrl = '';
   let adminUrl = '';
 

@@ -10,6 +10,7 @@ import { createCipheriv, createHash } from 'node:crypto';
 import type { Cipher } from 'node:crypto';
 import { chmod, lstat, mkdir, open, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { waitFor } from '../helpers/wait.ts';
 
 /** Default time one restic command may take before it is killed. */
 export const defaultResticTimeoutMs = 120_000;
@@ -194,18 +195,21 @@ export async function leaveDeadLock(restic: Restic, locksDir: string, timeoutMs 
   child.stdout.resume();
   child.stdin.write('some input that never ends\n');
   const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
-  const deadline = Date.now() + timeoutMs;
+  let fresh: string[] = [];
   try {
-    for (;;) {
-      const fresh = (await listFiles(locksDir)).filter(
-        (name) => /^[0-9a-f]{64}$/.test(name) && !before.has(name),
-      );
-      if (fresh.length > 0) return fresh;
-      if (child.exitCode !== null)
-        assert.fail(`restic exited (${child.exitCode}) before it took a lock:\n${stderr}`);
-      if (Date.now() > deadline) assert.fail(`no lock file appeared in ${locksDir}:\n${stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    await waitFor(
+      async () => {
+        fresh = (await listFiles(locksDir)).filter(
+          (name) => /^[0-9a-f]{64}$/.test(name) && !before.has(name),
+        );
+        if (fresh.length === 0 && child.exitCode !== null)
+          assert.fail(`restic exited (${child.exitCode}) before it took a lock:\n${stderr}`);
+        return fresh.length > 0;
+      },
+      `a lock file in ${locksDir}`,
+      timeoutMs,
+    );
+    return fresh;
   } finally {
     child.kill('SIGKILL');
     await closed;

@@ -29,19 +29,6 @@ export type { Sample } from '../helpers/metrics.ts';
 
 const run = promisify(execFile);
 
-/** Polls the check until it holds; fails after the timeout. */
-export async function waitFor(
-  check: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 /** Writes an htpasswd file (bcrypt cost 4, quick) with the users and their passwords. */
 export async function writeHtpasswd(file: string, users: Record<string, string>): Promise<void> {
   const lines = await Promise.all(

@@ -19,11 +19,11 @@ import {
   requireRoot,
   sampleValue,
   serverForSuite,
-  waitFor,
   unmount,
   withServerOnTmpfs,
 } from './operations-helpers.ts';
 import { makeTempDir, withRatchet } from '../helpers/ratchet-process.ts';
+import { waitFor } from '../helpers/wait.ts';
 import type { Sample, SuiteServer } from './operations-helpers.ts';
 
 const passwords: Record<string, string> = {
@@ -94,7 +94,9 @@ describe('health and readiness', () => {
     // Not a server endpoint: authentication comes first, and an admin finds no metrics there.
     assert.equal((await raw(server.url, 'GET', '/metrics')).status, 401);
     const admin = await server.as('admin', 'GET', '/metrics');
-    assert.ok([404, 405].includes(admin.status), `status ${admin.status}`);
+    // `/metrics` names a repository, which only takes POST (?create=true).
+    assert.equal(admin.status, 405);
+    assert.equal(admin.headers.allow, 'POST');
     assert.doesNotMatch(admin.body.toString(), /rest_server_|ratchet_/);
     const own = await server.as('admin', 'GET', '/.ratchet/metrics');
     assert.equal(own.status, 404);

@@ -16,13 +16,13 @@ import { basic, blob, raw, upload, v2 } from '../helpers/http.ts';
 import type { RawResponse } from '../helpers/http.ts';
 import { parseMetrics, sampleValue } from '../helpers/metrics.ts';
 import { withRatchet, withTempDir } from '../helpers/ratchet-process.ts';
+import { waitFor } from '../helpers/wait.ts';
 import {
   chunk,
   lastChunk,
   rawExchange,
   serverForSuite,
   uploadWithin,
-  waitFor,
   withServerOnTmpfs,
   writeHtpasswd,
 } from './operations-helpers.ts';

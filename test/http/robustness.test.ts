@@ -6,7 +6,8 @@ import { before, describe, it } from 'node:test';
 import { MemoryStorage } from '../../src/storage/memory/memory-storage.ts';
 import { blob, raw, upload } from '../helpers/http.ts';
 import { filesUnder, tempFilesUnder } from '../helpers/files.ts';
-import { serverForSuite, waitFor } from './operations-helpers.ts';
+import { waitFor } from '../helpers/wait.ts';
+import { serverForSuite } from './operations-helpers.ts';
 
 const filesIn = async (dir: string): Promise<string[]> => (await filesUnder(dir)).map((f) => f.file);
 

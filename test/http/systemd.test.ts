@@ -12,8 +12,8 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { raw } from '../helpers/http.ts';
-import { cliEntry, makeTempDir, projectRoot } from '../helpers/ratchet-process.ts';
-import { waitFor } from './operations-helpers.ts';
+import { makeTempDir, projectRoot, ratchetCommand } from '../helpers/ratchet-process.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const bounded = { timeout: 60_000 };
 
@@ -68,10 +68,7 @@ describe('systemd socket activation', () => {
     const activator = start('systemd-socket-activate', [
       '-l',
       `127.0.0.1:${port}`,
-      process.execPath,
-      '--import',
-      'tsx',
-      cliEntry,
+      ratchetCommand(),
       '--no-auth',
       '--path',
       path.join(dir, 'data'),
@@ -124,17 +121,8 @@ describe('systemd readiness notification', () => {
     try {
       await waitFor(() => datagrams().includes('BOUND'), `the receiver to bind: ${listener.stderr()}`);
       ratchet = start(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          cliEntry,
-          '--no-auth',
-          '--listen',
-          '127.0.0.1:0',
-          '--path',
-          path.join(dir, 'data'),
-        ],
+        ratchetCommand(),
+        ['--no-auth', '--listen', '127.0.0.1:0', '--path', path.join(dir, 'data')],
         { ...process.env, NOTIFY_SOCKET: socketPath },
       );
       const server = ratchet;

@@ -23,7 +23,8 @@ import type { RawResponse } from '../helpers/http.ts';
 import { testConfig } from '../helpers/in-process.ts';
 import { parseMetrics, sampleValue } from '../helpers/metrics.ts';
 import { withRatchet, withTempDir } from '../helpers/ratchet-process.ts';
-import { serverForSuite, waitFor, writeHtpasswd } from './operations-helpers.ts';
+import { serverForSuite, writeHtpasswd } from './operations-helpers.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const bounded = { timeout: 120_000 };
 

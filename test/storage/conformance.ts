@@ -7,7 +7,7 @@ import { RangeNotSatisfiable } from '../../src/domain/byte-range.ts';
 import type { Storage, ReadResult } from '../../src/storage/storage.ts';
 import type { ObjectRef } from '../../src/domain/object-ref.ts';
 import { writeChecked } from '../../src/storage/upload-check.ts';
-import type { UploadCheck } from '../../src/storage/upload-check.ts';
+import type { UploadCheck } from '../../src/storage/storage.ts';
 import { measureRepo } from '../../src/usage/measure.ts';
 
 export interface BackendHarness {

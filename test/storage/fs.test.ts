@@ -7,6 +7,7 @@ import { FsStorage } from '../../src/storage/fs/fs-storage.ts';
 import { tempPrefix } from '../../src/storage/fs/layout.ts';
 import type { Storage } from '../../src/storage/storage.ts';
 import { makeTempDir, withTempDir } from '../helpers/ratchet-process.ts';
+import { sleep, waitFor } from '../helpers/wait.ts';
 import { sha256, storageConformance } from './conformance.ts';
 import { tempFilesUnder } from '../helpers/files.ts';
 import { writeChecked } from '../../src/storage/upload-check.ts';
@@ -115,13 +116,10 @@ describe('filesystem storage layout', () => {
       await utimes(leftover, past, past);
       const storage = new FsStorage({ root: dir });
       await storage.init();
-      const deadline = Date.now() + 5000;
-      while (
-        Date.now() < deadline &&
-        (await readdir(path.dirname(leftover))).includes(path.basename(leftover))
-      ) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      await waitFor(
+        async () => !(await readdir(path.dirname(leftover))).includes(path.basename(leftover)),
+        'the leftover temp file to be removed',
+      ).catch(() => undefined);
       assert.deepEqual(await readdir(path.dirname(leftover)), ['notes.txt']);
     });
   });
@@ -205,7 +203,7 @@ describe('filesystem storage layout', () => {
         length: snapshot.length,
       });
       // Let folder mtimes leave the racy window so the saved snapshots are trusted.
-      await new Promise((resolve) => setTimeout(resolve, 2100));
+      await sleep(2100);
       const before = await measureRepo(first, ['r']);
       assert.equal(before.objects.data, 20);
       assert.ok(before.newestSnapshotMs !== undefined);

@@ -3,8 +3,9 @@ import { chmod, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ChangeWatcher, statSignature } from '../../src/util/change-watcher.ts';
+import { ChangeWatcher } from '../../src/util/change-watcher.ts';
 import type { ChangeWatcherOptions } from '../../src/util/change-watcher.ts';
+import { sleep, waitFor } from '../helpers/wait.ts';
 
 let root = '';
 let counter = 0;
@@ -27,16 +28,6 @@ async function freshDir(): Promise<string> {
 async function replaceByRename(file: string, content: string): Promise<void> {
   await writeFile(`${file}.new`, content);
   await rename(`${file}.new`, file);
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
 }
 
 interface Harness {
@@ -167,11 +158,20 @@ describe('ChangeWatcher', () => {
     const dir = await freshDir();
     const file = path.join(dir, 'f');
     await writeFile(file, 'a', { mode: 0o600 });
+    // Only the permission bits count: new content is no change, a chmod is one.
+    let polls = 0;
     const { reloads } = await start([file], {
       watch: false,
       pollIntervalMs: 30,
-      signature: (info) => `${statSignature(info)}:${info.mode}`,
+      signature: (info) => {
+        polls++;
+        return String(info.mode);
+      },
     });
+    await writeFile(file, 'new and longer content');
+    const seen = polls;
+    await waitFor(() => polls >= seen + 3, 'three polls after the content change');
+    assert.equal(reloads(), 0, 'a change the signature ignores is no change');
     await chmod(file, 0o644);
     await waitFor(() => reloads() === 1, 'a reload after chmod');
   });

@@ -6,7 +6,7 @@
 import { rename } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { errnoCode, RatchetError } from '../../errors.ts';
-import type { ApprovedUpload } from '../upload-check.ts';
+import type { ApprovedUpload } from '../storage.ts';
 import type { DirSyncer } from './dir-sync.ts';
 import { sha256OfFile } from './durable.ts';
 import { linkPath, statOrUndefined, unlinkPath } from './fast-fs.ts';
