@@ -46,7 +46,9 @@ export function sendError(
     logger.error({ ...context, err }, 'request failed');
   } else if (known.code === 'QUOTA_EXCEEDED' || known.code === 'NO_SPACE') {
     // Expected when a limit or the disk is reached: worth a warning, not a stack trace.
-    logger.warn({ ...context, code: known.code }, known.message);
+    // The cause, when there is one, carries what only the operator may see (the total's numbers).
+    const detail = known.cause instanceof Error ? known.cause.message : undefined;
+    logger.warn({ ...context, code: known.code, detail }, known.message);
   } else if (status >= 500) {
     logger.error({ ...context, code: known.code, err: known.cause ?? known }, known.message);
   } else if (!quietCodes.has(known.code)) {

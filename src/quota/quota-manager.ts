@@ -38,12 +38,24 @@ export interface QuotaLimits {
   readonly userRules: readonly UserQuotaRule[];
   /** Repositories allowed below /<user>/ (--max-repos-per-user); undefined: defaultMaxReposPerUser. */
   readonly maxReposPerUser?: number;
+  /** Largest lock object accepted (--max-lock-size); undefined: defaultMaxLockBytes. */
+  readonly maxLockBytes?: number;
+  /** Lock objects one repository may hold (--max-locks-per-repo); undefined: defaultMaxLocksPerRepo. */
+  readonly maxLocksPerRepo?: number;
 }
 
 export const noQuotas: QuotaLimits = { maxTotalBytes: undefined, repoRules: [], userRules: [] };
 
 /** Repositories allowed below /<user>/ when the configuration does not say. */
 export const defaultMaxReposPerUser = 1000;
+
+/**
+ * Lock objects: every role may write them (restic locks even to read), so they are bounded on
+ * their own, whatever the byte quotas: restic's are a few hundred bytes and a repository has a
+ * handful at a time. At the defaults, locks can hold at most 1.6 MiB of a repository.
+ */
+export const defaultMaxLockBytes = 16 * 1024;
+export const defaultMaxLocksPerRepo = 100;
 
 /** A limit an upload or creation is checked against, with the name its refusal uses. */
 interface Scope extends Hold {
@@ -100,6 +112,17 @@ export class QuotaManager {
     user: string | undefined,
     declared: number | undefined,
   ): Promise<Reservation> {
+    return ref.type === 'locks'
+      ? this.reserveLock(ref, user, declared)
+      : this.reserveBytes(ref, user, declared);
+  }
+
+  /** Holds the declared bytes against every byte quota that applies. */
+  private async reserveBytes(
+    ref: ObjectRef,
+    user: string | undefined,
+    declared: number | undefined,
+  ): Promise<Reservation> {
     const counted = (createdBytes: number): void => this.ledger.wrote(ref, createdBytes);
     if (!this.active) return { limit: (body) => body, commit: counted, release: () => undefined };
     await this.ledger.ready;
@@ -133,6 +156,62 @@ export class QuotaManager {
         counted(createdBytes);
       },
       release: free,
+    };
+  }
+
+  /**
+   * A lock upload: at most maxLockBytes (413 beyond, also for a body that overflows while it
+   * streams), at most maxLocksPerRepo in the repository (507), then the byte quotas as usual.
+   */
+  private async reserveLock(
+    ref: ObjectRef,
+    user: string | undefined,
+    declared: number | undefined,
+  ): Promise<Reservation> {
+    const maxBytes = this.limits.maxLockBytes ?? defaultMaxLockBytes;
+    const tooLarge = (): RatchetError =>
+      new RatchetError('TOO_LARGE', `a lock object may hold at most ${maxBytes} bytes (--max-lock-size)`);
+    if (declared !== undefined && declared > maxBytes) throw tooLarge();
+    await this.ledger.ready;
+    const maxLocks = this.limits.maxLocksPerRepo ?? defaultMaxLocksPerRepo;
+    const key = repoKey(ref.repo);
+    const count: Hold[] = [{ scope: `locks:${key}`, limit: maxLocks }];
+    if (this.ledger.store.reserve(count, 1) !== undefined) {
+      throw new RatchetError(
+        'QUOTA_EXCEEDED',
+        `repository /${key}/ already holds ${maxLocks} lock objects, the most allowed (--max-locks-per-repo); remove stale ones with restic unlock`,
+      );
+    }
+    let inner: Reservation;
+    try {
+      inner = await this.reserveBytes(ref, user, declared);
+    } catch (err) {
+      this.ledger.store.release(count, 1);
+      throw err;
+    }
+    let done = false;
+    const free = (): void => {
+      if (done) return;
+      done = true;
+      this.ledger.store.release(count, 1);
+    };
+    return {
+      limit: async function* (body) {
+        let seen = 0;
+        for await (const chunk of inner.limit(body)) {
+          seen += chunk.length;
+          if (seen > maxBytes) throw tooLarge();
+          yield chunk;
+        }
+      },
+      commit: (createdBytes) => {
+        free();
+        inner.commit(createdBytes);
+      },
+      release: () => {
+        free();
+        inner.release();
+      },
     };
   }
 
@@ -251,8 +330,12 @@ function exceeded(
   what: string,
 ): RatchetError {
   const scope = scopes.find((s) => s.scope === full.scope);
-  return new RatchetError(
-    'QUOTA_EXCEEDED',
-    `${what} the quota of ${scope?.name ?? full.scope} (${scope?.limit ?? 0} bytes, ${full.left} left)`,
-  );
+  const numbers = `${scope?.limit ?? 0} bytes, ${full.left} left`;
+  // The whole data folder's usage is the operator's business: users see only their own scopes.
+  if (full.scope === 'total') {
+    return new RatchetError('QUOTA_EXCEEDED', `${what} the server's storage limit`, {
+      cause: new Error(`the data folder's quota (--max-size): ${numbers}`),
+    });
+  }
+  return new RatchetError('QUOTA_EXCEEDED', `${what} the quota of ${scope?.name ?? full.scope} (${numbers})`);
 }

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { ObjectRef } from '../domain/object-ref.ts';
 import { RatchetError } from '../errors.ts';
-import type { ApprovedUpload, Storage, UploadCheck, WriteResult } from './storage.ts';
+import type { Storage, UploadCheck, WriteResult } from './storage.ts';
 
 export interface UploadExpectations {
   /** Hex SHA-256 the content must have; undefined skips verification (config, --no-verify-upload). */

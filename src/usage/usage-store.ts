@@ -30,9 +30,10 @@ export interface UsageChange {
 
 /**
  * What a limit counts: `total` (bytes of everything), `user:<owner>` (bytes below /<owner>/),
- * `repo:<key>` (bytes of one repository), `repos:<owner>` (repositories below /<owner>/).
+ * `repo:<key>` (bytes of one repository), `repos:<owner>` (repositories below /<owner>/),
+ * `locks:<key>` (lock objects in one repository).
  */
-export type ScopeKey = 'total' | `user:${string}` | `repo:${string}` | `repos:${string}`;
+export type ScopeKey = 'total' | `user:${string}` | `repo:${string}` | `repos:${string}` | `locks:${string}`;
 
 export interface Hold {
   readonly scope: ScopeKey;
@@ -108,6 +109,7 @@ export class MemoryUsageStore implements UsageStore {
     const kind = scope.slice(0, colon);
     const name = scope.slice(colon + 1);
     if (kind === 'repo') return this.entries.get(name)?.usage.bytes ?? 0;
+    if (kind === 'locks') return this.entries.get(name)?.usage.objects.locks ?? 0;
     const owner = this.owners.get(name);
     return (kind === 'user' ? owner?.bytes : owner?.repos) ?? 0;
   }

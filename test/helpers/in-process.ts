@@ -4,6 +4,7 @@ import { noQuotas } from '../../src/quota/quota-manager.ts';
 import type { ServerConfig } from '../../src/config/server-config.ts';
 import type { CredentialChecker } from '../../src/http/identify.ts';
 import { silentLogger } from '../../src/log/logger.ts';
+import type { Logger } from '../../src/log/logger.ts';
 import { startServer } from '../../src/server/server.ts';
 import type { RunningServer } from '../../src/server/server.ts';
 import type { Storage } from '../../src/storage/storage.ts';
@@ -55,9 +56,10 @@ export async function startTestServer(
   overrides: Partial<ServerConfig> = {},
   storage?: Storage,
   credentials?: CredentialChecker,
+  logger: Logger = silentLogger(),
 ): Promise<TestServer> {
   const server = await startServer(testConfig(dataDir, overrides), {
-    logger: silentLogger(),
+    logger,
     storage,
     credentials,
   });

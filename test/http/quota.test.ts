@@ -72,7 +72,7 @@ describe('quota over HTTP (--max-size)', () => {
       // The same through an ordinary client that sends the body.
       const res = await upload(server.url, '/r/', 'data', refused.data);
       assert.equal(res.status, 507);
-      assert.match(res.body.toString(), /quota/);
+      assert.match(res.body.toString(), /storage limit/);
       assert.equal((await raw(server.url, 'HEAD', `/r/data/${refused.name}`)).status, 404);
       assert.equal(await exists(dataFile(server.dataDir, 'r', refused.name)), false);
       assert.deepEqual(await tempFilesUnder(server.dataDir), []);
