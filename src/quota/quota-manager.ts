@@ -29,6 +29,8 @@ export interface UserQuotaRule {
 
 export interface QuotaLimits {
   readonly maxTotalBytes: number | undefined;
+  /** The most repositories one user may create below /<user>/ (--max-repos-per-user); not enforced yet. */
+  readonly maxReposPerUser?: number;
   readonly repoRules: readonly RepoQuotaRule[];
   readonly userRules: readonly UserQuotaRule[];
 }

@@ -28,13 +28,20 @@ describe('configuration file', () => {
     assert.throws(() => parseConfigFile('a: [', 'x.yaml'), /x\.yaml: not valid YAML/);
   });
 
-  it('refuses to start with an invalid file and says why', async () => {
+  it('refuses to start with an invalid file, exit code 2, and says why', async () => {
     await withTempDir(async (dir) => {
       const file = path.join(dir, 'ratchet.yaml');
-      await writeFile(file, 'max-repo-depth: 0\n');
-      const result = await runRatchet(['--config', file, '--path', dir, '--listen', '127.0.0.1:0']);
-      assert.notEqual(result.code, 0);
-      assert.match(result.stderr, /max-repo-depth/);
+      for (const [text, message] of [
+        ['max-repo-depth: 0\n', /max-repo-depth: /],
+        ['max-size: 5constructor\n', /max-size: invalid size "5constructor"/],
+        ['max-repos-per-user: 1000001\n', /max-repos-per-user: /],
+        ['no-auth: "false"\n', /no-auth: /],
+      ] as const) {
+        await writeFile(file, text);
+        const result = await runRatchet(['--config', file, '--path', dir, '--listen', '127.0.0.1:0']);
+        assert.equal(result.code, 2, text);
+        assert.match(result.stderr, message, text);
+      }
     });
   });
 
