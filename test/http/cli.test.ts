@@ -12,6 +12,9 @@ import { blob, raw } from '../helpers/http.ts';
 import { projectRoot, runRatchet, startRatchet, withTempDir } from '../helpers/ratchet-process.ts';
 import { envName, flagName, optionNames } from '../../src/config/options.ts';
 
+/** Options with which a server that accepted its settings exits at once with code 1, instead of serving. */
+const unservable = ['--path', '/dev/null/nowhere', '--listen', '127.0.0.1:0'];
+
 /** Runs `start` with the variables set in this process, which the ratchet it spawns inherits. */
 async function withEnv<T>(env: Record<string, string>, start: () => Promise<T>): Promise<T> {
   const saved = Object.keys(env).map((key) => [key, process.env[key]] as const);
@@ -40,7 +43,7 @@ describe('ratchet command line', () => {
       [['extra-argument'], /too many arguments/],
     ];
     for (const [args, message] of cases) {
-      const result = await runRatchet(args);
+      const result = await runRatchet([...unservable, ...args]);
       assert.equal(result.code, 2, args.join(' '));
       assert.match(result.stderr, message, args.join(' '));
     }
@@ -53,7 +56,7 @@ describe('ratchet command line', () => {
       [{ RATCHET_APPEND_ONLY: 'enabled' }, /RATCHET_APPEND_ONLY must be true or false/],
     ];
     for (const [env, message] of cases) {
-      const result = await withEnv(env, () => runRatchet(['--listen', '127.0.0.1:0']));
+      const result = await withEnv(env, () => runRatchet(unservable));
       assert.equal(result.code, 2, JSON.stringify(env));
       assert.match(result.stderr, message, JSON.stringify(env));
     }

@@ -38,7 +38,15 @@ describe('configuration file', () => {
         ['no-auth: "false"\n', /no-auth: /],
       ] as const) {
         await writeFile(file, text);
-        const result = await runRatchet(['--config', file, '--path', dir, '--listen', '127.0.0.1:0']);
+        // A file that passed would exit 1 at the unusable path rather than serve.
+        const result = await runRatchet([
+          '--config',
+          file,
+          '--path',
+          '/dev/null/x',
+          '--listen',
+          '127.0.0.1:0',
+        ]);
         assert.equal(result.code, 2, text);
         assert.match(result.stderr, message, text);
       }
