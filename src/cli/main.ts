@@ -73,7 +73,14 @@ function addOption<N extends OptionName>(program: Command, name: N, flags: Optio
   const details = `${shown === undefined ? '' : `default: ${shown}; `}env: ${envName(name)}`;
   const argument = definition.arg === undefined ? '' : ` <${definition.arg}>`;
   const option = new Option(`${flagName(name)}${argument}`, `${definition.description} (${details})`);
-  if (definition.kind.type !== 'switch') {
+  program.addOption(option);
+  if (definition.kind.type === 'switch') {
+    // A switch has no argument to parse: its presence sets it.
+    program.on(
+      `option:${option.name()}`,
+      () => (flags[name] = parseOptionText(name, 'true', flagName(name))),
+    );
+  } else {
     option.argParser((text: string) => {
       try {
         return (flags[name] = parseOptionText(name, text, flagName(name), flags[name]));
@@ -82,13 +89,6 @@ function addOption<N extends OptionName>(program: Command, name: N, flags: Optio
       }
     });
   }
-  program.addOption(option);
-  // A switch has no argument to parse: its presence sets it.
-  if (definition.kind.type === 'switch')
-    program.on(
-      `option:${option.name()}`,
-      () => (flags[name] = parseOptionText(name, 'true', flagName(name))),
-    );
   return option;
 }
 
