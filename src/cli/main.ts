@@ -7,9 +7,18 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { startHtpasswdAuth } from '../auth/htpasswd-auth.ts';
 import type { HtpasswdAuth } from '../auth/htpasswd-auth.ts';
 import { describeAddress } from '../config/listen-address.ts';
-import { envName, optionSpecs } from '../config/options.ts';
+import type { OptionDefinition, OptionLayer, OptionName } from '../config/options.ts';
+import {
+  defaultText,
+  envName,
+  flagName,
+  optionNames,
+  options,
+  parseOptionText,
+  readEnvironment,
+} from '../config/options.ts';
 import { buildServerConfig, UsageError } from '../config/server-config.ts';
-import type { ServerConfig } from '../config/server-config.ts';
+import type { ServerConfig, ValueSource } from '../config/server-config.ts';
 import { createLogger } from '../log/logger.ts';
 import type { Logger } from '../log/logger.ts';
 import { startServer } from '../server/server.ts';
@@ -36,40 +45,65 @@ export function buildProgram(): Command {
     .version(version(), '-V, --version')
     .exitOverride()
     .allowExcessArguments(false);
-  for (const spec of optionSpecs) {
-    const option = new Option(spec.flag, spec.description).env(envName(spec));
-    if (spec.defaultValue !== undefined) option.default(spec.defaultValue);
-    if (spec.parse) {
-      const parse = spec.parse;
-      option.argParser((value: string, previous: unknown) => {
-        try {
-          return parse(value, previous);
-        } catch (err) {
-          throw new InvalidArgumentError((err as Error).message);
-        }
-      });
+  // The options the flags set, typed by the table; filled in as commander parses.
+  const flags: OptionLayer = {};
+  const commandLine = new Map(optionNames.map((name) => [name, addOption(program, name, flags)]));
+  let env: OptionLayer = {};
+  program.hook('preAction', () => {
+    env = readEnvironment(process.env);
+    // The user commands read --path and --htpasswd-file from here, variables included.
+    for (const [name, option] of commandLine) {
+      const attribute = option.attributeName();
+      const value = env[name];
+      if (value !== undefined && program.getOptionValueSource(attribute) !== 'cli')
+        program.setOptionValueWithSource(attribute, value, 'env');
     }
-    program.addOption(option);
-  }
-  program.action(() => serve(program));
+  });
+  program.action(() =>
+    serve(() => resolveConfig({ ...env, ...flags }, (name) => (flags[name] === undefined ? 'env' : 'cli'))),
+  );
   registerUserCommands(program);
   return program;
 }
 
-/** Reads the configuration file named by --config (if any) and merges it with the flags. */
-async function resolveConfig(program: Command): Promise<ServerConfig> {
-  const values = program.opts();
-  const configPath = typeof values.config === 'string' ? values.config : undefined;
-  // Loaded only with --config: the YAML parser and the schema library cost about 20 MiB of memory.
-  const file =
-    configPath === undefined
-      ? undefined
-      : await (await import('../config/config-file.ts')).loadConfigFile(configPath);
-  return buildServerConfig(values, (key) => program.getOptionValueSource(key), file);
+/** Adds a table entry's option to the program, which records its typed value in `flags`. */
+function addOption<N extends OptionName>(program: Command, name: N, flags: OptionLayer): Option {
+  const definition: OptionDefinition = options[name];
+  const shown = defaultText(name);
+  const details = `${shown === undefined ? '' : `default: ${shown}; `}env: ${envName(name)}`;
+  const argument = definition.arg === undefined ? '' : ` <${definition.arg}>`;
+  const option = new Option(`${flagName(name)}${argument}`, `${definition.description} (${details})`);
+  program.addOption(option);
+  if (definition.kind.type === 'switch') {
+    // A switch has no argument to parse: its presence sets it.
+    program.on(
+      `option:${option.name()}`,
+      () => (flags[name] = parseOptionText(name, 'true', flagName(name))),
+    );
+  } else {
+    option.argParser((text: string) => {
+      try {
+        return (flags[name] = parseOptionText(name, text, flagName(name), flags[name]));
+      } catch (err) {
+        throw new InvalidArgumentError((err as Error).message);
+      }
+    });
+  }
+  return option;
 }
 
-async function serve(program: Command): Promise<void> {
-  const config = await resolveConfig(program);
+/** Reads the configuration file named by --config (if any) and merges it with flags and environment. */
+async function resolveConfig(given: OptionLayer, source: ValueSource): Promise<ServerConfig> {
+  // Loaded only with --config: the YAML parser and the schema library cost about 20 MiB of memory.
+  const file =
+    given.config === undefined
+      ? undefined
+      : await (await import('../config/config-file.ts')).loadConfigFile(given.config);
+  return buildServerConfig(given, source, file);
+}
+
+async function serve(resolve: () => Promise<ServerConfig>): Promise<void> {
+  const config = await resolve();
   const logger = createLogger(config.debug);
   // A missing or mismatched certificate is reported before anything else happens (such as
   // creating the first admin); startServer checks it again when it loads it.
@@ -77,7 +111,7 @@ async function serve(program: Command): Promise<void> {
   const auth = config.noAuth ? undefined : await startAuth(config, logger);
   const server = await startServer(config, { logger, credentials: auth, inheritedFds: takeSystemdSockets() });
   announce(config, server, logger);
-  handleSignals(program, server, auth, logger);
+  handleSignals(resolve, server, auth, logger);
   await notifySystemd(`READY=1\nSTATUS=serving ${config.path}`, logger);
 }
 
@@ -105,7 +139,7 @@ function announce(config: ServerConfig, server: RunningServer, logger: Logger): 
 }
 
 function handleSignals(
-  program: Command,
+  resolve: () => Promise<ServerConfig>,
   server: RunningServer,
   auth: HtpasswdAuth | undefined,
   logger: Logger,
@@ -138,7 +172,7 @@ function handleSignals(
     server
       .reloadCertificates()
       .catch((err: unknown) => logger.error({ err }, 'reloading the TLS certificate failed'));
-    resolveConfig(program).then(
+    resolve().then(
       (config) => {
         server.reloadPolicies(config);
         logger.info('configuration reloaded');

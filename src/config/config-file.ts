@@ -1,6 +1,7 @@
 /**
- * The YAML configuration file: the flags' settings under their flag names, plus what flags
- * cannot say well — listeners with their role ceilings, and access grants.
+ * The YAML configuration file: the options' keys (their flag names, schema derived from the
+ * option table) plus what flags cannot say well — listeners with their role ceilings, quotas,
+ * rate limits and access grants, whose schema is written out here.
  */
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
@@ -8,31 +9,27 @@ import { z } from 'zod';
 import { compilePattern } from '../access/grants.ts';
 import { roles } from '../access/policy.ts';
 import { parseListenAddress } from './listen-address.ts';
+import type { OptionKind, OptionLayer, OptionName, OptionValue } from './options.ts';
+import { fileKey, fileOptionNames, options, UsageError } from './options.ts';
 import { parseSize } from './sizes.ts';
 
-const listenText = z.string().refine(
-  (text) => {
-    try {
-      parseListenAddress(text);
-      return true;
-    } catch {
-      return false;
-    }
-  },
-  { message: 'expected host:port, :port, [ipv6]:port or unix:/path' },
-);
+/** A string the given parser accepts; its Error becomes the schema's message. */
+function parsedBy(parse: (text: string) => unknown, message: string): z.ZodType<string> {
+  return z.string().refine(
+    (text) => {
+      try {
+        parse(text);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    { message },
+  );
+}
 
-const pattern = z.string().refine(
-  (text) => {
-    try {
-      compilePattern(text);
-      return true;
-    } catch {
-      return false;
-    }
-  },
-  { message: 'expected a repository pattern such as /{user}/** or /servers/*/' },
-);
+const listenText = parsedBy(parseListenAddress, 'expected host:port, :port, [ipv6]:port or unix:/path');
+const pattern = parsedBy(compilePattern, 'expected a repository pattern such as /{user}/** or /servers/*/');
 
 const size = z.union([z.number(), z.string()]).transform((value, ctx) => {
   try {
@@ -43,84 +40,98 @@ const size = z.union([z.number(), z.string()]).transform((value, ctx) => {
   }
 });
 
-const configFileSchema = z
-  .object({
-    path: z.string().min(1),
-    listen: z.array(listenText).min(1),
-    'admin-listen': z.array(listenText),
-    tls: z.boolean(),
-    'tls-cert': z.string().min(1),
-    'tls-key': z.string().min(1),
-    // YAML reads an unquoted 1.2 as a number.
-    'tls-min-ver': z.union([z.enum(['1.2', '1.3']), z.literal(1.2), z.literal(1.3)]).transform(String),
-    'tls-client-ca': z.string().min(1),
-    listeners: z.array(z.object({ address: listenText, 'max-role': z.enum(roles) }).strict()).min(1),
-    'append-only': z.boolean(),
-    'private-repos': z.boolean(),
-    'htpasswd-file': z.string().min(1),
-    'no-auth': z.boolean(),
-    'proxy-auth-username': z.string().min(1),
-    'no-verify-upload': z.boolean(),
-    'sync-fs-reads': z.enum(['auto', 'on', 'off']),
-    log: z.string().min(1),
-    debug: z.boolean(),
-    'group-accessible-repos': z.boolean(),
-    'max-repo-depth': z.number().int().min(1).max(64),
-    'shutdown-timeout': z.number().int().min(1).max(3600),
-    'max-size': size,
-    prometheus: z.boolean(),
-    'prometheus-no-auth': z.boolean(),
-    quotas: z
+/** The schema of an option's file value, from its kind in the option table. */
+function kindSchema(kind: OptionKind): z.ZodType {
+  switch (kind.type) {
+    case 'switch':
+      return z.boolean();
+    case 'text':
+      return z.string().min(1);
+    case 'integer':
+      return z.number().int().min(kind.min).max(kind.max);
+    case 'size':
+      return size;
+    case 'choice':
+      // YAML reads an unquoted 1.2 as a number.
+      return z.union([z.enum(kind.values), z.number().transform(String).pipe(z.enum(kind.values))]);
+    case 'addresses':
+      return z.array(listenText);
+  }
+}
+
+const structuredSchema = z.object({
+  listeners: z.array(z.object({ address: listenText, 'max-role': z.enum(roles) }).strict()).min(1),
+  quotas: z
+    .object({
+      repos: z.array(z.object({ repos: z.array(pattern).min(1), 'max-size': size }).strict()),
+      users: z.array(z.object({ users: z.array(z.string().min(1)).min(1), 'max-size': size }).strict()),
+    })
+    .partial()
+    .strict(),
+  limits: z.array(
+    z
       .object({
-        repos: z.array(z.object({ repos: z.array(pattern).min(1), 'max-size': size }).strict()),
-        users: z.array(z.object({ users: z.array(z.string().min(1)).min(1), 'max-size': size }).strict()),
+        users: z.array(z.string().min(1)).min(1),
+        'requests-per-second': z.number().positive(),
+        burst: z.number().int().positive(),
+        'upload-bytes-per-second': size,
+        'download-bytes-per-second': size,
       })
       .partial()
+      .required({ users: true })
       .strict(),
-    limits: z.array(
-      z
-        .object({
-          users: z.array(z.string().min(1)).min(1),
-          'requests-per-second': z.number().positive(),
-          burst: z.number().int().positive(),
-          'upload-bytes-per-second': size,
-          'download-bytes-per-second': size,
-        })
-        .partial()
-        .required({ users: true })
-        .strict(),
-    ),
-    access: z.array(
-      z
-        .object({
-          users: z.array(z.string().min(1)).min(1),
-          repos: z.array(pattern).min(1),
-          role: z.enum(roles),
-        })
-        .strict(),
-    ),
-  })
+  ),
+  access: z.array(
+    z
+      .object({
+        users: z.array(z.string().min(1)).min(1),
+        repos: z.array(pattern).min(1),
+        role: z.enum(roles),
+      })
+      .strict(),
+  ),
+});
+
+const optionShape: Record<string, z.ZodType> = Object.fromEntries(
+  fileOptionNames().map((name) => [fileKey(name) ?? name, kindSchema(options[name].kind)]),
+);
+
+const configFileSchema = z
+  .object({ ...optionShape, ...structuredSchema.shape })
   .partial()
   .strict();
 
-export type ConfigFile = z.infer<typeof configFileSchema>;
+/** A validated configuration file: the options it sets, and the structured keys. */
+export type ConfigFile = Partial<z.infer<typeof structuredSchema>> & {
+  /** The options the file sets, by option name. */
+  readonly options: OptionLayer;
+};
 
-/** Validates parsed YAML; throws an Error listing every problem with its key path. */
+/** Validates parsed YAML; throws a UsageError listing every problem with its key path. */
 export function parseConfigFile(text: string, source: string): ConfigFile {
   let data: unknown;
   try {
     data = parseYaml(text) ?? {};
   } catch (err) {
-    throw new Error(`${source}: not valid YAML: ${(err as Error).message}`, { cause: err });
+    throw new UsageError(`${source}: not valid YAML: ${(err as Error).message}`);
   }
   const result = configFileSchema.safeParse(data);
   if (!result.success) {
     const problems = result.error.issues.map(
       (issue) => `  ${issue.path.join('.') || '(top level)'}: ${issue.message}`,
     );
-    throw new Error(`${source}: invalid configuration:\n${problems.join('\n')}`);
+    throw new UsageError(`${source}: invalid configuration:\n${problems.join('\n')}`);
   }
-  return result.data;
+  const { listeners, quotas, limits, access } = result.data;
+  const parsed: ConfigFile = { options: {}, listeners, quotas, limits, access };
+  const values = new Map<string, unknown>(Object.entries(result.data));
+  for (const name of fileOptionNames()) setOption(parsed.options, name, values.get(fileKey(name) ?? name));
+  return parsed;
+}
+
+function setOption<N extends OptionName>(layer: OptionLayer, name: N, value: unknown): void {
+  // The key's schema is kindSchema(options[name].kind), whose output is the option's value type.
+  if (value !== undefined) layer[name] = value as OptionValue<N>;
 }
 
 /** Reads and validates the configuration file. */

@@ -1,208 +1,466 @@
 /**
- * The server's options: one table from which the command line, its --help, the RATCHET_*
- * environment variables and the configuration file's keys all come. Flag names are
- * rest-server's, so switching servers is a one-word change.
+ * The server's options: ONE table from which the command line and its --help, the RATCHET_*
+ * environment variables, the configuration file's keys (config-file.ts builds its schema from
+ * it), the merge of all of them and the option table in docs/configuration.md all come. Flag
+ * names are rest-server's, so switching servers is a one-word change.
  * Precedence: defaults < configuration file < environment < flags.
+ * This module imports no schema library: the server loads zod and yaml only with --config.
  */
 import { parseListenAddress } from './listen-address.ts';
 import { parseSize } from './sizes.ts';
+import {
+  defaultMaxLockBytes,
+  defaultMaxLocksPerRepo,
+  defaultMaxReposPerUser,
+} from '../quota/quota-manager.ts';
 
-type Parser = (text: string, previous: unknown) => unknown;
+/** What an option holds, and so how its flag, variable and file key are read. */
+export type OptionKind =
+  /** A switch: present or not on the command line, a boolean elsewhere. */
+  | { readonly type: 'switch' }
+  | { readonly type: 'text' }
+  | { readonly type: 'integer'; readonly min: number; readonly max: number }
+  /** Bytes, or a number with a unit (sizes.ts). */
+  | { readonly type: 'size' }
+  | { readonly type: 'choice'; readonly values: readonly [string, ...string[]] }
+  /** Listen addresses; the flag may be repeated. */
+  | { readonly type: 'addresses' };
 
-export interface OptionSpec {
-  /** Property name in the parsed values, e.g. `appendOnly` (`auth` for `--no-auth`). */
-  readonly key: string;
-  /** The flag as commander takes it, e.g. `--path <dir>` or `--append-only`. */
+/** The value an option of this kind holds. */
+export type KindValue<K extends OptionKind> = K extends { readonly type: 'switch' }
+  ? boolean
+  : K extends { readonly type: 'integer' | 'size' }
+    ? number
+    : K extends { readonly type: 'choice'; readonly values: readonly (infer V)[] }
+      ? V
+      : K extends { readonly type: 'addresses' }
+        ? readonly string[]
+        : string;
+
+export interface OptionDefinition<K extends OptionKind = OptionKind, D = KindValue<OptionKind> | undefined> {
+  /** The long flag without `--`, e.g. `max-size`; also the file key and, in capitals, the variable. */
   readonly flag: string;
+  /** The argument's name in --help, e.g. `size` for `--max-size <size>`; none for switches. */
+  readonly arg?: string;
+  readonly kind: K;
+  /** The value when nothing sets the option (switches: false); none: undefined. */
+  readonly default?: D;
+  /** How docs and --help show a default that is not a fixed value, e.g. `<path>/.htpasswd`. */
+  readonly defaultText?: string;
+  /** Command line and environment only: the configuration file has no such key. */
+  readonly noFileKey?: true;
+  /** One line for --help. */
   readonly description: string;
-  readonly defaultValue?: unknown;
-  readonly parse?: Parser;
-  /** Key in the configuration file; flags without one are command-line only. */
-  readonly fileKey?: string;
+  /** The meaning column of docs/configuration.md (Markdown). */
+  readonly doc: string;
 }
 
-function positiveInteger(name: string, max: number): Parser {
-  return (text) => {
-    const value = Number(text);
-    if (!/^\d+$/.test(text) || value < 1 || value > max)
-      throw new Error(`${name} must be a whole number from 1 to ${max}`);
-    return value;
-  };
+/** Types one entry of the table: the default must be a value of the option's kind. */
+function option<const K extends OptionKind, const D extends KindValue<K> | undefined = undefined>(
+  definition: OptionDefinition<K, D>,
+): OptionDefinition<K, D> {
+  return definition;
 }
 
-function oneOf(flag: string, values: readonly string[]): Parser {
-  const allowed =
-    values.length === 2 ? values.join(' or ') : `${values.slice(0, -1).join(', ')} or ${values.at(-1)}`;
-  return (text) => {
-    if (!values.includes(text)) throw new Error(`${flag} must be ${allowed}`);
-    return text;
-  };
-}
-
-function listenAddresses(text: string, previous: unknown): string[] {
-  parseListenAddress(text);
-  return [...(Array.isArray(previous) ? (previous as string[]) : []), text];
-}
-
-/** Every option, in the order --help shows them. */
-export const optionSpecs: readonly OptionSpec[] = [
-  {
-    key: 'config',
-    flag: '--config <file>',
+/** Every option, in the order --help and the docs show them. Adding an option is one entry here. */
+export const options = {
+  config: option({
+    flag: 'config',
+    arg: 'file',
+    kind: { type: 'text' },
+    noFileKey: true,
     description: 'YAML configuration file (see docs/configuration.md)',
-  },
-  {
-    key: 'path',
-    flag: '--path <dir>',
+    doc: 'YAML configuration file',
+  }),
+  path: option({
+    flag: 'path',
+    arg: 'dir',
+    kind: { type: 'text' },
+    default: './data',
     description: 'data directory',
-    defaultValue: './data',
-    fileKey: 'path',
-  },
-  {
-    key: 'listen',
-    flag: '--listen <address>',
+    doc: "data directory, rest-server's layout",
+  }),
+  listen: option({
+    flag: 'listen',
+    arg: 'address',
+    kind: { type: 'addresses' },
+    default: ['127.0.0.1:8000'],
     description:
-      'listen address: host:port, :port (all interfaces) or unix:/path; repeatable (default: "127.0.0.1:8000")',
-    parse: listenAddresses,
-    fileKey: 'listen',
-  },
-  {
-    key: 'adminListen',
-    flag: '--admin-listen <address>',
+      'listen address: host:port, :port (all interfaces), [ipv6]:port or unix:/path; repeatable; capped by --append-only',
+    doc: 'listeners capped by `append-only`; none by default when only `admin-listen` is set',
+  }),
+  adminListen: option({
+    flag: 'admin-listen',
+    arg: 'address',
+    kind: { type: 'addresses' },
+    default: [],
     description: 'an extra listener that --append-only does not cap, for admins who prune; repeatable',
-    parse: listenAddresses,
-    fileKey: 'admin-listen',
-  },
-  {
-    key: 'tls',
-    flag: '--tls',
+    doc: 'listeners not capped by `append-only`',
+  }),
+  tls: option({
+    flag: 'tls',
+    kind: { type: 'switch' },
     description: 'serve HTTPS (HTTP/2 with HTTP/1.1 fallback) on the TCP listeners; unix sockets stay plain',
-    fileKey: 'tls',
-  },
-  {
-    key: 'tlsCert',
-    flag: '--tls-cert <file>',
-    description: 'TLS certificate (chain) in PEM, reloaded when it changes (default: <path>/public_key)',
-    fileKey: 'tls-cert',
-  },
-  {
-    key: 'tlsKey',
-    flag: '--tls-key <file>',
-    description: 'TLS private key in PEM, unencrypted (default: <path>/private_key)',
-    fileKey: 'tls-key',
-  },
-  {
-    key: 'tlsMinVer',
-    flag: '--tls-min-ver <version>',
-    description: 'oldest TLS version accepted: 1.2 or 1.3',
-    defaultValue: '1.2',
-    parse: oneOf('--tls-min-ver', ['1.2', '1.3']),
-    fileKey: 'tls-min-ver',
-  },
-  {
-    key: 'tlsClientCa',
-    flag: '--tls-client-ca <file>',
+    doc: 'HTTPS (HTTP/2 and HTTP/1.1) on every TCP listener',
+  }),
+  tlsCert: option({
+    flag: 'tls-cert',
+    arg: 'file',
+    kind: { type: 'text' },
+    defaultText: '<path>/public_key',
+    description: 'TLS certificate (chain) in PEM, reloaded when it changes',
+    doc: 'PEM certificate (chain), reloaded when it changes',
+  }),
+  tlsKey: option({
+    flag: 'tls-key',
+    arg: 'file',
+    kind: { type: 'text' },
+    defaultText: '<path>/private_key',
+    description: 'TLS private key in PEM, unencrypted',
+    doc: 'PEM private key of the certificate, unencrypted',
+  }),
+  tlsMinVer: option({
+    flag: 'tls-min-ver',
+    arg: 'version',
+    kind: { type: 'choice', values: ['1.2', '1.3'] },
+    default: '1.2',
+    description: 'oldest TLS version accepted',
+    doc: 'oldest TLS version accepted',
+  }),
+  tlsClientCa: option({
+    flag: 'tls-client-ca',
+    arg: 'file',
+    kind: { type: 'text' },
     description:
       'CA (PEM) for client certificates: a certificate it signed logs in as its common name, without a password',
-    fileKey: 'tls-client-ca',
-  },
-  {
-    key: 'appendOnly',
-    flag: '--append-only',
+    doc: 'CA whose client certificates log in as their common name',
+  }),
+  appendOnly: option({
+    flag: 'append-only',
+    kind: { type: 'switch' },
     description: 'nobody may delete or overwrite through --listen listeners (lock files aside)',
-    fileKey: 'append-only',
-  },
-  {
-    key: 'privateRepos',
-    flag: '--private-repos',
+    doc: 'cap `listen` listeners at the append-only role',
+  }),
+  privateRepos: option({
+    flag: 'private-repos',
+    kind: { type: 'switch' },
     description: 'users reach only repositories below /<username>/',
-    fileKey: 'private-repos',
-  },
-  {
-    key: 'htpasswdFile',
-    flag: '--htpasswd-file <file>',
-    description: 'htpasswd file with the users (default: <path>/.htpasswd)',
-    fileKey: 'htpasswd-file',
-  },
-  {
-    key: 'auth',
-    flag: '--no-auth',
+    doc: 'default grants: each user only below `/<user>/`',
+  }),
+  htpasswdFile: option({
+    flag: 'htpasswd-file',
+    arg: 'file',
+    kind: { type: 'text' },
+    defaultText: '<path>/.htpasswd',
+    description: 'htpasswd file with the users',
+    doc: 'users file',
+  }),
+  noAuth: option({
+    flag: 'no-auth',
+    kind: { type: 'switch' },
     description: 'disable authentication (anyone who can connect may use every repository)',
-    fileKey: 'no-auth',
-  },
-  {
-    key: 'proxyAuthUsername',
-    flag: '--proxy-auth-username <header>',
+    doc: 'serve without authentication',
+  }),
+  proxyAuthUsername: option({
+    flag: 'proxy-auth-username',
+    arg: 'header',
+    kind: { type: 'text' },
     description: 'trust this request header, set by a reverse proxy, as the user name',
-    fileKey: 'proxy-auth-username',
-  },
-  {
-    key: 'maxSize',
-    flag: '--max-size <size>',
-    description: 'the most the whole data directory may hold, e.g. 500GiB (507 beyond it)',
-    parse: (text) => parseSize(text),
-    fileKey: 'max-size',
-  },
-  {
-    key: 'prometheus',
-    flag: '--prometheus',
+    doc: 'header a reverse proxy sets to the user name',
+  }),
+  maxSize: option({
+    flag: 'max-size',
+    arg: 'size',
+    kind: { type: 'size' },
+    description:
+      'the most the whole data directory may hold, e.g. 500GiB (507 beyond it); default: unlimited',
+    doc: 'most the whole data directory may hold (none: unlimited)',
+  }),
+  maxReposPerUser: option({
+    flag: 'max-repos-per-user',
+    arg: 'n',
+    kind: { type: 'integer', min: 1, max: 1_000_000 },
+    default: defaultMaxReposPerUser,
+    description: 'the most repositories one user may create below /<user>/; creating more gets 507',
+    doc: 'repositories one user may create below `/<user>/`; creating more gets 507',
+  }),
+  maxLockSize: option({
+    flag: 'max-lock-size',
+    arg: 'size',
+    kind: { type: 'size' },
+    default: defaultMaxLockBytes,
+    description: 'the largest lock object accepted (restic writes a few hundred bytes); larger gets 413',
+    doc: 'largest lock object accepted; larger gets 413',
+  }),
+  maxLocksPerRepo: option({
+    flag: 'max-locks-per-repo',
+    arg: 'n',
+    kind: { type: 'integer', min: 1, max: 1_000_000 },
+    default: defaultMaxLocksPerRepo,
+    description:
+      'the most lock objects one repository may hold; one more gets 507 (restic unlock removes stale ones)',
+    doc: 'lock objects one repository may hold; one more gets 507',
+  }),
+  prometheus: option({
+    flag: 'prometheus',
+    kind: { type: 'switch' },
     description: 'serve Prometheus metrics at /metrics (and /.ratchet/metrics)',
-    fileKey: 'prometheus',
-  },
-  {
-    key: 'prometheusNoAuth',
-    flag: '--prometheus-no-auth',
+    doc: 'serve metrics at `/metrics` and `/.ratchet/metrics`',
+  }),
+  prometheusNoAuth: option({
+    flag: 'prometheus-no-auth',
+    kind: { type: 'switch' },
     description: 'serve the metrics without authentication',
-    fileKey: 'prometheus-no-auth',
-  },
-  {
-    key: 'verifyUpload',
-    flag: '--no-verify-upload',
+    doc: 'serve metrics without authentication',
+  }),
+  noVerifyUpload: option({
+    flag: 'no-verify-upload',
+    kind: { type: 'switch' },
     description: 'do not verify that uploads match their SHA-256 name (not recommended)',
-    fileKey: 'no-verify-upload',
-  },
-  {
-    key: 'syncFsReads',
-    flag: '--sync-fs-reads <mode>',
+    doc: 'skip the SHA-256 check of uploads',
+  }),
+  syncFsReads: option({
+    flag: 'sync-fs-reads',
+    arg: 'mode',
+    kind: { type: 'choice', values: ['auto', 'on', 'off'] },
+    default: 'auto',
     description:
       "run the read paths' stat/open/small reads on the event loop: auto (on unless the data is on a network or FUSE filesystem), on, off",
-    defaultValue: 'auto',
-    parse: oneOf('--sync-fs-reads', ['auto', 'on', 'off']),
-    fileKey: 'sync-fs-reads',
-  },
-  {
-    key: 'log',
-    flag: '--log <file>',
+    doc: "read paths' stat/open/small reads on the event loop (`auto`: not on network or FUSE filesystems)",
+  }),
+  log: option({
+    flag: 'log',
+    arg: 'file',
+    kind: { type: 'text' },
     description: 'write an Apache combined access log to file, or - for standard output',
-    fileKey: 'log',
-  },
-  { key: 'debug', flag: '--debug', description: 'log at debug level', fileKey: 'debug' },
-  {
-    key: 'groupAccessibleRepos',
-    flag: '--group-accessible-repos',
+    doc: 'Apache combined access log file, `-` for stdout',
+  }),
+  debug: option({
+    flag: 'debug',
+    kind: { type: 'switch' },
+    description: 'log at debug level',
+    doc: 'debug-level logs',
+  }),
+  groupAccessibleRepos: option({
+    flag: 'group-accessible-repos',
+    kind: { type: 'switch' },
     description: 'let the file group read and write repositories (0770/0660)',
-    fileKey: 'group-accessible-repos',
-  },
-  {
-    key: 'maxRepoDepth',
-    flag: '--max-repo-depth <n>',
+    doc: '0660 files, 0770 folders',
+  }),
+  maxRepoDepth: option({
+    flag: 'max-repo-depth',
+    arg: 'n',
+    kind: { type: 'integer', min: 1, max: 64 },
+    default: 8,
     description: 'how many path components a repository path may have',
-    defaultValue: 8,
-    parse: positiveInteger('--max-repo-depth', 64),
-    fileKey: 'max-repo-depth',
-  },
-  {
-    key: 'shutdownTimeout',
-    flag: '--shutdown-timeout <seconds>',
+    doc: 'path components a repository path may have',
+  }),
+  shutdownTimeout: option({
+    flag: 'shutdown-timeout',
+    arg: 'seconds',
+    kind: { type: 'integer', min: 1, max: 3600 },
+    default: 30,
     description: 'on SIGTERM/SIGINT, how long in-flight requests may take to finish',
-    defaultValue: 30,
-    parse: positiveInteger('--shutdown-timeout', 3600),
-    fileKey: 'shutdown-timeout',
-  },
-];
+    doc: 'grace period in seconds for in-flight requests on SIGTERM/SIGINT',
+  }),
+};
+
+type Table = typeof options;
+export type OptionName = keyof Table;
+type ValueMap = { [N in OptionName]: KindValue<Table[N]['kind']> };
+/** The value option N holds once set. */
+export type OptionValue<N extends OptionName> = ValueMap[N];
+/** Options set by one source (flags, environment or file); unset ones are absent. */
+export type OptionLayer = { -readonly [N in OptionName]?: ValueMap[N] };
+/** Every option after the merge: undefined only where the table has no default. */
+export type OptionValues = {
+  readonly [N in OptionName]: Table[N] extends { readonly kind: { readonly type: 'switch' } }
+    ? boolean
+    : Table[N] extends OptionDefinition<OptionKind, undefined>
+      ? OptionValue<N> | undefined
+      : OptionValue<N>;
+};
+
+/** The option names in table order. */
+export const optionNames = Object.keys(options) as OptionName[];
+
+/** A combination or value of options that cannot work; the command exits with the usage code. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** The option's flag, e.g. `--max-size`. */
+export function flagName(name: OptionName): string {
+  return `--${options[name].flag}`;
+}
 
 /** The environment variable that sets an option: RATCHET_ and the flag's name in capitals. */
-export function envName(spec: OptionSpec): string {
-  const name = /^--([a-z0-9-]+)/.exec(spec.flag)?.[1] ?? spec.key;
-  return `RATCHET_${name.replace(/-/g, '_').toUpperCase()}`;
+export function envName(name: OptionName): string {
+  return `RATCHET_${options[name].flag.replace(/-/g, '_').toUpperCase()}`;
+}
+
+/** The option's key in the configuration file, or undefined for command-line-only options. */
+export function fileKey(name: OptionName): string | undefined {
+  const definition: OptionDefinition = options[name];
+  return definition.noFileKey ? undefined : definition.flag;
+}
+
+/** The options that have a key in the configuration file, in table order. */
+export function fileOptionNames(): OptionName[] {
+  return optionNames.filter((name) => fileKey(name) !== undefined);
+}
+
+const booleanWords = new Map([
+  ...['true', '1', 'yes', 'on'].map((word) => [word, true] as const),
+  ...['false', '0', 'no', 'off'].map((word) => [word, false] as const),
+]);
+
+/** The kind's allowed choices as a phrase: `a or b`, `a, b or c`. */
+function choicePhrase(values: readonly string[]): string {
+  return values.length === 1 ? (values[0] ?? '') : `${values.slice(0, -1).join(', ')} or ${values.at(-1)}`;
+}
+
+/**
+ * Parses the text of a flag argument or environment variable into the option's value; `label`
+ * names the source in the error, `previous` is what earlier repeats of the flag gave.
+ * Throws an Error with a message for the operator.
+ */
+export function parseOptionText<N extends OptionName>(
+  name: N,
+  text: string,
+  label: string,
+  previous?: OptionValue<N>,
+): OptionValue<N> {
+  // The table's types guarantee each branch returns the kind's value type; TypeScript cannot
+  // follow the kind of a generic N, hence the one cast.
+  return parseKindText(options[name].kind, text, label, previous) as OptionValue<N>;
+}
+
+function parseKindText(kind: OptionKind, text: string, label: string, previous: unknown): unknown {
+  switch (kind.type) {
+    case 'switch': {
+      const value = booleanWords.get(text.toLowerCase());
+      if (value === undefined)
+        throw new Error(`${label} must be true or false (or 1/0, yes/no, on/off), not "${text}"`);
+      return value;
+    }
+    case 'text':
+      if (text === '') throw new Error(`${label} must not be empty`);
+      return text;
+    case 'integer': {
+      const value = Number(text);
+      if (!/^\d+$/.test(text) || value < kind.min || value > kind.max)
+        throw new Error(`${label} must be a whole number from ${kind.min} to ${kind.max}`);
+      return value;
+    }
+    case 'size':
+      try {
+        return parseSize(text);
+      } catch (err) {
+        throw new Error(`${label}: ${(err as Error).message}`, { cause: err });
+      }
+    case 'choice':
+      if (!kind.values.includes(text)) throw new Error(`${label} must be ${choicePhrase(kind.values)}`);
+      return text;
+    case 'addresses':
+      parseListenAddress(text);
+      return [...(Array.isArray(previous) ? (previous as string[]) : []), text];
+  }
+}
+
+/**
+ * The options set by RATCHET_* variables. An empty variable counts as unset; any other value
+ * that does not parse (a switch that is not true/false/1/0/yes/no/on/off) is a UsageError naming it.
+ */
+export function readEnvironment(env: NodeJS.ProcessEnv): OptionLayer {
+  const layer: OptionLayer = {};
+  for (const name of optionNames) setFromEnvironment(layer, name, env[envName(name)]);
+  return layer;
+}
+
+function setFromEnvironment<N extends OptionName>(
+  layer: OptionLayer,
+  name: N,
+  text: string | undefined,
+): void {
+  if (text === undefined || text === '') return;
+  try {
+    layer[name] = parseOptionText(name, text, envName(name));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/** The options of the layer for which `keep` says yes. */
+export function pickOptions(layer: OptionLayer, keep: (name: OptionName) => boolean): OptionLayer {
+  const picked: OptionLayer = {};
+  for (const name of optionNames) if (keep(name)) copyOption(picked, layer, name);
+  return picked;
+}
+
+function copyOption<N extends OptionName>(to: OptionLayer, from: OptionLayer, name: N): void {
+  const value = from[name];
+  if (value !== undefined) to[name] = value;
+}
+
+/** The merged options, and which of them some source set (rather than the table's default). */
+export interface MergedOptions {
+  readonly values: OptionValues;
+  readonly explicit: ReadonlySet<OptionName>;
+}
+
+/** Merges the layers over the table's defaults; later layers win (file, environment, flags). */
+export function mergeOptions(...layers: readonly OptionLayer[]): MergedOptions {
+  const merged: OptionLayer = {};
+  const explicit = new Set<OptionName>();
+  for (const name of optionNames) mergeOne(merged, explicit, name, layers);
+  // Every option is now either set or at its default, and switches default to false; the
+  // mapped types cannot see that, hence the one cast.
+  return { values: merged as OptionValues, explicit };
+}
+
+function mergeOne<N extends OptionName>(
+  merged: OptionLayer,
+  explicit: Set<OptionName>,
+  name: N,
+  layers: readonly OptionLayer[],
+): void {
+  const definition: OptionDefinition = options[name];
+  let value = layers.findLast((layer) => layer[name] !== undefined)?.[name];
+  if (value !== undefined) explicit.add(name);
+  value ??= (definition.default ?? (definition.kind.type === 'switch' ? false : undefined)) as
+    OptionValue<N> | undefined;
+  merged[name] = value;
+}
+
+/** How docs and --help show the option's default; undefined when it has none (or an empty list). */
+export function defaultText(name: OptionName): string | undefined {
+  const definition: OptionDefinition = options[name];
+  if (definition.defaultText !== undefined) return definition.defaultText;
+  if (definition.kind.type === 'switch') return 'false';
+  const value = definition.default;
+  if (typeof value === 'object') return value.length === 0 ? undefined : value.join(', ');
+  return value === undefined ? undefined : String(value);
+}
+
+/** The value type as the docs show it, e.g. `integer 1-64`. */
+export function typeText(name: OptionName): string {
+  const kind: OptionKind = options[name].kind;
+  switch (kind.type) {
+    case 'switch':
+      return 'boolean';
+    case 'text':
+      return 'string';
+    case 'integer':
+      return `integer ${kind.min}-${kind.max}`;
+    case 'size':
+      return 'size';
+    case 'choice':
+      return choicePhrase(kind.values.map((value) => `\`${value}\``));
+    case 'addresses':
+      return 'list of addresses';
+  }
 }

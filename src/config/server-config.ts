@@ -1,6 +1,6 @@
 /**
- * The validated configuration the server runs with, built from the parsed flags (which already
- * carry environment values and their sources) and the optional configuration file.
+ * The validated configuration the server runs with: the option table's merged values (options.ts)
+ * shaped for the server, with the configuration file's structured keys.
  */
 import path from 'node:path';
 import type { Grant } from '../access/grants.ts';
@@ -9,7 +9,8 @@ import type { Role } from '../access/policy.ts';
 import type { ConfigFile } from './config-file.ts';
 import { parseListenAddress } from './listen-address.ts';
 import type { ListenAddress } from './listen-address.ts';
-import { optionSpecs } from './options.ts';
+import type { OptionLayer, OptionName, OptionValues } from './options.ts';
+import { flagName, mergeOptions, pickOptions, UsageError } from './options.ts';
 import type { QuotaLimits } from '../quota/quota-manager.ts';
 import type { LimitRule } from '../limits/user-limits.ts';
 
@@ -55,86 +56,65 @@ export interface ServerConfig {
   readonly prometheusNoAuth: boolean;
 }
 
-/** A combination of options that cannot work together; the command exits with the usage code. */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
+export { UsageError };
 
-export const defaultListen = '127.0.0.1:8000';
+/** Where each given value came from, as commander reports it: 'cli' or 'env'; others are defaults. */
+export type ValueSource = (name: OptionName) => string | undefined;
 
-/** Where each parsed value came from, as commander reports it. */
-export type ValueSource = (key: string) => string | undefined;
-
-/** Merges defaults, the configuration file, environment and flags into a ServerConfig. */
+/**
+ * Merges defaults < configuration file < environment and flags into a ServerConfig. `given`
+ * holds the values of flags and environment variables; those whose source is not 'cli' or 'env'
+ * are defaults and are ignored.
+ */
 export function buildServerConfig(
-  values: Record<string, unknown>,
+  given: OptionLayer,
   source: ValueSource,
   file: ConfigFile | undefined,
 ): ServerConfig {
-  const merged: Record<string, unknown> = {};
-  const explicit = new Set<string>();
-  for (const spec of optionSpecs) {
-    const from = source(spec.key);
-    const fileValue =
-      spec.fileKey === undefined ? undefined : (file as Record<string, unknown> | undefined)?.[spec.fileKey];
-    if (from === 'cli' || from === 'env' || fileValue !== undefined) explicit.add(spec.key);
-    if (from === 'cli' || from === 'env' || fileValue === undefined) {
-      merged[spec.key] = values[spec.key];
-    } else {
-      // Negated flags (--no-auth) are stored inverted; the file says no-auth: true.
-      merged[spec.key] = spec.flag.startsWith('--no-') ? !fileValue : fileValue;
-    }
-  }
-  const str = (key: string): string | undefined =>
-    typeof merged[key] === 'string' ? merged[key] : undefined;
-  const num = (key: string, fallback: number): number =>
-    typeof merged[key] === 'number' ? merged[key] : fallback;
-  const list = (key: string): string[] => (Array.isArray(merged[key]) ? (merged[key] as string[]) : []);
-
-  const dataPath = str('path') ?? './data';
-  const appendOnly = merged.appendOnly === true;
-  const privateRepos = merged.privateRepos === true;
-  const flagListeners = source('listen') === 'cli' || source('adminListen') === 'cli';
+  const command = pickOptions(given, (name) => source(name) === 'cli' || source(name) === 'env');
+  const { values, explicit } = mergeOptions(file?.options ?? {}, command);
+  const dataPath = values.path;
+  const commandListeners = command.listen !== undefined || command.adminListen !== undefined;
+  // Without a listen setting, an admin-listen setting stands alone rather than beside the default.
+  const listen = explicit.has('listen') || !explicit.has('adminListen') ? values.listen : [];
   const listeners: ListenerConfig[] =
-    file?.listeners && !flagListeners
+    file?.listeners && !commandListeners
       ? file.listeners.map((l) => ({ address: parseListenAddress(l.address), maxRole: l['max-role'] }))
       : [
-          ...(list('listen').length > 0 || list('adminListen').length > 0
-            ? list('listen')
-            : [defaultListen]
-          ).map((text) => ({
+          ...listen.map((text) => ({
             address: parseListenAddress(text),
-            maxRole: appendOnly ? ('append-only' as const) : ('admin' as const),
+            maxRole: values.appendOnly ? ('append-only' as const) : ('admin' as const),
           })),
-          ...list('adminListen').map((text) => ({
+          ...values.adminListen.map((text) => ({
             address: parseListenAddress(text),
             maxRole: 'admin' as const,
           })),
         ];
+  if (listeners.length === 0) throw new UsageError('no listener: listen and admin-listen are both empty');
 
   return {
     path: dataPath,
     listeners,
-    appendOnly,
-    noAuth: merged.auth === false,
-    htpasswdFile: str('htpasswdFile') ?? path.join(dataPath, '.htpasswd'),
-    privateRepos,
-    proxyAuthUsername: str('proxyAuthUsername'),
-    grants: file?.access ?? defaultGrants(privateRepos),
-    verifyUpload: merged.verifyUpload !== false,
-    syncFsReads: (str('syncFsReads') ?? 'auto') as ServerConfig['syncFsReads'],
-    log: str('log'),
-    debug: merged.debug === true,
-    groupAccessibleRepos: merged.groupAccessibleRepos === true,
-    maxRepoDepth: num('maxRepoDepth', 8),
-    shutdownTimeout: num('shutdownTimeout', 30),
-    configFile: str('config'),
-    tls: tlsConfig(merged, explicit, dataPath),
+    appendOnly: values.appendOnly,
+    noAuth: values.noAuth,
+    htpasswdFile: values.htpasswdFile ?? path.join(dataPath, '.htpasswd'),
+    privateRepos: values.privateRepos,
+    proxyAuthUsername: values.proxyAuthUsername,
+    grants: file?.access ?? defaultGrants(values.privateRepos),
+    verifyUpload: !values.noVerifyUpload,
+    syncFsReads: values.syncFsReads,
+    log: values.log,
+    debug: values.debug,
+    groupAccessibleRepos: values.groupAccessibleRepos,
+    maxRepoDepth: values.maxRepoDepth,
+    shutdownTimeout: values.shutdownTimeout,
+    configFile: values.config,
+    tls: tlsConfig(values, explicit),
     quotas: {
-      maxTotalBytes: typeof merged.maxSize === 'number' ? merged.maxSize : undefined,
+      maxTotalBytes: values.maxSize,
+      maxReposPerUser: values.maxReposPerUser,
+      maxLockBytes: values.maxLockSize,
+      maxLocksPerRepo: values.maxLocksPerRepo,
       repoRules: (file?.quotas?.repos ?? []).map((rule) => ({
         repos: rule.repos,
         maxBytes: rule['max-size'],
@@ -151,36 +131,24 @@ export function buildServerConfig(
       uploadBytesPerSecond: rule['upload-bytes-per-second'],
       downloadBytesPerSecond: rule['download-bytes-per-second'],
     })),
-    prometheus: merged.prometheus === true,
-    prometheusNoAuth: merged.prometheusNoAuth === true,
+    prometheus: values.prometheus,
+    prometheusNoAuth: values.prometheusNoAuth,
   };
 }
 
+const tlsOnly = ['tlsCert', 'tlsKey', 'tlsMinVer', 'tlsClientCa'] as const;
+
 /** The TLS settings, or undefined without --tls; TLS-only options without --tls are refused. */
-function tlsConfig(
-  merged: Record<string, unknown>,
-  explicit: ReadonlySet<string>,
-  dataPath: string,
-): TlsConfig | undefined {
-  const text = (key: string): string | undefined =>
-    typeof merged[key] === 'string' ? merged[key] : undefined;
-  if (merged.tls !== true) {
-    const tlsOnly = {
-      tlsCert: '--tls-cert',
-      tlsKey: '--tls-key',
-      tlsMinVer: '--tls-min-ver',
-      tlsClientCa: '--tls-client-ca',
-    };
-    const stray = Object.entries(tlsOnly).filter(([key]) => explicit.has(key));
-    if (stray.length > 0) {
-      throw new UsageError(`${stray.map(([, flag]) => flag).join(', ')} need --tls (or tls: true)`);
-    }
+function tlsConfig(values: OptionValues, explicit: ReadonlySet<OptionName>): TlsConfig | undefined {
+  if (!values.tls) {
+    const stray = tlsOnly.filter((name) => explicit.has(name));
+    if (stray.length > 0) throw new UsageError(`${stray.map(flagName).join(', ')} need --tls (or tls: true)`);
     return undefined;
   }
   return {
-    cert: text('tlsCert') ?? path.join(dataPath, 'public_key'),
-    key: text('tlsKey') ?? path.join(dataPath, 'private_key'),
-    minVersion: text('tlsMinVer') === '1.3' ? 'TLSv1.3' : 'TLSv1.2',
-    clientCa: text('tlsClientCa'),
+    cert: values.tlsCert ?? path.join(values.path, 'public_key'),
+    key: values.tlsKey ?? path.join(values.path, 'private_key'),
+    minVersion: values.tlsMinVer === '1.3' ? 'TLSv1.3' : 'TLSv1.2',
+    clientCa: values.tlsClientCa,
   };
 }

@@ -1,6 +1,5 @@
 /** The `ratchet` command as an operator runs it: flags, exit codes, sockets, shutdown, access log. */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -9,7 +8,25 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { blob, raw } from '../helpers/http.ts';
-import { projectRoot, runRatchet, startRatchet, withTempDir } from '../helpers/ratchet-process.ts';
+import { projectRoot, runRatchet, spawnRatchet, startRatchet, withTempDir } from '../helpers/ratchet-process.ts';
+import { envName, flagName, optionNames } from '../../src/config/options.ts';
+
+/** Options with which a server that accepted its settings exits at once with code 1, instead of serving. */
+const unservable = ['--path', '/dev/null/nowhere', '--listen', '127.0.0.1:0'];
+
+/** Runs `start` with the variables set in this process, which the ratchet it spawns inherits. */
+async function withEnv<T>(env: Record<string, string>, start: () => Promise<T>): Promise<T> {
+  const saved = Object.keys(env).map((key) => [key, process.env[key]] as const);
+  Object.assign(process.env, env);
+  try {
+    return await start();
+  } finally {
+    for (const [key, value] of saved) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
+  }
+}
 
 describe('ratchet command line', () => {
   it('exits 2 with a clear message for unknown flags and bad values', async () => {
@@ -19,14 +36,45 @@ describe('ratchet command line', () => {
       [['--listen', '127.0.0.1:99999'], /invalid listen address/],
       [['--max-repo-depth', 'zero'], /--max-repo-depth must be a whole number/],
       [['--sync-fs-reads', 'maybe'], /--sync-fs-reads must be auto, on or off/],
+      [['--max-size', '5constructor'], /--max-size: invalid size "5constructor"/],
+      [['--max-repos-per-user', '0'], /--max-repos-per-user must be a whole number from 1 to 1000000/],
       [['--path'], /argument missing/],
       [['extra-argument'], /too many arguments/],
     ];
     for (const [args, message] of cases) {
-      const result = await runRatchet(args);
+      const result = await runRatchet([...unservable, ...args]);
       assert.equal(result.code, 2, args.join(' '));
       assert.match(result.stderr, message, args.join(' '));
     }
+  });
+
+  it('exits 2 naming the variable for a bad RATCHET_* value', async () => {
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ RATCHET_MAX_SIZE: '5constructor' }, /RATCHET_MAX_SIZE: invalid size "5constructor"/],
+      [{ RATCHET_NO_AUTH: 'maybe' }, /RATCHET_NO_AUTH must be true or false/],
+      [{ RATCHET_APPEND_ONLY: 'enabled' }, /RATCHET_APPEND_ONLY must be true or false/],
+    ];
+    for (const [env, message] of cases) {
+      const result = await withEnv(env, () => runRatchet(unservable));
+      assert.equal(result.code, 2, JSON.stringify(env));
+      assert.match(result.stderr, message, JSON.stringify(env));
+    }
+  });
+
+  it('keeps authentication on with RATCHET_NO_AUTH=false, and off with true', async () => {
+    await withTempDir(async (dir) => {
+      for (const [value, status] of [
+        ['false', 401],
+        ['true', 200],
+      ] as const) {
+        const server = await withEnv({ RATCHET_NO_AUTH: value }, () => startRatchet(path.join(dir, value)));
+        try {
+          assert.equal((await raw(server.url, 'POST', '/r/?create=true')).status, status, value);
+        } finally {
+          assert.equal(await server.stop(), 0);
+        }
+      }
+    });
   });
 
   it('prints its version and help', async () => {
@@ -38,16 +86,17 @@ describe('ratchet command line', () => {
     assert.equal(version.stdout.trim(), pkg.version);
     const help = await runRatchet(['--help']);
     assert.equal(help.code, 0);
-    for (const flag of [
-      '--path',
-      '--listen',
-      '--append-only',
-      '--no-auth',
-      '--no-verify-upload',
-      '--log',
-      '--debug',
-    ]) {
-      assert.ok(help.stdout.includes(flag), flag);
+    // Each option's entry runs from its flag at the start of a line to the next such line.
+    const entries = new Map(
+      help.stdout
+        .split(/\n(?= {2}-)/)
+        .map((entry) => [/^\s*(--[a-z0-9-]+)/.exec(entry)?.[1], entry.replace(/\s+/g, ' ')] as const),
+    );
+    assert.ok(optionNames.length > 20);
+    for (const name of optionNames) {
+      const entry = entries.get(flagName(name));
+      assert.ok(entry !== undefined, `--help lists ${flagName(name)}`);
+      assert.ok(entry.includes(`env: ${envName(name)}`), `--help names ${envName(name)}: ${entry}`);
     }
   });
 
@@ -82,20 +131,13 @@ describe('ratchet command line', () => {
   it('serves on a unix socket and removes the socket file on SIGTERM', async () => {
     await withTempDir(async (dir) => {
       const socketPath = path.join(dir, 'ratchet.sock');
-      const child = spawn(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          'src/cli/main.ts',
-          '--no-auth',
-          '--path',
-          path.join(dir, 'data'),
-          '--listen',
-          `unix:${socketPath}`,
-        ],
-        { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] },
-      );
+      const { child } = spawnRatchet([
+        '--no-auth',
+        '--path',
+        path.join(dir, 'data'),
+        '--listen',
+        `unix:${socketPath}`,
+      ]);
       const [firstLine] = (await once(child.stdout, 'data')) as [Buffer];
       assert.match(firstLine.toString(), /on unix:/);
       const status = await new Promise<number | undefined>((resolve, reject) => {

@@ -7,6 +7,7 @@ import { hashPassword } from '../../src/auth/htpasswd-file.ts';
 import { parseConfigFile } from '../../src/config/config-file.ts';
 import { basic, raw, v2 } from '../helpers/http.ts';
 import { runRatchet, startRatchet, withTempDir } from '../helpers/ratchet-process.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 describe('configuration file', () => {
   it('names every invalid key with its problem', () => {
@@ -28,13 +29,28 @@ describe('configuration file', () => {
     assert.throws(() => parseConfigFile('a: [', 'x.yaml'), /x\.yaml: not valid YAML/);
   });
 
-  it('refuses to start with an invalid file and says why', async () => {
+  it('refuses to start with an invalid file, exit code 2, and says why', async () => {
     await withTempDir(async (dir) => {
       const file = path.join(dir, 'ratchet.yaml');
-      await writeFile(file, 'max-repo-depth: 0\n');
-      const result = await runRatchet(['--config', file, '--path', dir, '--listen', '127.0.0.1:0']);
-      assert.notEqual(result.code, 0);
-      assert.match(result.stderr, /max-repo-depth/);
+      for (const [text, message] of [
+        ['max-repo-depth: 0\n', /max-repo-depth: /],
+        ['max-size: 5constructor\n', /max-size: invalid size "5constructor"/],
+        ['max-repos-per-user: 1000001\n', /max-repos-per-user: /],
+        ['no-auth: "false"\n', /no-auth: /],
+      ] as const) {
+        await writeFile(file, text);
+        // A file that passed would exit 1 at the unusable path rather than serve.
+        const result = await runRatchet([
+          '--config',
+          file,
+          '--path',
+          '/dev/null/x',
+          '--listen',
+          '127.0.0.1:0',
+        ]);
+        assert.equal(result.code, 2, text);
+        assert.match(result.stderr, message, text);
+      }
     });
   });
 
@@ -68,11 +84,12 @@ describe('configuration file', () => {
         server.child.kill('SIGHUP');
         await waitFor(
           async () => (await raw(server.url, 'GET', '/shared/keys/', { headers: alice })).status === 200,
+          'the new grants after SIGHUP',
         );
 
         await writeFile(file, 'access: nonsense\n');
         server.child.kill('SIGHUP');
-        await waitFor(() => Promise.resolve(/reload failed/.test(server.stderr())));
+        await waitFor(() => /reload failed/.test(server.stderr()), 'the failed reload to be logged');
         assert.equal(
           (await raw(server.url, 'GET', '/shared/keys/', { headers: alice })).status,
           200,
@@ -84,11 +101,3 @@ describe('configuration file', () => {
     });
   });
 });
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not reached in time');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}

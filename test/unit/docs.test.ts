@@ -4,24 +4,29 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { launcherNodeFlags } from '../../bench/launcher.ts';
-import { optionSpecs } from '../../src/config/options.ts';
+import { fileKey, fileOptionNames, flagName, optionNames } from '../../src/config/options.ts';
+import { tableEnd, tableStart, withOptionTable } from '../../src/config/options-doc.ts';
 import { projectRoot } from '../helpers/ratchet-process.ts';
 
 describe('documentation', () => {
   it('lists every flag in the README', async () => {
     const readme = await readFile(path.join(projectRoot, 'README.md'), 'utf8');
-    for (const spec of optionSpecs) {
-      const flag = /^--[a-z0-9-]+/.exec(spec.flag)?.[0] ?? '';
-      assert.ok(readme.includes(`\`${flag}`), `README.md does not mention ${flag}`);
+    assert.ok(optionNames.length > 20, 'the option table is complete');
+    for (const name of optionNames) {
+      assert.ok(readme.includes(`\`${flagName(name)}`), `README.md does not mention ${flagName(name)}`);
     }
   });
 
-  it('lists every configuration key in docs/configuration.md', async () => {
+  it('has the option table generated from the definition in docs/configuration.md', async () => {
     const doc = await readFile(path.join(projectRoot, 'docs', 'configuration.md'), 'utf8');
-    for (const spec of optionSpecs) {
-      if (spec.fileKey === undefined) continue;
-      assert.ok(doc.includes(`| \`${spec.fileKey}\``), `docs/configuration.md does not list ${spec.fileKey}`);
-    }
+    assert.equal(doc, withOptionTable(doc), 'docs/configuration.md is stale: run npm run docs:options');
+    const table = doc.slice(doc.indexOf(tableStart), doc.indexOf(tableEnd));
+    const keys = table
+      .split('\n')
+      .map((line) => /^\| `([a-z0-9-]+)` /.exec(line)?.[1])
+      .filter((key) => key !== undefined);
+    assert.ok(keys.length > 20, `the table has ${keys.length} rows`);
+    assert.deepEqual(keys, fileOptionNames().map(fileKey));
   });
 
   it('starts Node.js with the same flags wherever the server is launched', async () => {
