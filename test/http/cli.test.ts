@@ -8,7 +8,13 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { blob, raw } from '../helpers/http.ts';
-import { projectRoot, runRatchet, spawnRatchet, startRatchet, withTempDir } from '../helpers/ratchet-process.ts';
+import {
+  projectRoot,
+  runRatchet,
+  spawnRatchet,
+  startRatchet,
+  withTempDir,
+} from '../helpers/ratchet-process.ts';
 import { envName, flagName, optionNames } from '../../src/config/options.ts';
 
 /** Options with which a server that accepted its settings exits at once with code 1, instead of serving. */
