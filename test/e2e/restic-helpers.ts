@@ -12,6 +12,9 @@ import { chmod, lstat, mkdir, open, readdir, readlink, rm, symlink, writeFile } 
 import path from 'node:path';
 import { waitFor } from '../helpers/wait.ts';
 
+/** The restic client under test: Debian's (0.14) by default; run-tests.mjs also runs the suite with 0.18. */
+export const resticBin = process.env.RESTIC_BIN ?? 'restic';
+
 /** Default time one restic command may take before it is killed. */
 export const defaultResticTimeoutMs = 120_000;
 
@@ -88,7 +91,7 @@ export class Restic {
       ['restic', ...fullArgs.map((arg) => (arg === this.cacheDir ? '$CACHE' : arg))].join(' '),
     );
     this.note(`$ ${command}`);
-    const child = spawn('restic', fullArgs, {
+    const child = spawn(resticBin, fullArgs, {
       cwd: options.cwd ?? this.home,
       env: {
         PATH: process.env.PATH ?? '/usr/bin:/bin',
