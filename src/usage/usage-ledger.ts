@@ -22,8 +22,13 @@ import type { Storage } from '../storage/storage.ts';
 import { measureRepo } from './measure.ts';
 import type { RepoUsage, UsageStore } from './usage-store.ts';
 
-/** Time between two reconcile ticks (each measures one repository). */
+/** Least time between two reconcile ticks (each measures one repository). */
 export const defaultTickMs = 1000;
+// A pass starts no sooner than this many ticks after the previous one started (a minute by
+// default), and after a tick that took t ms the next waits at least workRatio × t: the
+// reconcile takes at most about 5% of one core, however large the repositories are.
+const ticksPerPass = 60;
+const workRatio = 19;
 
 export interface LedgerOptions {
   readonly tickMs?: number;
@@ -50,6 +55,8 @@ export class UsageLedger {
   /** Repositories to measure before the pass goes on: raced, unknown, or a snapshot deleted. */
   private readonly again = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
+  /** When the latest pass began (0: none yet). */
+  private passStartedAt = 0;
   /** The start-up count or the reconcile tick in progress, if any. */
   private running: Promise<void> | undefined;
   private stopped = false;
@@ -127,11 +134,14 @@ export class UsageLedger {
       await this.measureOrSkip(repoFromKey(queued.value), false);
       return true;
     }
-    this.pass ??= {
-      repos: this.storage.listRepos()[Symbol.asyncIterator](),
-      seen: new Set(),
-      since: this.store.clock(),
-    };
+    if (this.pass === undefined) {
+      this.passStartedAt = Date.now();
+      this.pass = {
+        repos: this.storage.listRepos()[Symbol.asyncIterator](),
+        seen: new Set(),
+        since: this.store.clock(),
+      };
+    }
     const { repos, seen, since } = this.pass;
     const next = await repos.next();
     if (next.done === true) {
@@ -173,12 +183,16 @@ export class UsageLedger {
     this.logger.info({ repositories, ms: Date.now() - started }, 'repository usage counted');
   }
 
-  private schedule(): void {
+  private schedule(delayMs = this.tickMs): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
+      const started = Date.now();
+      let passGoesOn = true;
       this.running = this.step()
         .then(
-          () => undefined,
+          (more) => {
+            passGoesOn = more;
+          },
           (err: unknown) => {
             this.pass = undefined;
             this.logger.warn(
@@ -187,8 +201,13 @@ export class UsageLedger {
             );
           },
         )
-        .finally(() => this.schedule());
-    }, this.tickMs);
+        .finally(() => {
+          const now = Date.now();
+          const rest = Math.max(this.tickMs, (now - started) * workRatio);
+          const nextPass = this.passStartedAt + this.tickMs * ticksPerPass - now;
+          this.schedule(passGoesOn ? rest : Math.max(rest, nextPass));
+        });
+    }, delayMs);
     this.timer.unref();
   }
 
