@@ -4,9 +4,13 @@ import { mkdir, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { FsStorage } from '../../src/storage/fs/fs-storage.ts';
+import { indexFileName } from '../../src/storage/fs/index-file.ts';
 import { tempPrefix } from '../../src/storage/fs/layout.ts';
+import { currentProcess } from '../../src/storage/fs/process-identity.ts';
+import { tempStem } from '../../src/storage/fs/temp-files.ts';
 import type { Storage } from '../../src/storage/storage.ts';
 import { makeTempDir, withTempDir } from '../helpers/ratchet-process.ts';
+import { waitFor } from '../http/operations-helpers.ts';
 import { sha256, storageConformance } from './conformance.ts';
 
 const cleanups = new Map<Storage, () => Promise<void>>();
@@ -97,25 +101,40 @@ describe('filesystem storage layout', () => {
     });
   });
 
-  it('removes temporary files left by a crash when it starts, and only those', async () => {
+  it('removes at start only temporary files whose writer is provably gone', async () => {
     await withTempDir(async (dir) => {
-      await mkdir(path.join(dir, 'r', 'data', 'cd'), { recursive: true });
-      const leftover = path.join(dir, 'r', 'data', 'cd', `${tempPrefix}dead`);
-      const foreign = path.join(dir, 'r', 'data', 'cd', 'notes.txt');
-      await writeFile(leftover, 'partial upload');
-      await writeFile(foreign, 'keep me');
-      const past = new Date(Date.now() - 60_000);
-      await utimes(leftover, past, past);
+      const folder = path.join(dir, 'r', 'data', 'cd');
+      await mkdir(folder, { recursive: true });
+      // Another live process: the test runner that started this one.
+      const live = currentProcess(process.ppid);
+      // pid_max is at most 2^22 on Linux: no process has this pid.
+      const dead = { ...live, pid: 99_999_999 };
+      // The same pid as a live process, but another start time: the pid was reused.
+      const reused = { ...live, start: 'zzz' };
+      const files = {
+        dead: `${tempStem(dead)}0`,
+        reused: `${tempStem(reused)}1`,
+        liveOther: `${tempStem(live)}2`,
+        oldUnowned: `${tempPrefix}dead`,
+        freshUnowned: `${tempPrefix}probe-1234`,
+        foreign: 'notes.txt',
+      };
+      for (const name of Object.values(files)) await writeFile(path.join(folder, name), 'partial upload');
+      const past = new Date(Date.now() - 2 * 3600_000);
+      for (const name of [files.dead, files.reused, files.liveOther, files.oldUnowned, files.foreign])
+        await utimes(path.join(folder, name), past, past);
       const storage = new FsStorage({ root: dir });
       await storage.init();
-      const deadline = Date.now() + 5000;
-      while (
-        Date.now() < deadline &&
-        (await readdir(path.dirname(leftover))).includes(path.basename(leftover))
-      ) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
+      try {
+        await waitFor(async () => !(await readdir(folder)).includes(files.oldUnowned), 'the sweep');
+        await waitFor(async () => (await readdir(folder)).length === 3, 'the sweep');
+        assert.deepEqual(
+          (await readdir(folder)).sort(),
+          [files.liveOther, files.freshUnowned, files.foreign].sort(),
+        );
+      } finally {
+        await storage.close();
       }
-      assert.deepEqual(await readdir(path.dirname(leftover)), ['notes.txt']);
     });
   });
 
@@ -201,7 +220,7 @@ describe('filesystem storage layout', () => {
       assert.equal(before.objects.data, 20);
       assert.ok(before.newestSnapshotMs !== undefined);
       await first.close();
-      assert.ok((await readdir(path.join(dir, '.ratchet'))).includes('index.v2.jsonl'));
+      assert.ok((await readdir(path.join(dir, '.ratchet'))).includes(indexFileName));
       // An index saved by an older version is dropped, not misread.
       await writeFile(path.join(dir, '.ratchet', 'index.v1.jsonl'), '{"dir":"r/data/00"}\n');
 

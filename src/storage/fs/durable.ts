@@ -1,7 +1,8 @@
-/** Small durability helpers: fsync by path and content hashing of an existing file. */
+/** Small durability helpers: fsync by path, atomic replacement of a small file, content hashing. */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, rename, unlink } from 'node:fs/promises';
+import path from 'node:path';
 
 /**
  * Flushes a file's content, or a folder's entries (new or renamed names), to disk. Opened
@@ -23,4 +24,26 @@ export async function sha256OfFile(file: string): Promise<string> {
     hash.update(chunk as Buffer);
   }
   return hash.digest('hex');
+}
+
+/**
+ * Replaces a small file atomically and durably: a temporary file beside it is written, flushed
+ * and renamed over it, then the folder is flushed. The temporary file is removed on failure.
+ */
+export async function replaceFileDurably(file: string, text: string, mode: number): Promise<void> {
+  const temp = `${file}.tmp`;
+  try {
+    const handle = await open(temp, 'w', mode);
+    try {
+      await handle.writeFile(text);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, file);
+  } catch (err) {
+    await unlink(temp).catch(() => undefined);
+    throw err;
+  }
+  await fsyncPath(path.dirname(file));
 }
