@@ -3,7 +3,6 @@ import { chmod, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { basicAuthorization } from '../../src/auth/basic-credentials.ts';
 import { startHtpasswdAuth } from '../../src/auth/htpasswd-auth.ts';
@@ -11,22 +10,8 @@ import { hashPassword } from '../../src/auth/htpasswd-file.ts';
 import { HtpasswdWatcher } from '../../src/auth/htpasswd-watcher.ts';
 import type { HtpasswdWatcherOptions } from '../../src/auth/htpasswd-watcher.ts';
 import { RatchetError } from '../../src/errors.ts';
-
-interface LogLine {
-  level: number;
-  msg: string;
-  line?: number;
-  error?: string;
-}
-
-function capturingLogger(): { logger: Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const logger = pino(
-    { level: 'debug' },
-    { write: (text: string) => lines.push(JSON.parse(text) as LogLine) },
-  );
-  return { logger, lines };
-}
+import { capturingLogger } from '../helpers/logs.ts';
+import type { LogLine } from '../helpers/logs.ts';
 
 let root = '';
 let counter = 0;
