@@ -50,8 +50,12 @@ export class SizeChecker {
   }
 
   private async loop(): Promise<void> {
-    while (!this.stopped) {
-      const passStarted = Date.now();
+    // The first pass waits an interval: what a saved index holds was stat'ed when it was saved.
+    let passStarted = Date.now();
+    for (;;) {
+      await this.pause(this.options.passIntervalMs - (Date.now() - passStarted));
+      if (this.stopped) return;
+      passStarted = Date.now();
       try {
         for (const dir of this.index.folderNames()) {
           if (this.stopped) return;
@@ -62,7 +66,6 @@ export class SizeChecker {
       } catch (err) {
         this.onError(err);
       }
-      await this.pause(this.options.passIntervalMs - (Date.now() - passStarted));
     }
   }
 
