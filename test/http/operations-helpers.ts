@@ -194,6 +194,22 @@ export async function unmount(dir: string): Promise<void> {
   mounted.delete(dir);
 }
 
+/** Runs the test on a fresh tmpfs of the given size (e.g. "3m"), unmounted and removed afterwards. */
+export async function withTmpfs(size: string, test: (dir: string) => Promise<void>): Promise<void> {
+  requireRoot();
+  const { dir, cleanup } = await makeTempDir();
+  try {
+    await mountTmpfs(dir, size);
+    try {
+      await test(dir);
+    } finally {
+      await unmount(dir);
+    }
+  } finally {
+    await cleanup();
+  }
+}
+
 /**
  * Runs the test against an in-process server whose data folder is a fresh tmpfs of the given
  * size (e.g. "3m"); the server, the mount and the folder go afterwards, whatever happened.
@@ -202,23 +218,14 @@ export async function withServerOnTmpfs(
   size: string,
   test: (server: TestServer, dir: string) => Promise<void>,
 ): Promise<void> {
-  requireRoot();
-  const { dir, cleanup } = await makeTempDir();
-  try {
-    await mountTmpfs(dir, size);
+  await withTmpfs(size, async (dir) => {
+    const server = await startTestServer(dir);
     try {
-      const server = await startTestServer(dir);
-      try {
-        await test(server, dir);
-      } finally {
-        await server.close();
-      }
+      await test(server, dir);
     } finally {
-      await unmount(dir);
+      await server.close();
     }
-  } finally {
-    await cleanup();
-  }
+  });
 }
 
 /** An upload (POST with Content-Length) that fails instead of waiting forever for an answer. */
