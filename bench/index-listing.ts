@@ -18,12 +18,12 @@ const count = Number(process.argv[2] ?? 100_000);
 const root = mkdtempSync(path.join(process.argv[3] ?? tmpdir(), 'ratchet-index-bench-'));
 const indexFile = path.join(root, '.ratchet', indexFileName);
 
-async function timed(label: string, work: () => Promise<unknown>): Promise<void> {
+async function timed(label: string, work: () => Promise<string | void>): Promise<void> {
   const started = performance.now();
   const result = await work();
   const ms = performance.now() - started;
   console.log(
-    `${label.padEnd(44)} ${ms.toFixed(0).padStart(6)} ms${result === undefined ? '' : `  (${String(result)})`}`,
+    `${label.padEnd(44)} ${ms.toFixed(0).padStart(6)} ms${result === undefined ? '' : `  (${result})`}`,
   );
 }
 
@@ -65,7 +65,8 @@ try {
   await storage.close();
 
   const saved = readFileSync(indexFile);
-  saved[Math.floor(saved.length / 2)] ^= 1;
+  const middle = Math.floor(saved.length / 2);
+  saved[middle] = (saved[middle] ?? 0) ^ 1;
   writeFileSync(indexFile, saved);
   await timed('restart with a damaged index: start', async () => {
     storage = await started();

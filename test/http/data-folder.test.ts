@@ -53,7 +53,7 @@ describe('shutdown on a full disk', () => {
   it('logs the failed index save, leaves no temporary file and exits 0', async () => {
     await withTmpfs('6m', async (dataDir) => {
       const server = await startRatchet(dataDir, ['--no-auth']);
-      let exit: number | null = null;
+      let exit: number | null;
       try {
         assert.equal((await raw(server.url, 'POST', '/r/?create=true')).status, 200);
         // Enough objects for an index of several write buffers.

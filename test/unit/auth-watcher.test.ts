@@ -3,7 +3,6 @@ import { chmod, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { Logger } from 'pino';
 import { basicAuthorization } from '../../src/auth/basic-credentials.ts';
 import { startHtpasswdAuth } from '../../src/auth/htpasswd-auth.ts';
 import { hashPassword } from '../../src/auth/htpasswd-file.ts';
