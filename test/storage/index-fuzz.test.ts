@@ -14,6 +14,7 @@ import { describe, it } from 'node:test';
 import { objectTypes } from '../../src/protocol/route.ts';
 import type { ObjectType } from '../../src/protocol/route.ts';
 import { FsStorage } from '../../src/storage/fs/fs-storage.ts';
+import { seededRandom } from '../../bench/stats.ts';
 import { capturingLogger } from '../helpers/logs.ts';
 import { withTempDir } from '../helpers/ratchet-process.ts';
 import {
@@ -46,22 +47,10 @@ async function* once(data: Buffer): AsyncIterable<Uint8Array> {
   yield data;
 }
 
-/** mulberry32: a small seeded generator of numbers in [0, 1). */
-function generator(start: number): () => number {
-  let state = start >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe('index fuzzing', () => {
   it(`lists what is on disk after each of ${cases} restarts with random disk changes and index edits`, async () => {
     await withTempDir(async (base) => {
-      const random = generator(seed);
+      const random = seededRandom(seed);
       const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
       const bytes = (n: number): Buffer =>
         Buffer.from(Array.from({ length: n }, () => Math.floor(random() * 256)));

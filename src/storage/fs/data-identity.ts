@@ -67,6 +67,6 @@ export async function advanceGeneration(
 ): Promise<DataIdentity> {
   const next = { ...identity, generation: identity.generation + 1 };
   const text = `${JSON.stringify({ id: next.id, generation: next.generation })}\n`;
-  await replaceFileDurably(path.join(stateDir, fileName), text, fileMode);
+  await replaceFileDurably(path.join(stateDir, fileName), fileMode, (write) => write(text));
   return next;
 }

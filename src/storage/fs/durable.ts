@@ -1,4 +1,4 @@
-/** Small durability helpers: fsync by path, atomic replacement of a small file, content hashing. */
+/** Small durability helpers: fsync by path, atomic replacement of a file, content hashing. */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
@@ -27,15 +27,24 @@ export async function sha256OfFile(file: string): Promise<string> {
 }
 
 /**
- * Replaces a small file atomically and durably: a temporary file beside it is written, flushed
- * and renamed over it, then the folder is flushed. The temporary file is removed on failure.
+ * Replaces a file atomically and durably: `fill` writes a temporary file beside it through the
+ * given function, which is then flushed and renamed over the file, and the folder is flushed.
+ * The temporary file is removed on failure (a full disk, say) and the error thrown.
  */
-export async function replaceFileDurably(file: string, text: string, mode: number): Promise<void> {
+export async function replaceFileDurably(
+  file: string,
+  mode: number,
+  fill: (write: (text: string) => Promise<void>) => Promise<void>,
+): Promise<void> {
   const temp = `${file}.tmp`;
   try {
     const handle = await open(temp, 'w', mode);
     try {
-      await handle.writeFile(text);
+      // Each call appends at the current position.
+      await fill(async (text) => {
+        await handle.writeFile(text);
+      });
+      // Flushed before the rename, so a crash cannot leave a current-looking file with lost lines.
       await handle.sync();
     } finally {
       await handle.close();

@@ -19,12 +19,12 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { DataIdentity } from './data-identity.ts';
 import type { DirectoryIndex, FolderSnapshot } from './dir-index.ts';
-import { fsyncPath } from './durable.ts';
+import { replaceFileDurably } from './durable.ts';
 import { isMissing } from './fs-errors.ts';
 
 export const indexFileName = 'index.v3.jsonl';
@@ -169,40 +169,26 @@ export async function saveIndex(
   identity: DataIdentity,
   index: DirectoryIndex,
 ): Promise<void> {
-  const file = path.join(stateDir, indexFileName);
-  const temp = `${file}.tmp`;
-  try {
-    const handle = await open(temp, 'w', 0o600);
-    try {
-      const hash = createHash('sha256');
-      let pending = '';
-      const flush = async (): Promise<void> => {
-        hash.update(pending);
-        await handle.writeFile(pending);
-        pending = '';
+  await replaceFileDurably(path.join(stateDir, indexFileName), 0o600, async (write) => {
+    const hash = createHash('sha256');
+    let pending = '';
+    const flush = async (): Promise<void> => {
+      hash.update(pending);
+      await write(pending);
+      pending = '';
+    };
+    pending += `${JSON.stringify(headerOf(identity))}\n`;
+    for await (const [dir, folder] of index.verified()) {
+      const saved: SavedFolder = {
+        dir: path.relative(root, dir),
+        mtimeMs: folder.mtimeMs,
+        sizes: [...folder.sizes],
+        ...(folder.mtimes === undefined ? {} : { mtimes: [...folder.mtimes] }),
       };
-      pending += `${JSON.stringify(headerOf(identity))}\n`;
-      for await (const [dir, folder] of index.verified()) {
-        const saved: SavedFolder = {
-          dir: path.relative(root, dir),
-          mtimeMs: folder.mtimeMs,
-          sizes: [...folder.sizes],
-          ...(folder.mtimes === undefined ? {} : { mtimes: [...folder.mtimes] }),
-        };
-        pending += `${JSON.stringify(saved)}\n`;
-        if (pending.length >= writeChunkBytes) await flush();
-      }
-      await flush();
-      await handle.writeFile(`${JSON.stringify({ sha256: hash.digest('hex') })}\n`);
-      // Flushed before the rename, so a crash cannot leave a current-looking file with lost lines.
-      await handle.sync();
-    } finally {
-      await handle.close();
+      pending += `${JSON.stringify(saved)}\n`;
+      if (pending.length >= writeChunkBytes) await flush();
     }
-    await rename(temp, file);
-  } catch (err) {
-    await unlink(temp).catch(() => undefined);
-    throw err;
-  }
-  await fsyncPath(stateDir);
+    await flush();
+    await write(`${JSON.stringify({ sha256: hash.digest('hex') })}\n`);
+  });
 }
