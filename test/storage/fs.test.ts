@@ -111,26 +111,37 @@ describe('filesystem storage layout', () => {
       const dead = { ...live, pid: 99_999_999 };
       // The same pid as a live process, but another start time: the pid was reused.
       const reused = { ...live, start: 'zzz' };
+      // Another host's process (a shared network filesystem): judged by age only.
+      const remote = { ...dead, host: live.host === '00000000' ? '11111111' : '00000000' };
       const files = {
         dead: `${tempStem(dead)}0`,
         reused: `${tempStem(reused)}1`,
         liveOther: `${tempStem(live)}2`,
+        remoteOld: `${tempStem(remote)}3`,
+        remoteFresh: `${tempStem(remote)}4`,
         oldUnowned: `${tempPrefix}dead`,
         freshUnowned: `${tempPrefix}probe-1234`,
         foreign: 'notes.txt',
       };
       for (const name of Object.values(files)) await writeFile(path.join(folder, name), 'partial upload');
       const past = new Date(Date.now() - 2 * 3600_000);
-      for (const name of [files.dead, files.reused, files.liveOther, files.oldUnowned, files.foreign])
-        await utimes(path.join(folder, name), past, past);
+      const aged = [
+        files.dead,
+        files.reused,
+        files.liveOther,
+        files.remoteOld,
+        files.oldUnowned,
+        files.foreign,
+      ];
+      for (const name of aged) await utimes(path.join(folder, name), past, past);
       const storage = new FsStorage({ root: dir });
       await storage.init();
       try {
         await waitFor(async () => !(await readdir(folder)).includes(files.oldUnowned), 'the sweep');
-        await waitFor(async () => (await readdir(folder)).length === 3, 'the sweep');
+        await waitFor(async () => (await readdir(folder)).length === 4, 'the sweep');
         assert.deepEqual(
           (await readdir(folder)).sort(),
-          [files.liveOther, files.freshUnowned, files.foreign].sort(),
+          [files.liveOther, files.remoteFresh, files.freshUnowned, files.foreign].sort(),
         );
       } finally {
         await storage.close();

@@ -1,7 +1,7 @@
 /**
  * One server process per data folder, until quotas and the index live in a store that several
  * processes share. The lock is a symbolic link `<path>/.ratchet/lock.<n>` whose target names its
- * owner (pid, start time, boot: process-identity.ts): creating a symlink is exclusive and atomic,
+ * owner (pid, start time, boot, host: process-identity.ts): creating a symlink is exclusive and atomic,
  * and it needs an inode but no data block, so a full disk does not stop a restore.
  *
  * The owner is the process that created the highest-numbered lock while no higher one existed.
@@ -12,7 +12,7 @@
 import { readdir, readlink, symlink, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { errnoCode, RatchetError } from '../../errors.ts';
-import { formatIdentity, isRunning, parseIdentity } from './process-identity.ts';
+import { formatIdentity, isLocal, isRunning, parseIdentity } from './process-identity.ts';
 import type { ProcessIdentity } from './process-identity.ts';
 
 const lockName = /^lock\.(\d{1,15})$/;
@@ -56,9 +56,12 @@ export async function acquireDataLock(
     if (top > 0) {
       const owner = await ownerOf(path.join(stateDir, `lock.${top}`));
       if (owner !== undefined && isRunning(owner)) {
+        const where = isLocal(owner)
+          ? `pid ${owner.pid}`
+          : `pid ${owner.pid} on another host; if that server is gone for good, remove ${path.join(stateDir, `lock.${top}`)}`;
         throw new RatchetError(
           'UNAVAILABLE',
-          `the data folder ${dataDir} is in use by another ratchet process (pid ${owner.pid}); ` +
+          `the data folder ${dataDir} is in use by another ratchet process (${where}); ` +
             'only one server may serve a data folder at a time',
         );
       }
