@@ -12,7 +12,7 @@ import { errnoCode } from '../../src/errors.ts';
 import { raw, v2 } from '../helpers/http.ts';
 import { startRatchet, withTempDir } from '../helpers/ratchet-process.ts';
 import { backdate, writeObject } from '../storage/index-helpers.ts';
-import { withTmpfs } from './operations-helpers.ts';
+import { remount, withTmpfs } from './operations-helpers.ts';
 
 describe('one server per data folder', () => {
   it('refuses a second server on the same data folder, and takes over after the first was killed', async () => {
@@ -80,6 +80,34 @@ describe('shutdown on a full disk', () => {
         (await readdir(path.join(dataDir, '.ratchet'))).filter((name) => name.endsWith('.tmp')),
         [],
       );
+    });
+  });
+});
+
+describe('start on a read-only data folder', () => {
+  it('serves reads without taking the lock, and exits 0', async () => {
+    await withTmpfs('4m', async (dataDir) => {
+      const first = await startRatchet(dataDir, ['--no-auth']);
+      try {
+        assert.equal((await raw(first.url, 'POST', '/r/?create=true')).status, 200);
+        await writeObject(dataDir, 'r', 'keys', 100);
+      } finally {
+        assert.equal(await first.stop(), 0);
+      }
+      await remount(dataDir, 'ro');
+      try {
+        const server = await startRatchet(dataDir, ['--no-auth']);
+        try {
+          const listed = await raw(server.url, 'GET', '/r/keys/', { headers: { Accept: v2 } });
+          assert.equal(listed.status, 200);
+          assert.equal((JSON.parse(listed.body.toString()) as unknown[]).length, 1);
+          assert.match(server.stderr(), /starting without its lock/);
+        } finally {
+          assert.equal(await server.stop(), 0);
+        }
+      } finally {
+        await remount(dataDir, 'rw');
+      }
     });
   });
 });

@@ -3,7 +3,7 @@
  * the lock that keeps a second server off the data folder (data-lock.ts), the folder's identity
  * and generation (data-identity.ts) and the saved directory index (index-file.ts).
  *
- * Start: take the lock, read the identity, load the saved index if it proves itself, then
+ * Start: take the lock (unless the disk is full or read-only), read the identity, load the saved index if it proves itself, then
  * advance the generation durably, so that no index saved before this point can be used again.
  * Shutdown: save the index (only if the generation was advanced), then release the lock.
  * Failures to save are logged and the temporary file removed: the next start reads the folders.
@@ -43,14 +43,15 @@ export class DataFolderState {
    * index if it proves itself.
    */
   async open(self: ProcessIdentity): Promise<void> {
-    await mkdir(this.stateDir, { recursive: true, mode: this.dirMode });
     try {
+      await mkdir(this.stateDir, { recursive: true, mode: this.dirMode });
       this.lock = await acquireDataLock(this.stateDir, this.root, self);
     } catch (err) {
-      // A full disk must not stop a restore: serve without the lock, and say so.
+      // A full or read-only disk must not stop a restore: serve without the lock (nothing can
+      // be written anyway), and say so.
       const code = errnoCode(err);
-      if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
-      this.logger?.warn({ err }, 'no space for the data folder lock; starting without it');
+      if (code !== 'ENOSPC' && code !== 'EDQUOT' && code !== 'EROFS') throw err;
+      this.logger?.warn({ err }, 'the data folder takes no writes: starting without its lock');
     }
     const { identity, problem } = await readDataIdentity(this.stateDir, this.root);
     if (problem !== undefined) this.logger?.warn({ problem }, 'the data folder state was reset');
