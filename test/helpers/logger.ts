@@ -8,6 +8,8 @@ export interface LogLine {
   readonly msg: string;
   readonly line?: number;
   readonly error?: string;
+  readonly reason?: string;
+  readonly [field: string]: unknown;
 }
 
 /** A debug-level logger that keeps every line it writes, parsed, in `lines`. */

@@ -182,6 +182,26 @@ export async function unmount(dir: string): Promise<void> {
   mounted.delete(dir);
 }
 
+/** Runs the test on a fresh tmpfs of the given size (e.g. "3m") and at most `inodes` inodes, unmounted and removed afterwards. */
+export async function withTmpfs(
+  size: string,
+  test: (dir: string) => Promise<void>,
+  inodes?: number,
+): Promise<void> {
+  requireRoot();
+  const { dir, cleanup } = await makeTempDir();
+  try {
+    await mountTmpfs(dir, size, inodes);
+    try {
+      await test(dir);
+    } finally {
+      await unmount(dir);
+    }
+  } finally {
+    await cleanup();
+  }
+}
+
 /**
  * Runs the test against an in-process server whose data folder is a fresh tmpfs of the given
  * size (e.g. "3m"); the server, the mount and the folder go afterwards, whatever happened.
@@ -191,23 +211,18 @@ export async function withServerOnTmpfs(
   test: (server: TestServer, dir: string) => Promise<void>,
   inodes?: number,
 ): Promise<void> {
-  requireRoot();
-  const { dir, cleanup } = await makeTempDir();
-  try {
-    await mountTmpfs(dir, size, inodes);
-    try {
+  await withTmpfs(
+    size,
+    async (dir) => {
       const server = await startTestServer(dir);
       try {
         await test(server, dir);
       } finally {
         await server.close();
       }
-    } finally {
-      await unmount(dir);
-    }
-  } finally {
-    await cleanup();
-  }
+    },
+    inodes,
+  );
 }
 
 /** An upload (POST with Content-Length) that fails instead of waiting forever for an answer. */

@@ -4,7 +4,10 @@ import { mkdir, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { FsStorage } from '../../src/storage/fs/fs-storage.ts';
+import { indexFileName } from '../../src/storage/fs/index-file.ts';
 import { tempPrefix } from '../../src/storage/fs/layout.ts';
+import { currentProcess } from '../../src/storage/fs/process-identity.ts';
+import { tempStem } from '../../src/storage/fs/temp-files.ts';
 import type { Storage } from '../../src/storage/storage.ts';
 import { makeTempDir, withTempDir } from '../helpers/ratchet-process.ts';
 import { sleep, waitFor } from '../helpers/wait.ts';
@@ -105,22 +108,51 @@ describe('filesystem storage layout', () => {
     });
   });
 
-  it('removes temporary files left by a crash when it starts, and only those', async () => {
+  it('removes at start only temporary files whose writer is provably gone', async () => {
     await withTempDir(async (dir) => {
-      await mkdir(path.join(dir, 'r', 'data', 'cd'), { recursive: true });
-      const leftover = path.join(dir, 'r', 'data', 'cd', `${tempPrefix}dead`);
-      const foreign = path.join(dir, 'r', 'data', 'cd', 'notes.txt');
-      await writeFile(leftover, 'partial upload');
-      await writeFile(foreign, 'keep me');
-      const past = new Date(Date.now() - 60_000);
-      await utimes(leftover, past, past);
+      const folder = path.join(dir, 'r', 'data', 'cd');
+      await mkdir(folder, { recursive: true });
+      // Another live process: the test runner that started this one.
+      const live = currentProcess(process.ppid);
+      // pid_max is at most 2^22 on Linux: no process has this pid.
+      const dead = { ...live, pid: 99_999_999 };
+      // The same pid as a live process, but another start time: the pid was reused.
+      const reused = { ...live, start: 'zzz' };
+      // Another host's process (a shared network filesystem): judged by age only.
+      const remote = { ...dead, host: live.host === '00000000' ? '11111111' : '00000000' };
+      const files = {
+        dead: `${tempStem(dead)}0`,
+        reused: `${tempStem(reused)}1`,
+        liveOther: `${tempStem(live)}2`,
+        remoteOld: `${tempStem(remote)}3`,
+        remoteFresh: `${tempStem(remote)}4`,
+        oldUnowned: `${tempPrefix}dead`,
+        freshUnowned: `${tempPrefix}probe-1234`,
+        foreign: 'notes.txt',
+      };
+      for (const name of Object.values(files)) await writeFile(path.join(folder, name), 'partial upload');
+      const past = new Date(Date.now() - 2 * 3600_000);
+      const aged = [
+        files.dead,
+        files.reused,
+        files.liveOther,
+        files.remoteOld,
+        files.oldUnowned,
+        files.foreign,
+      ];
+      for (const name of aged) await utimes(path.join(folder, name), past, past);
       const storage = new FsStorage({ root: dir });
       await storage.init();
-      await waitFor(
-        async () => !(await readdir(path.dirname(leftover))).includes(path.basename(leftover)),
-        'the leftover temp file to be removed',
-      ).catch(() => undefined);
-      assert.deepEqual(await readdir(path.dirname(leftover)), ['notes.txt']);
+      try {
+        await waitFor(async () => !(await readdir(folder)).includes(files.oldUnowned), 'the sweep');
+        await waitFor(async () => (await readdir(folder)).length === 4, 'the sweep');
+        assert.deepEqual(
+          (await readdir(folder)).sort(),
+          [files.liveOther, files.remoteFresh, files.freshUnowned, files.foreign].sort(),
+        );
+      } finally {
+        await storage.close();
+      }
     });
   });
 
@@ -208,7 +240,7 @@ describe('filesystem storage layout', () => {
       assert.equal(before.objects.data, 20);
       assert.ok(before.newestSnapshotMs !== undefined);
       await first.close();
-      assert.ok((await readdir(path.join(dir, '.ratchet'))).includes('index.v2.jsonl'));
+      assert.ok((await readdir(path.join(dir, '.ratchet'))).includes(indexFileName));
       // An index saved by an older version is dropped, not misread.
       await writeFile(path.join(dir, '.ratchet', 'index.v1.jsonl'), '{"dir":"r/data/00"}\n');
 

@@ -1,15 +1,24 @@
 /**
- * A cache of what each object folder holds (name → size), so listings and usage sums do not stat
- * every file. Modification times are kept only for folders that need them (snapshots: when the
- * last backup happened): 100,000 objects take 11.4 MiB of memory instead of 18.2 MiB with a
- * size and an mtime per entry. A folder's cached entries are trusted while the folder's mtime is
- * unchanged: adding, removing or renaming an entry, by this server or anyone else, changes it.
- * Object files are immutable (their name is their hash), so entries that are still listed keep
- * their cached size and only new names are stat'ed when a folder is read again.
+ * A cache of what each object folder holds (name → size), so listings do not stat every file.
+ * Modification times are kept only for folders that need them (snapshots: when the last backup
+ * happened): 100,000 objects take 11.4 MiB of memory instead of 18.2 MiB with a size and an
+ * mtime per entry.
  *
- * A folder whose mtime is very recent when it is read might change again within the same clock
- * tick without its mtime moving, so such a snapshot is re-read next time ("racy" entries, as git
- * handles its index).
+ * The guarantees (tested in test/storage/dir-index.test.ts and index-fuzz.test.ts):
+ *
+ * - Names are exact. A folder's cached names are used only while the folder's mtime is the one
+ *   seen when they were read: adding, removing or renaming an entry, by this server or anyone
+ *   else, changes it. A folder whose mtime was within `racyWindowMs` of the moment it was read
+ *   might change again within the same clock tick without its mtime moving, so it is read
+ *   again next time ("racy", as git handles its index).
+ * - Sizes are exact for what is finished. A size read while its file was still changing (the
+ *   file's mtime within `racyWindowMs` of the moment it was read) is "unsettled": it is stat'ed
+ *   again on every use until it settles, and a folder holding one is never saved. A writer that
+ *   rewrites a file in place after pausing longer than the window (cp, scp, rsync --inplace)
+ *   leaves the folder's mtime alone; the background size check (size-check.ts) finds it, and
+ *   a save stats every entry it writes, so a restart never carries a size it did not verify.
+ *   Objects are immutable (their name is their hash): a finished object whose content changes
+ *   later is corruption, which scrubbing finds; the size check only keeps listings honest.
  */
 import type { Dirent, Stats } from 'node:fs';
 import { statSync } from 'node:fs';
@@ -34,43 +43,67 @@ export interface FolderSnapshot {
   mtimeMs: number;
   readonly sizes: Map<string, number>;
   readonly mtimes: Map<string, number> | undefined;
+  /** Names whose size was read while the file was still changing; stat'ed again on every use. */
+  unsettled?: Set<string>;
 }
 
-// A folder modified less than this long before it was read is read again next time.
-const racyWindowMs = 2000;
-// Thread-pool stats of new entries run this many at a time.
+/** Work the index did, for tests and benchmarks. */
+export interface IndexCounts {
+  /** Folders read from disk (readdir). */
+  folderReads: number;
+  /** Entries stat'ed (new names, unsettled sizes, size checks, saves). */
+  entryStats: number;
+}
+
+/** A folder or file modified less than this long before it was read may still be changing. */
+export const racyWindowMs = 2000;
+// Thread-pool stats of entries run this many at a time.
 const statConcurrency = 64;
-// Synchronous stats of new entries run this many between turns of the event loop (~1 ms).
+// Synchronous stats of entries run this many between turns of the event loop (~1 ms).
 const syncStatSlice = 256;
 
 const noEntries: FolderEntries = { sizes: new Map(), mtimes: undefined };
 
 export class DirectoryIndex {
+  readonly counts: IndexCounts = { folderReads: 0, entryStats: 0 };
   private readonly folders = new Map<string, FolderSnapshot>();
   private readonly guard: SyncGuard;
   private readonly keepsMtimes: (dir: string) => boolean;
+  private readonly onSizeChange: ((file: string, cached: number, actual: number) => void) | undefined;
 
   /**
-   * Folders and new entries are stat'ed synchronously while the guard allows.
-   * `keepsMtimes` names the folders whose entries' modification times are kept.
+   * Folders and entries are stat'ed synchronously while the guard allows. `keepsMtimes` names
+   * the folders whose entries' modification times are kept; `onSizeChange` hears of a settled
+   * size that turned out to be wrong (a file rewritten in place).
    */
-  constructor(options: { guard: SyncGuard; keepsMtimes: (dir: string) => boolean }) {
+  constructor(options: {
+    guard: SyncGuard;
+    keepsMtimes: (dir: string) => boolean;
+    onSizeChange?: (file: string, cached: number, actual: number) => void;
+  }) {
     this.guard = options.guard;
     this.keepsMtimes = options.keepsMtimes;
+    this.onSizeChange = options.onSizeChange;
   }
 
   /** The valid objects in a folder, read from disk only when the folder changed. */
   async entries(dir: string): Promise<FolderEntries> {
+    const statedAt = Date.now();
     const info = await this.guard.stat(dir);
     if (info === undefined) {
       this.folders.delete(dir);
       return noEntries;
     }
     const cached = this.folders.get(dir);
-    if (cached !== undefined && cached.mtimeMs === info.mtimeMs) return cached;
-    const read = await readFolder(dir, cached, this.keepsMtimes(dir), this.guard);
-    const racy = Date.now() - info.mtimeMs < racyWindowMs;
-    const snapshot = { mtimeMs: racy ? -1 : info.mtimeMs, ...read };
+    if (cached !== undefined && cached.mtimeMs === info.mtimeMs) {
+      if (cached.unsettled === undefined || cached.unsettled.size === 0) return cached;
+      await this.recheck(dir, cached, [...cached.unsettled]);
+      if (cached.mtimeMs === info.mtimeMs) return cached;
+    }
+    this.counts.folderReads++;
+    const read = await this.readFolder(dir, this.folders.get(dir), this.keepsMtimes(dir));
+    const racy = statedAt - info.mtimeMs < racyWindowMs;
+    const snapshot: FolderSnapshot = { mtimeMs: racy ? -1 : info.mtimeMs, ...read };
     this.folders.set(dir, snapshot);
     return snapshot;
   }
@@ -81,6 +114,7 @@ export class DirectoryIndex {
     if (cached === undefined) return;
     cached.sizes.set(name, size);
     cached.mtimes?.set(name, mtimeMs);
+    cached.unsettled?.delete(name);
     cached.mtimeMs = -1;
   }
 
@@ -90,12 +124,40 @@ export class DirectoryIndex {
     if (cached === undefined) return;
     cached.sizes.delete(name);
     cached.mtimes?.delete(name);
+    cached.unsettled?.delete(name);
     cached.mtimeMs = -1;
   }
 
-  /** Every cached folder, for persisting the index across restarts. */
-  snapshot(): IterableIterator<[string, FolderSnapshot]> {
-    return this.folders.entries();
+  /** The folders cached now. */
+  folderNames(): string[] {
+    return [...this.folders.keys()];
+  }
+
+  /**
+   * Stats every cached entry of a folder again and corrects sizes that changed (the background
+   * size check); returns how many entries were stat'ed.
+   */
+  async checkSizes(dir: string): Promise<number> {
+    const folder = this.folders.get(dir);
+    if (folder === undefined) return 0;
+    const names = [...folder.sizes.keys()];
+    await this.recheck(dir, folder, names);
+    return names.length;
+  }
+
+  /**
+   * The folders fit to be saved, each verified now: the folder's mtime is still the cached one
+   * and every entry was stat'ed again, its size settled and corrected.
+   */
+  async *verified(): AsyncIterable<[string, FolderSnapshot]> {
+    for (const [dir, folder] of [...this.folders]) {
+      if (folder.mtimeMs < 0 || (folder.unsettled?.size ?? 0) > 0) continue;
+      const info = await this.guard.stat(dir);
+      if (info?.mtimeMs !== folder.mtimeMs) continue;
+      await this.recheck(dir, folder, [...folder.sizes.keys()]);
+      if (this.folders.get(dir) !== folder || folder.mtimeMs < 0) continue;
+      if ((folder.unsettled?.size ?? 0) === 0) yield [dir, folder];
+    }
   }
 
   /**
@@ -106,72 +168,121 @@ export class DirectoryIndex {
     if ((snapshot.mtimes !== undefined) !== this.keepsMtimes(dir)) return;
     if (!this.folders.has(dir)) this.folders.set(dir, snapshot);
   }
+
+  /** Stats the names again and updates their sizes and settledness; a missing one forces a re-read. */
+  private async recheck(dir: string, folder: FolderSnapshot, names: string[]): Promise<void> {
+    const { infos, statedAt } = await this.statEntries(dir, names);
+    if (this.folders.get(dir) !== folder) return;
+    names.forEach((name, i) => {
+      const info = infos[i];
+      const cached = folder.sizes.get(name);
+      if (cached === undefined) return; // removed by this server meanwhile
+      if (!info?.isFile()) {
+        folder.mtimeMs = -1; // gone or replaced: the folder is read again on next use
+        return;
+      }
+      if (info.size !== cached) {
+        if (folder.unsettled?.has(name) !== true)
+          this.onSizeChange?.(dir + path.sep + name, cached, info.size);
+        folder.sizes.set(name, info.size);
+      }
+      folder.mtimes?.set(name, info.mtimeMs);
+      markSettled(folder, name, statedAt - info.mtimeMs >= racyWindowMs);
+    });
+  }
+
+  private async readFolder(
+    dir: string,
+    previous: FolderSnapshot | undefined,
+    keepMtimes: boolean,
+  ): Promise<Pick<FolderSnapshot, 'sizes' | 'mtimes' | 'unsettled'>> {
+    const sizes = new Map<string, number>();
+    const mtimes = keepMtimes ? new Map<string, number>() : undefined;
+    let dirents: Dirent[];
+    try {
+      dirents = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if (isMissing(err)) return { sizes, mtimes };
+      throw err;
+    }
+    const unknown: string[] = [];
+    for (const dirent of dirents) {
+      if (dirent.isDirectory() || !isObjectName(dirent.name)) continue;
+      const size = previous?.sizes.get(dirent.name);
+      const mtime = previous?.mtimes?.get(dirent.name);
+      if (
+        size === undefined ||
+        (mtimes !== undefined && mtime === undefined) ||
+        previous?.unsettled?.has(dirent.name) === true
+      ) {
+        unknown.push(dirent.name);
+        continue;
+      }
+      sizes.set(dirent.name, size);
+      if (mtime !== undefined) mtimes?.set(dirent.name, mtime);
+    }
+    const read: Pick<FolderSnapshot, 'sizes' | 'mtimes' | 'unsettled'> = { sizes, mtimes };
+    const { infos, statedAt } = await this.statEntries(dir, unknown);
+    unknown.forEach((name, i) => {
+      const info = infos[i];
+      if (!info?.isFile()) return;
+      sizes.set(name, info.size);
+      mtimes?.set(name, info.mtimeMs);
+      markSettled(read, name, statedAt - info.mtimeMs >= racyWindowMs);
+    });
+    return read;
+  }
+
+  /**
+   * stat(2) of each name in the folder (undefined for a missing one), synchronously in slices
+   * while the guard allows, else through the thread pool; `statedAt` is the time before the
+   * first call.
+   */
+  private async statEntries(
+    dir: string,
+    names: readonly string[],
+  ): Promise<{ infos: (Stats | undefined)[]; statedAt: number }> {
+    const statedAt = Date.now();
+    const infos: (Stats | undefined)[] = [];
+    this.counts.entryStats += names.length;
+    let i = 0;
+    while (i < names.length) {
+      const started = this.guard.begin();
+      if (started !== undefined) {
+        // Synchronous stats of cached inodes: a few µs each instead of a thread-pool round trip.
+        const end = Math.min(names.length, i + syncStatSlice);
+        const calls = end - i;
+        for (; i < end; i++) {
+          try {
+            infos.push(statSync(dir + path.sep + names[i], { throwIfNoEntry: false }));
+          } catch (err) {
+            if (!isMissing(err)) throw err;
+            infos.push(undefined);
+          }
+        }
+        this.guard.end(started, calls);
+        if (i < names.length) await nextTurn();
+        continue;
+      }
+      const batch = names.slice(i, i + statConcurrency);
+      i += batch.length;
+      infos.push(
+        ...(await Promise.all(
+          batch.map((name) =>
+            statPath(path.join(dir, name)).catch((err: unknown) => {
+              if (isMissing(err)) return undefined;
+              throw err;
+            }),
+          ),
+        )),
+      );
+    }
+    return { infos, statedAt };
+  }
 }
 
-async function readFolder(
-  dir: string,
-  previous: FolderEntries | undefined,
-  keepMtimes: boolean,
-  guard: SyncGuard,
-): Promise<{ sizes: Map<string, number>; mtimes: Map<string, number> | undefined }> {
-  const sizes = new Map<string, number>();
-  const mtimes = keepMtimes ? new Map<string, number>() : undefined;
-  let dirents: Dirent[];
-  try {
-    dirents = await readdir(dir, { withFileTypes: true });
-  } catch (err) {
-    if (isMissing(err)) return { sizes, mtimes };
-    throw err;
-  }
-  const unknown: string[] = [];
-  for (const dirent of dirents) {
-    if (dirent.isDirectory() || !isObjectName(dirent.name)) continue;
-    const size = previous?.sizes.get(dirent.name);
-    const mtime = previous?.mtimes?.get(dirent.name);
-    if (size === undefined || (mtimes !== undefined && mtime === undefined)) {
-      unknown.push(dirent.name);
-      continue;
-    }
-    sizes.set(dirent.name, size);
-    if (mtime !== undefined) mtimes?.set(dirent.name, mtime);
-  }
-  const record = (name: string, info: Stats | undefined): void => {
-    if (!info?.isFile()) return;
-    sizes.set(name, info.size);
-    mtimes?.set(name, info.mtimeMs);
-  };
-  let i = 0;
-  while (i < unknown.length) {
-    const started = guard.begin();
-    if (started !== undefined) {
-      // Synchronous stats of cached inodes: a few µs each instead of a thread-pool round trip.
-      const end = Math.min(unknown.length, i + syncStatSlice);
-      const calls = end - i;
-      for (; i < end; i++) {
-        const name = unknown[i]!;
-        let info: Stats | undefined;
-        try {
-          info = statSync(dir + path.sep + name, { throwIfNoEntry: false });
-        } catch (err) {
-          if (!isMissing(err)) throw err;
-        }
-        record(name, info);
-      }
-      guard.end(started, calls);
-      if (i < unknown.length) await nextTurn();
-      continue;
-    }
-    const batch = unknown.slice(i, i + statConcurrency);
-    i += batch.length;
-    const infos = await Promise.all(
-      batch.map((name) =>
-        statPath(path.join(dir, name)).catch((err: unknown) => {
-          if (isMissing(err)) return undefined;
-          throw err;
-        }),
-      ),
-    );
-    batch.forEach((name, j) => record(name, infos[j]));
-  }
-  return { sizes, mtimes };
+/** Marks a name's size settled or not, allocating the unsettled set only when needed. */
+function markSettled(folder: { unsettled?: Set<string> }, name: string, settled: boolean): void {
+  if (settled) folder.unsettled?.delete(name);
+  else (folder.unsettled ??= new Set()).add(name);
 }

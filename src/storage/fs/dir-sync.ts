@@ -32,10 +32,13 @@ export class DirSyncer {
   private readonly open = new Map<string, OpenFolder>();
   private readonly states = new Map<string, FolderState>();
   private readonly guard: SyncGuard;
+  private readonly fsync: (fd: number) => Promise<void>;
   private closed = false;
 
-  constructor(guard: SyncGuard) {
+  /** `fsync` flushes one descriptor (tests wrap the real one to count and order the calls). */
+  constructor(guard: SyncGuard, fsync: (fd: number) => Promise<void> = fsyncFd) {
     this.guard = guard;
+    this.fsync = fsync;
   }
 
   /** Resolves once an fsync of the folder that started after this call has succeeded. */
@@ -79,7 +82,7 @@ export class DirSyncer {
   private async fsyncOnce(dir: string): Promise<void> {
     const folder = await this.acquire(dir);
     try {
-      await fsyncFd(folder.fd);
+      await this.fsync(folder.fd);
     } finally {
       folder.busy--;
       if (folder.evicted && folder.busy === 0) closeQuietly(folder.fd);

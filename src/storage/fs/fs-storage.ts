@@ -31,8 +31,12 @@ import {
   reposBelow,
 } from './fs-repos.ts';
 import { writeBody } from './fs-upload.ts';
-import { loadIndex, saveIndex } from './index-file.ts';
+import { DataFolderState } from './data-folder-state.ts';
 import { FsLayout, tempPrefix } from './layout.ts';
+import { currentProcess } from './process-identity.ts';
+import { defaultSizeCheck, SizeChecker } from './size-check.ts';
+import type { SizeCheckOptions } from './size-check.ts';
+import { isAbandonedTemp, tempStem } from './temp-files.ts';
 
 export interface FsStorageOptions {
   readonly root: string;
@@ -45,19 +49,25 @@ export interface FsStorageOptions {
    * it off for 10 s (cold disk, network filesystem). Default true. Uploads always use the pool.
    */
   readonly syncMetadata?: boolean;
+  /** The background size check's pace (size-check.ts); tests make it fast. */
+  readonly sizeCheck?: SizeCheckOptions;
 }
 
 export class FsStorage implements Storage {
   readonly layout: FsLayout;
-  private readonly index: DirectoryIndex;
+  /** The directory index behind listings (exposed for tests and benchmarks). */
+  readonly index: DirectoryIndex;
   private readonly fileMode: number;
   private readonly dirMode: number;
   private readonly logger: Logger | undefined;
   private readonly guard: SyncGuard;
   private readonly dirSyncer: DirSyncer;
   private readonly publisher: Publisher;
+  private readonly self = currentProcess();
+  private readonly state: DataFolderState;
+  private readonly sizeChecker: SizeChecker;
   /** Unique per process: temporary names are this plus a counter (no random bytes per upload). */
-  private readonly tempStem = `${tempPrefix}${process.pid.toString(36)}-${randomBytes(6).toString('hex')}-`;
+  private readonly tempStem = tempStem(this.self);
   private tempCounter = 0;
 
   constructor(options: FsStorageOptions) {
@@ -74,22 +84,35 @@ export class FsStorage implements Storage {
       guard: this.guard,
       // Only snapshot times are needed (when a repository was last backed up).
       keepsMtimes: (dir) => path.basename(dir) === 'snapshots',
+      onSizeChange: (file, cached, actual) =>
+        this.logger?.warn(
+          { file, cached, actual },
+          'a stored object changed size: it was rewritten in place',
+        ),
     });
     this.dirSyncer = new DirSyncer(this.guard);
     this.publisher = new Publisher(this.dirSyncer, this.logger);
+    this.state = new DataFolderState({
+      root: this.layout.root,
+      index: this.index,
+      logger: this.logger,
+      dirMode: this.dirMode,
+    });
+    this.sizeChecker = new SizeChecker(this.index, options.sizeCheck ?? defaultSizeCheck, (err) =>
+      this.logger?.warn({ err }, 'the background size check failed'),
+    );
   }
 
-  /** Creates the data root if needed and removes uploads a crash left behind, in the background. */
+  /**
+   * Creates the data root if needed, takes its lock (UNAVAILABLE when another server holds it),
+   * loads the saved index, and in the background removes uploads a crash left behind and
+   * starts the size check.
+   */
   async init(): Promise<void> {
     await mkdir(this.layout.root, { recursive: true, mode: this.dirMode });
-    try {
-      const folders = await loadIndex(this.layout.stateDir(), this.layout.root, this.index);
-      if (folders > 0) this.logger?.info({ folders }, 'loaded the object index');
-    } catch (err) {
-      this.logger?.warn({ err }, 'the saved object index could not be read; folders will be read afresh');
-    }
-    const startedAt = Date.now();
-    void this.sweepTemporaryFiles(this.layout.root, startedAt).catch((err: unknown) => {
+    await this.state.open(this.self);
+    this.sizeChecker.start();
+    void this.sweepTemporaryFiles(this.layout.root).catch((err: unknown) => {
       this.logger?.warn({ err }, 'sweeping leftover temporary files failed');
     });
   }
@@ -203,11 +226,8 @@ export class FsStorage implements Storage {
 
   async close(): Promise<void> {
     this.dirSyncer.close();
-    try {
-      await saveIndex(this.layout.stateDir(), this.layout.root, this.index, this.dirMode);
-    } catch (err) {
-      this.logger?.warn({ err }, 'saving the object index failed; it will be rebuilt from the folders');
-    }
+    await this.sizeChecker.stop();
+    await this.state.close();
   }
 
   /** Creates an exclusive temporary file beside the target (creating a missing fan-out folder). */
@@ -235,14 +255,15 @@ export class FsStorage implements Storage {
     }
   }
 
-  private async sweepTemporaryFiles(dir: string, olderThan: number): Promise<void> {
+  /** Removes temporary files whose writer is provably gone (temp-files.ts), in every folder. */
+  private async sweepTemporaryFiles(dir: string): Promise<void> {
     for (const entry of await readdirOrEmpty(dir)) {
       const full = path.join(dir, entry.name);
       if (entry.isDirectory()) {
-        await this.sweepTemporaryFiles(full, olderThan);
+        await this.sweepTemporaryFiles(full);
       } else if (entry.name.startsWith(tempPrefix)) {
         const info = await statOrUndefined(full);
-        if (info && info.mtimeMs < olderThan) {
+        if (info && isAbandonedTemp(entry.name, info.mtimeMs, Date.now())) {
           await unlink(full).catch(() => undefined);
           this.logger?.info({ file: full }, 'removed a temporary file left by an interrupted upload');
         }

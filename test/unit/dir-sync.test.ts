@@ -1,0 +1,114 @@
+/**
+ * The group-commit folder syncer: who shares an fsync, who waits for the next one, and which
+ * descriptor is flushed. The real fsync runs; the test wraps it to count and order the calls.
+ */
+import assert from 'node:assert/strict';
+import { fstatSync } from 'node:fs';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { DirSyncer } from '../../src/storage/fs/dir-sync.ts';
+import { fsyncFd, SyncGuard } from '../../src/storage/fs/fast-fs.ts';
+import { withTempDir } from '../helpers/ratchet-process.ts';
+
+/** A syncer whose fsyncs are recorded (inode flushed) and can be held until released. */
+function recordingSyncer(): {
+  syncer: DirSyncer;
+  inodes: number[];
+  events: string[];
+  hold: () => () => void;
+} {
+  const inodes: number[] = [];
+  const events: string[] = [];
+  let gate: Promise<void> | undefined;
+  const syncer = new DirSyncer(new SyncGuard({ enabled: true }), async (fd) => {
+    inodes.push(fstatSync(fd).ino);
+    events.push(`fsync ${inodes.length} starts`);
+    await gate;
+    await fsyncFd(fd);
+    events.push(`fsync ${inodes.length} ends`);
+  });
+  const hold = (): (() => void) => {
+    let release!: () => void;
+    gate = new Promise((resolve) => (release = resolve));
+    return () => {
+      gate = undefined;
+      release();
+    };
+  };
+  return { syncer, inodes, events, hold };
+}
+
+const openDescriptors = async (): Promise<number> => (await readdir('/proc/self/fd')).length;
+
+describe('group-commit folder syncer', () => {
+  it('starts a new fsync for each sync requested after the previous one ended', async () => {
+    await withTempDir(async (dir) => {
+      const { syncer, inodes } = recordingSyncer();
+      for (let i = 0; i < 3; i++) await syncer.sync(dir);
+      assert.equal(inodes.length, 3);
+      syncer.close();
+    });
+  });
+
+  it('answers a sync requested while an fsync runs only after a later fsync, shared by all who waited', async () => {
+    await withTempDir(async (dir) => {
+      const { syncer, events, hold } = recordingSyncer();
+      const release = hold();
+      const first = syncer.sync(dir);
+      while (events.length === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+      assert.deepEqual(events, ['fsync 1 starts']);
+      // Requested after fsync 1 began (as after a link(2) made during it): they need fsync 2.
+      events.push('requests');
+      const waiting = Array.from({ length: 20 }, () => syncer.sync(dir).then(() => events.push('answered')));
+      release();
+      await first;
+      await Promise.all(waiting);
+      assert.deepEqual(events.slice(0, 5), [
+        'fsync 1 starts',
+        'requests',
+        'fsync 1 ends',
+        'fsync 2 starts',
+        'fsync 2 ends',
+      ]);
+      assert.equal(events.filter((e) => e === 'answered').length, 20);
+      assert.equal(events.filter((e) => e.endsWith('starts')).length, 2, '21 requests, 2 fsyncs');
+      syncer.close();
+    });
+  });
+
+  it('flushes the folder now at the path, not a removed one kept open', async () => {
+    await withTempDir(async (dir) => {
+      const { syncer, inodes } = recordingSyncer();
+      const folder = path.join(dir, 'f');
+      await mkdir(folder);
+      await syncer.sync(folder);
+      await rm(folder, { recursive: true });
+      await mkdir(folder);
+      await syncer.sync(folder);
+      assert.equal(inodes.length, 2);
+      assert.notEqual(inodes[0], inodes[1]);
+      const { ino } = await import('node:fs/promises').then((fs) => fs.stat(folder));
+      assert.equal(inodes[1], ino);
+      syncer.close();
+    });
+  });
+
+  it('reports a missing folder, and keeps at most 256 folders open', async () => {
+    await withTempDir(async (dir) => {
+      const { syncer, inodes } = recordingSyncer();
+      await assert.rejects(syncer.sync(path.join(dir, 'missing')), { code: 'ENOENT' });
+      const before = await openDescriptors();
+      for (let i = 0; i < 300; i++) {
+        const folder = path.join(dir, `d${i}`);
+        await mkdir(folder);
+        await syncer.sync(folder);
+      }
+      assert.equal(inodes.length, 300);
+      const kept = (await openDescriptors()) - before;
+      assert.ok(kept <= 256 && kept >= 200, `${kept} descriptors kept`);
+      syncer.close();
+      assert.ok((await openDescriptors()) <= before, 'close() closes them');
+    });
+  });
+});
