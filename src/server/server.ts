@@ -33,6 +33,11 @@ import type { SecureHttpServer } from './secure-server.ts';
 import { answerClientError, drainConnections } from './connection-lifecycle.ts';
 import { headersTimeoutMs, idleTimeoutMs, keepAliveTimeoutMs } from './timeouts.ts';
 import { loadTlsMaterial } from './tls-material.ts';
+import { ConnectionCap } from './connection-cap.ts';
+import { defaultHardeningLimits } from './limits-defaults.ts';
+import type { HardeningLimits } from './limits-defaults.ts';
+import { expectContinue } from '../http/body-guard.ts';
+import type { RequestListener } from '../http/request-handler.ts';
 
 export interface ServerDependencies {
   readonly logger: Logger;
@@ -44,6 +49,8 @@ export interface ServerDependencies {
   readonly inheritedFds?: readonly number[];
   /** How the TLS files are watched for changes (tests shorten the delays). */
   readonly certificateWatch?: Pick<CertificateWatcherOptions, 'pollIntervalMs' | 'watch' | 'debounceMs'>;
+  /** Replaces some of the resource bounds (tests; the defaults are documented). */
+  readonly hardening?: Partial<HardeningLimits>;
 }
 
 export interface RunningServer {
@@ -121,6 +128,8 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     clientCertificates: tls?.clientCa !== undefined,
   });
 
+  const hardening: HardeningLimits = { ...defaultHardeningLimits, ...deps.hardening };
+  const connectionCap = new ConnectionCap(hardening.maxConnectionsPerAddress, logger);
   const servers: Served[] = [];
   const secureServers: SecureHttpServer[] = [];
   const addresses: ListenAddress[] = [];
@@ -141,11 +150,12 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
         limits,
         metrics,
         metricsNeedAuth: !config.prometheusNoAuth && !config.noAuth,
+        hardening,
       });
       let served: Served;
       const isSecure = tls !== undefined && material !== undefined && listener.address.kind !== 'unix';
       if (isSecure) {
-        const secureServer = createSecureHttpServer(handler, tls, material, logger);
+        const secureServer = createSecureHttpServer(handler, tls, material, logger, hardening);
         secureServers.push(secureServer);
         served = { server: secureServer.server, drain: (ms) => secureServer.drain(ms) };
       } else {
@@ -161,6 +171,9 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
             }),
         };
       }
+      connectionCap.attach(served.server);
+      // `Expect: 100-continue` is answered by the handler once it accepted the upload, not here.
+      served.server.on('checkContinue', answerContinueLater(handler));
       servers.push(served);
       secure.push(isSecure);
       addresses.push(await listenOn(served.server, listener.address));
@@ -220,7 +233,7 @@ function listenersFor(config: ServerConfig, fds: readonly number[] | undefined):
   return fds.map((fd) => ({ address: { kind: 'fd', fd }, maxRole }));
 }
 
-function createHttpServer(handler: ReturnType<typeof createRequestHandler>, logger: Logger): Server {
+function createHttpServer(handler: RequestListener, logger: Logger): Server {
   const server = createServer(
     {
       // No total-request limit: a 128 MiB pack over a slow uplink must not be cut off.
@@ -233,6 +246,14 @@ function createHttpServer(handler: ReturnType<typeof createRequestHandler>, logg
   server.timeout = idleTimeoutMs;
   server.on('clientError', answerClientError(logger));
   return server;
+}
+
+/** A checkContinue listener: the request goes down the pipeline with its 100 still unsent. */
+function answerContinueLater(handler: RequestListener): RequestListener {
+  return (req, res) => {
+    expectContinue(res);
+    handler(req, res);
+  };
 }
 
 /** Resolves --sync-fs-reads: auto keeps filesystem calls of remote filesystems off the loop. */
