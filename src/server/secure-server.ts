@@ -9,8 +9,9 @@
  * closeIdleConnections only knows HTTP/1.1 connections.
  */
 import { constants as http2Constants, createSecureServer } from 'node:http2';
-import type { Http2SecureServer, ServerHttp2Session } from 'node:http2';
+import type { Http2SecureServer, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { TlsConfig } from '../config/server-config.ts';
 import type { RequestListener } from '../http/request-handler.ts';
@@ -77,6 +78,7 @@ export function createSecureHttpServer(
     socket.once('close', () => sockets.delete(socket));
   };
   server.on('connection', track);
+  if (config.clientCa !== undefined) server.prependListener('secureConnection', clearVerifyErrors);
   server.on('secureConnection', track);
   server.on('session', (session) => {
     sessions.add(session);
@@ -118,6 +120,18 @@ export function createSecureHttpServer(
 }
 
 /**
+ * A client certificate from a look-alike CA (the client CA's name, another key) fails its
+ * signature check inside OpenSSL, which leaves that failure on the thread's error queue although
+ * the handshake goes on (rejectUnauthorized is off: such clients fall back to Basic auth). Node
+ * would take the stale entry for an error of the connection's next read: a 400 over HTTP/1.1, a
+ * GOAWAY over HTTP/2. Reading the peer certificate right after the handshake empties the queue
+ * (Node clears it around that call), before any read.
+ */
+function clearVerifyErrors(socket: TLSSocket): void {
+  if (!socket.authorized) socket.getPeerCertificate();
+}
+
+/**
  * HTTP/2 rapid reset (CVE-2023-44487): a client that opens streams and cancels them at once makes
  * the server start work for each while never being bound by the concurrent-stream limit. A session
  * whose client aborts more than maxStreamResets streams within resetWindowMs gets GOAWAY
@@ -127,20 +141,35 @@ function limitResets(session: ServerHttp2Session, limits: HardeningLimits, logge
   const { maxStreamResets, resetWindowMs } = limits;
   let windowStart = Date.now();
   let resets = 0;
-  session.on('stream', (stream) => {
-    stream.once('aborted', () => {
-      const now = Date.now();
-      if (now - windowStart >= resetWindowMs) {
-        windowStart = now;
-        resets = 0;
-      }
-      resets++;
-      if (resets <= maxStreamResets || session.destroyed) return;
-      logger.warn(
-        { client: session.socket?.remoteAddress, resets, windowMs: resetWindowMs },
-        'HTTP/2 client resets too many streams: closing the session',
-      );
-      session.destroy(undefined, http2Constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  let closing = false;
+  const count = (): void => {
+    const now = Date.now();
+    if (now - windowStart >= resetWindowMs) {
+      windowStart = now;
+      resets = 0;
+    }
+    resets++;
+    if (resets <= maxStreamResets || closing || session.destroyed) return;
+    closing = true;
+    logger.warn(
+      { client: session.socket?.remoteAddress, resets, windowMs: resetWindowMs },
+      'HTTP/2 client resets too many streams: closing the session',
+    );
+    session.goaway(http2Constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    // The GOAWAY goes out first; the connection is then cut, streams in flight or not.
+    setImmediate(() => session.destroy());
+  };
+  // A stream that ended with an error code was reset (nearly always by the client: the server
+  // resets only streams that failed). It may be closed already when the event comes.
+  const reset = (stream: ServerHttp2Stream): boolean =>
+    stream.rstCode !== undefined && stream.rstCode !== http2Constants.NGHTTP2_NO_ERROR;
+  session.on('stream', (stream: ServerHttp2Stream) => {
+    if (stream.closed) {
+      if (reset(stream)) count();
+      return;
+    }
+    stream.once('close', () => {
+      if (reset(stream)) count();
     });
   });
 }
