@@ -8,7 +8,7 @@ import { abortResponse, bodyPending, refuseUnreadBody } from '../util/http-types
 import type { HttpRequest, HttpResponse } from '../util/http-types.ts';
 import { RangeNotSatisfiable } from '../domain/byte-range.ts';
 import { continuePending, discardBody, limitsOf } from './body-guard.ts';
-import { redactUrl } from '../log/redact.ts';
+import { loggableError, redactUrl } from '../log/redact.ts';
 
 // Errors that only mean the client went away while a response was being streamed.
 const clientGoneCodes = new Set([
@@ -41,12 +41,12 @@ export function sendError(
     // The request's signal fired: the client closed the connection before the answer.
     logger.debug({ ...context, err: String(err) }, 'client went away during the request');
   } else if (!known) {
-    logger.error({ ...context, err }, 'request failed');
+    logger.error({ ...context, error: loggableError(err) }, 'request failed');
   } else if (known.code === 'QUOTA_EXCEEDED' || known.code === 'NO_SPACE') {
     // Expected when a limit or the disk is reached: worth a warning, not a stack trace.
     logger.warn({ ...context, code: known.code }, known.message);
   } else if (status >= 500) {
-    logger.error({ ...context, code: known.code, err: known.cause ?? known }, known.message);
+    logger.error({ ...context, code: known.code, error: loggableError(known.cause ?? known) }, known.message);
   } else if (!quietCodes.has(known.code)) {
     logger.info({ ...context, code: known.code }, known.message);
   } else {

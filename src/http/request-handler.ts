@@ -16,6 +16,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import type { QuotaManager } from '../quota/quota-manager.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { HardeningLimits } from '../server/limits-defaults.ts';
+import { loggableError } from '../log/redact.ts';
 import { guardBody } from './body-guard.ts';
 import { sendError } from './error-response.ts';
 import { isServerEndpoint, serveEndpoint } from './server-endpoints.ts';
@@ -94,7 +95,10 @@ export function createRequestHandler(pipelineOptions: PipelineOptions): RequestL
       try {
         sendError(req, res, err, options.logger, exchange.user, remoteAddress);
       } catch (failure) {
-        options.logger.error({ err: failure, cause: err }, 'answering a failed request failed');
+        options.logger.error(
+          { error: loggableError(failure), cause: loggableError(err) },
+          'answering a failed request failed',
+        );
         res.destroy();
       }
     });

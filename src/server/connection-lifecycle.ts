@@ -11,7 +11,7 @@ import { loggableError } from '../log/redact.ts';
 export function answerClientError(logger: Logger): (err: Error, socket: Duplex) => void {
   return (err, socket) => {
     // Never the error object itself: a parse error's rawPacket is the raw request, credentials too.
-    logger.debug({ err: loggableError(err) }, 'client error');
+    logger.debug({ error: loggableError(err) }, 'client error');
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();
   };

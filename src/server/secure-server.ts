@@ -87,8 +87,8 @@ export function createSecureHttpServer(
     limitResets(session, limits, logger);
     if (draining) session.close();
   });
-  server.on('sessionError', (err) => logger.debug({ err: loggableError(err) }, 'HTTP/2 session error'));
-  server.on('tlsClientError', (err) => logger.debug({ err: loggableError(err) }, 'TLS handshake failed'));
+  server.on('sessionError', (err) => logger.debug({ error: loggableError(err) }, 'HTTP/2 session error'));
+  server.on('tlsClientError', (err) => logger.debug({ error: loggableError(err) }, 'TLS handshake failed'));
   server.on('clientError', answerClientError(logger));
 
   // Present on Node versions whose HTTP/2 server tracks its HTTP/1.1 fallback connections.
