@@ -56,7 +56,7 @@ function bytesReceived(req: HttpRequest): number {
 }
 
 /** Ends the request's body: HTTP/1.1 closes the connection, HTTP/2 cancels the stream. */
-export function cutBody(req: HttpRequest): void {
+function cutBody(req: HttpRequest): void {
   if (isHttp2Request(req)) {
     if (!req.stream.closed) req.stream.close(http2Constants.NGHTTP2_CANCEL);
   } else {
@@ -67,7 +67,8 @@ export function cutBody(req: HttpRequest): void {
 /**
  * Cuts off a body from which nothing arrived for idleMs while the server was ready to take it.
  * Data that arrived but was not read yet (held back by a bandwidth limit or a slow disk) means the
- * server is the one waiting, so that time is not counted. Stops when the body is complete or the
+ * server is the one waiting, so that time is not counted; nor is time before the `100 Continue`
+ * a client waits for. Stops when the body is complete or the
  * response closed.
  */
 function watchBodyIdle(req: HttpRequest, res: HttpResponse, idleMs: number, logger: Logger): void {
@@ -78,7 +79,7 @@ function watchBodyIdle(req: HttpRequest, res: HttpResponse, idleMs: number, logg
       if (req.complete || req.destroyed) return stop();
       const now = Date.now();
       const received = bytesReceived(req);
-      if (received !== seen || req.readableLength > 0) {
+      if (received !== seen || req.readableLength > 0 || awaitingContinue.has(res)) {
         seen = received;
         lastProgress = now;
       } else if (now - lastProgress >= idleMs) {
