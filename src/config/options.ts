@@ -8,6 +8,7 @@
  */
 import { parseListenAddress } from './listen-address.ts';
 import { parseSize } from './sizes.ts';
+import { defaultHardeningLimits } from '../http/hardening-limits.ts';
 import {
   defaultMaxLockBytes,
   defaultMaxLocksPerRepo,
@@ -262,6 +263,23 @@ export const options = {
     default: 30,
     description: 'on SIGTERM/SIGINT, how long in-flight requests may take to finish',
     doc: 'grace period in seconds for in-flight requests on SIGTERM/SIGINT',
+  }),
+  maxConnectionsPerAddress: option({
+    flag: 'max-connections-per-address',
+    arg: 'n',
+    kind: { type: 'integer', min: 1, max: 100_000 },
+    default: defaultHardeningLimits.maxConnectionsPerAddress,
+    description: 'open TCP connections one client address may hold (unix sockets are not counted)',
+    doc: 'open TCP connections one client address may hold; unix-socket connections are not counted',
+  }),
+  uploadIdleTimeout: option({
+    flag: 'upload-idle-timeout',
+    arg: 'seconds',
+    kind: { type: 'integer', min: 1, max: 3600 },
+    default: defaultHardeningLimits.bodyIdleTimeoutMs / 1000,
+    description:
+      'cut off an upload from which no byte arrived for this long (time a bandwidth limit holds it back does not count)',
+    doc: 'an upload body from which no byte arrived for this long is cut off (not counting time the server held it back)',
   }),
 };
 

@@ -47,6 +47,10 @@ export interface ServerConfig {
   readonly groupAccessibleRepos: boolean;
   readonly maxRepoDepth: number;
   readonly shutdownTimeout: number;
+  /** Open TCP connections one peer address may hold. */
+  readonly maxConnectionsPerAddress: number;
+  /** Seconds an upload body may go without a byte before it is cut off. */
+  readonly uploadIdleTimeout: number;
   readonly configFile: string | undefined;
   /** HTTPS on every TCP listener; absent for plain HTTP. */
   readonly tls?: TlsConfig;
@@ -108,6 +112,8 @@ export function buildServerConfig(
     groupAccessibleRepos: values.groupAccessibleRepos,
     maxRepoDepth: values.maxRepoDepth,
     shutdownTimeout: values.shutdownTimeout,
+    maxConnectionsPerAddress: values.maxConnectionsPerAddress,
+    uploadIdleTimeout: values.uploadIdleTimeout,
     configFile: values.config,
     tls: tlsConfig(values, explicit),
     quotas: {

@@ -7,11 +7,9 @@ import { errnoCode, errorStatus, RatchetError } from '../errors.ts';
 import { abortResponse, bodyPending, refuseUnreadBody } from '../util/http-types.ts';
 import type { HttpRequest, HttpResponse } from '../util/http-types.ts';
 import { RangeNotSatisfiable } from '../domain/byte-range.ts';
-
-// Bodies of rejected uploads up to this size are read and discarded so the client reads the
-// status instead of a broken pipe (restic's packs are 4-16 MiB by default, up to 128 MiB when
-// tuned); larger ones are cut off after the response (the connection, or the HTTP/2 stream).
-const drainLimitBytes = 64 << 20;
+import { discardBody, limitsOf } from './body-guard.ts';
+import { continuePending } from '../util/http-types.ts';
+import { loggableError, redactUrl } from '../log/redact.ts';
 
 // Errors that only mean the client went away while a response was being streamed.
 const clientGoneCodes = new Set([
@@ -36,21 +34,22 @@ export function sendError(
 ): void {
   const known = err instanceof RatchetError ? err : undefined;
   const status = known ? errorStatus[known.code] : 500;
-  const context = { method: req.method, url: req.url, status, user, client: remoteAddress };
+  const url = req.url === undefined ? undefined : redactUrl(req.url);
+  const context = { method: req.method, url, status, user, client: remoteAddress };
   if (!known && res.headersSent && clientGoneCodes.has(errnoCode(err) ?? '')) {
     logger.debug({ ...context, err: String(err) }, 'client went away during the response');
   } else if (!known && isAbortError(err)) {
     // The request's signal fired: the client closed the connection before the answer.
     logger.debug({ ...context, err: String(err) }, 'client went away during the request');
   } else if (!known) {
-    logger.error({ ...context, err }, 'request failed');
+    logger.error({ ...context, error: loggableError(err) }, 'request failed');
   } else if (known.code === 'QUOTA_EXCEEDED' || known.code === 'NO_SPACE') {
     // Expected when a limit or the disk is reached: worth a warning, not a stack trace.
     // The cause, when there is one, carries what only the operator may see (the total's numbers).
     const detail = known.cause instanceof Error ? known.cause.message : undefined;
     logger.warn({ ...context, code: known.code, detail }, known.message);
   } else if (status >= 500) {
-    logger.error({ ...context, code: known.code, err: known.cause ?? known }, known.message);
+    logger.error({ ...context, code: known.code, error: loggableError(known.cause ?? known) }, known.message);
   } else if (!quietCodes.has(known.code)) {
     logger.info({ ...context, code: known.code }, known.message);
   } else {
@@ -73,11 +72,17 @@ export function sendError(
   else res.end(body);
 }
 
-/** A rejected request's body is still coming: drain a small one, refuse to wait for a large one. */
+/**
+ * A rejected request's body is still coming. A small one (up to the drain limit) is read and
+ * discarded until the drain deadline, so the client reads the status instead of a broken pipe;
+ * a larger one, a chunked one, or one the client holds back until `100 Continue` is not waited
+ * for: the connection closes (the HTTP/2 stream is reset) after the response.
+ */
 function settleUnreadBody(req: HttpRequest, res: HttpResponse): void {
   const declared = Number(req.headers['content-length'] ?? Number.NaN);
-  if (Number.isFinite(declared) && declared <= drainLimitBytes) {
-    req.resume();
+  const { drainLimitBytes, drainDeadlineMs } = limitsOf(req);
+  if (Number.isFinite(declared) && declared <= drainLimitBytes && !continuePending(res)) {
+    discardBody(req, drainDeadlineMs);
   } else {
     refuseUnreadBody(req, res);
   }

@@ -15,6 +15,9 @@ import type { UserLimits } from '../limits/user-limits.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { QuotaManager } from '../quota/quota-manager.ts';
 import type { Storage } from '../storage/storage.ts';
+import type { HardeningLimits } from './hardening-limits.ts';
+import { loggableError } from '../log/redact.ts';
+import { guardBody } from './body-guard.ts';
 import { sendError } from './error-response.ts';
 import { isServerEndpoint, serveEndpoint } from './server-endpoints.ts';
 import { responseIncomplete } from '../util/http-types.ts';
@@ -36,6 +39,8 @@ export interface PipelineOptions {
   /** Undefined unless --prometheus. */
   readonly metrics: Metrics | undefined;
   readonly metricsNeedAuth: boolean;
+  /** Body idle timeout, drain limits, readiness cache (see src/server/limits-defaults.ts). */
+  readonly hardening: HardeningLimits;
 }
 
 /** What the pipeline learns about a request as it goes, for logs and metrics. */
@@ -78,6 +83,7 @@ export function createRequestHandler(pipelineOptions: PipelineOptions): RequestL
     // Read now: an HTTP/2 request's socket view is gone once its stream has closed.
     const remoteAddress = req.socket.remoteAddress;
     const timer = options.metrics?.startRequest(req.method ?? 'GET');
+    guardBody(req, res, options.hardening, options.logger);
     res.once('close', () => {
       if (responseIncomplete(res)) abort.abort();
       options.accessLog?.record(req, res, exchange.user, new Date(), remoteAddress);
@@ -87,7 +93,10 @@ export function createRequestHandler(pipelineOptions: PipelineOptions): RequestL
       try {
         sendError(req, res, err, options.logger, exchange.user, remoteAddress);
       } catch (failure) {
-        options.logger.error({ err: failure, cause: err }, 'answering a failed request failed');
+        options.logger.error(
+          { error: loggableError(failure), cause: loggableError(err) },
+          'answering a failed request failed',
+        );
         res.destroy();
       }
     });

@@ -1,7 +1,8 @@
 /**
  * The server's own endpoints. They live below `/.ratchet/`, a path no repository can have (repo
  * path components may not start with a dot), so they never collide with a repository:
- * `/.ratchet/health` (liveness), `/.ratchet/ready` (readiness: storage takes a durable write) and
+ * `/.ratchet/health` (liveness), `/.ratchet/ready` (readiness: storage takes a durable write; one
+ * probe's answer is shared by every caller for a second, so the endpoint cannot load the disk) and
  * `/.ratchet/metrics`. With --prometheus, `/metrics` answers too, as in rest-server; GET on a
  * repository root is not a protocol request, so a repository named `metrics` still works.
  * Health answers without authentication and says nothing about users or repositories.
@@ -9,6 +10,7 @@
 import type { AccessControl } from '../access/access-control.ts';
 import { RatchetError } from '../errors.ts';
 import type { Metrics } from '../metrics/metrics.ts';
+import type { HardeningLimits } from './hardening-limits.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { HttpRequest, HttpResponse } from '../util/http-types.ts';
 import type { Identify } from './identify.ts';
@@ -19,6 +21,34 @@ export interface EndpointOptions {
   readonly access: AccessControl;
   readonly metrics: Metrics | undefined;
   readonly metricsNeedAuth: boolean;
+  readonly hardening: Pick<HardeningLimits, 'readyCacheMs'>;
+}
+
+/** A probe in flight (settledAt undefined) or recently answered. */
+interface ProbeAnswer {
+  settledAt: number | undefined;
+  readonly answer: Promise<void>;
+}
+
+// Per storage, so that the listeners of one server share their probes.
+const probes = new WeakMap<Storage, ProbeAnswer>();
+
+/**
+ * The storage's readiness: callers share the probe in flight, and its answer (a failure too) for
+ * cacheMs after it settled.
+ */
+function probeReadiness(storage: Storage, cacheMs: number): Promise<void> {
+  const last = probes.get(storage);
+  if (last !== undefined && (last.settledAt === undefined || Date.now() - last.settledAt < cacheMs))
+    return last.answer;
+  const answer = storage.probe();
+  const entry: ProbeAnswer = { settledAt: undefined, answer };
+  const settled = (): void => {
+    entry.settledAt = Date.now();
+  };
+  answer.then(settled, settled);
+  probes.set(storage, entry);
+  return answer;
 }
 
 /** True when the path is one of the server's endpoints (so the protocol does not handle it). */
@@ -43,7 +73,7 @@ export async function serveEndpoint(
     case '/.ratchet/health':
       return send(req, res, 'text/plain; charset=utf-8', 'ok\n');
     case '/.ratchet/ready':
-      await options.storage.probe();
+      await probeReadiness(options.storage, options.hardening.readyCacheMs);
       return send(req, res, 'text/plain; charset=utf-8', 'ready\n');
     case '/metrics':
     case '/.ratchet/metrics': {

@@ -2,6 +2,7 @@
 import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { HttpRequest, HttpResponse } from '../util/http-types.ts';
+import { redactUrl } from './redact.ts';
 
 const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
@@ -46,7 +47,7 @@ export function formatCombined(
   const host = remoteAddress ?? '-';
   const length = res.getHeader('content-length');
   const bytes = length === undefined || length === 0 || length === '0' ? '-' : String(length);
-  const request = `${req.method ?? '-'} ${req.url ?? '-'} HTTP/${req.httpVersion}`;
+  const request = `${req.method ?? '-'} ${redactUrl(req.url ?? '-')} HTTP/${req.httpVersion}`;
   const status = res.headersSent ? res.statusCode : 0;
   return `${host} - ${quoteless(user ?? '-')} [${clfDate(at)}] "${escape(request)}" ${status} ${bytes} "${escape(header(req, 'referer'))}" "${escape(header(req, 'user-agent'))}"\n`;
 }

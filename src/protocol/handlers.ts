@@ -15,6 +15,7 @@ import { repoKey } from '../domain/repo-path.ts';
 import type { QuotaManager } from '../quota/quota-manager.ts';
 import type { UserLimits } from '../limits/user-limits.ts';
 import type { Metrics } from '../metrics/metrics.ts';
+import { continueUpload } from '../util/http-types.ts';
 
 export interface HandlerContext {
   readonly storage: Storage;
@@ -118,6 +119,8 @@ async function writeObject(
 ): Promise<void> {
   const contentLength = declaredLength(req);
   const reservation = await ctx.quota.reserve(ref, user, contentLength);
+  // Accepted (identity, access, quota): a client waiting on `Expect: 100-continue` may send now.
+  continueUpload(res);
   let body = requestBody(req);
   if (ctx.limits.active) body = ctx.limits.paceUpload(user, body);
   try {

@@ -5,11 +5,13 @@
  */
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
+import { loggableError } from '../log/redact.ts';
 
 /** A clientError handler: 400 and close when the socket can still take it, else destroy it. */
 export function answerClientError(logger: Logger): (err: Error, socket: Duplex) => void {
   return (err, socket) => {
-    logger.debug({ err }, 'client error');
+    // Never the error object itself: a parse error's rawPacket is the raw request, credentials too.
+    logger.debug({ error: loggableError(err) }, 'client error');
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();
   };

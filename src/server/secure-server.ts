@@ -8,16 +8,20 @@
  * (a few MB/s on a long link), and shutdown must send every session a GOAWAY, as
  * closeIdleConnections only knows HTTP/1.1 connections.
  */
-import { createSecureServer } from 'node:http2';
-import type { Http2SecureServer, ServerHttp2Session } from 'node:http2';
+import { constants as http2Constants, createSecureServer } from 'node:http2';
+import type { Http2SecureServer, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { TlsConfig } from '../config/server-config.ts';
 import type { RequestListener } from '../http/request-handler.ts';
 import { secureContextOptions } from './tls-material.ts';
 import type { TlsMaterial } from './tls-material.ts';
 import { answerClientError, drainConnections } from './connection-lifecycle.ts';
+import { loggableError } from '../log/redact.ts';
 import { headersTimeoutMs, idleTimeoutMs, keepAliveTimeoutMs } from './timeouts.ts';
+import { defaultHardeningLimits } from '../http/hardening-limits.ts';
+import type { HardeningLimits } from '../http/hardening-limits.ts';
 
 // Flow-control windows: restic sends up to 5 uploads of 4-128 MiB on one connection. 1 MiB per
 // stream and 8 MiB per connection fill a 100 ms link at ~80 MB/s; unread data stays bounded by them.
@@ -25,8 +29,6 @@ const streamWindowBytes = 1 << 20;
 const sessionWindowBytes = 8 << 20;
 // Node refuses new streams when a session holds more than this (MB), counting buffered data.
 const maxSessionMemoryMb = 32;
-// restic opens 5 streams by default (-o rest.connections); leave room, but not unbounded.
-const maxConcurrentStreams = 128;
 
 /** A TLS listener and the means to update its certificate and shut it down. */
 export interface SecureHttpServer {
@@ -43,6 +45,7 @@ export function createSecureHttpServer(
   config: TlsConfig,
   material: TlsMaterial,
   logger: Logger,
+  limits: HardeningLimits = defaultHardeningLimits,
 ): SecureHttpServer {
   const server = createSecureServer(
     {
@@ -53,7 +56,7 @@ export function createSecureHttpServer(
       ...(config.clientCa === undefined ? {} : { requestCert: true, rejectUnauthorized: false }),
       handshakeTimeout: headersTimeoutMs,
       maxSessionMemory: maxSessionMemoryMb,
-      settings: { initialWindowSize: streamWindowBytes, maxConcurrentStreams },
+      settings: { initialWindowSize: streamWindowBytes, maxConcurrentStreams: limits.maxConcurrentStreams },
     },
     handler,
   );
@@ -75,15 +78,17 @@ export function createSecureHttpServer(
     socket.once('close', () => sockets.delete(socket));
   };
   server.on('connection', track);
+  if (config.clientCa !== undefined) server.prependListener('secureConnection', clearVerifyErrors);
   server.on('secureConnection', track);
   server.on('session', (session) => {
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
     if (!session.destroyed) session.setLocalWindowSize(sessionWindowBytes);
+    limitResets(session, limits, logger);
     if (draining) session.close();
   });
-  server.on('sessionError', (err) => logger.debug({ err }, 'HTTP/2 session error'));
-  server.on('tlsClientError', (err) => logger.debug({ err }, 'TLS handshake failed'));
+  server.on('sessionError', (err) => logger.debug({ error: loggableError(err) }, 'HTTP/2 session error'));
+  server.on('tlsClientError', (err) => logger.debug({ error: loggableError(err) }, 'TLS handshake failed'));
   server.on('clientError', answerClientError(logger));
 
   // Present on Node versions whose HTTP/2 server tracks its HTTP/1.1 fallback connections.
@@ -112,4 +117,59 @@ export function createSecureHttpServer(
       });
     },
   };
+}
+
+/**
+ * A client certificate from a look-alike CA (the client CA's name, another key) fails its
+ * signature check inside OpenSSL, which leaves that failure on the thread's error queue although
+ * the handshake goes on (rejectUnauthorized is off: such clients fall back to Basic auth). Node
+ * would take the stale entry for an error of the connection's next read: a 400 over HTTP/1.1, a
+ * GOAWAY over HTTP/2. Reading the peer certificate right after the handshake empties the queue
+ * (Node clears it around that call), before any read.
+ */
+function clearVerifyErrors(socket: TLSSocket): void {
+  if (!socket.authorized) socket.getPeerCertificate();
+}
+
+/**
+ * HTTP/2 rapid reset (CVE-2023-44487): a client that opens streams and cancels them at once makes
+ * the server start work for each while never being bound by the concurrent-stream limit. A session
+ * whose client aborts more than maxStreamResets streams within resetWindowMs gets GOAWAY
+ * (ENHANCE_YOUR_CALM) and is closed.
+ */
+function limitResets(session: ServerHttp2Session, limits: HardeningLimits, logger: Logger): void {
+  const { maxStreamResets, resetWindowMs } = limits;
+  let windowStart = Date.now();
+  let resets = 0;
+  let closing = false;
+  const count = (): void => {
+    const now = Date.now();
+    if (now - windowStart >= resetWindowMs) {
+      windowStart = now;
+      resets = 0;
+    }
+    resets++;
+    if (resets <= maxStreamResets || closing || session.destroyed) return;
+    closing = true;
+    logger.warn(
+      { client: session.socket?.remoteAddress, resets, windowMs: resetWindowMs },
+      'HTTP/2 client resets too many streams: closing the session',
+    );
+    session.goaway(http2Constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    // The GOAWAY goes out first; the connection is then cut, streams in flight or not.
+    setImmediate(() => session.destroy());
+  };
+  // A stream that ended with an error code was reset (nearly always by the client: the server
+  // resets only streams that failed). It may be closed already when the event comes.
+  const reset = (stream: ServerHttp2Stream): boolean =>
+    stream.rstCode !== undefined && stream.rstCode !== http2Constants.NGHTTP2_NO_ERROR;
+  session.on('stream', (stream: ServerHttp2Stream) => {
+    if (stream.closed) {
+      if (reset(stream)) count();
+      return;
+    }
+    stream.once('close', () => {
+      if (reset(stream)) count();
+    });
+  });
 }

@@ -35,6 +35,11 @@ import type { SecureHttpServer } from './secure-server.ts';
 import { answerClientError, drainConnections } from './connection-lifecycle.ts';
 import { headersTimeoutMs, idleTimeoutMs, keepAliveTimeoutMs } from './timeouts.ts';
 import { loadTlsMaterial } from './tls-material.ts';
+import { ConnectionCap } from './connection-cap.ts';
+import { defaultHardeningLimits } from '../http/hardening-limits.ts';
+import type { HardeningLimits } from '../http/hardening-limits.ts';
+import { expectContinue } from '../util/http-types.ts';
+import type { RequestListener } from '../http/request-handler.ts';
 
 export interface ServerDependencies {
   readonly logger: Logger;
@@ -48,6 +53,8 @@ export interface ServerDependencies {
   readonly certificateWatch?: Pick<CertificateWatcherOptions, 'pollIntervalMs' | 'watch' | 'debounceMs'>;
   /** Time between two usage reconcile ticks (tests shorten it). */
   readonly usageTickMs?: number;
+  /** Replaces some of the resource bounds (tests; the defaults are documented). */
+  readonly hardening?: Partial<HardeningLimits>;
 }
 
 export interface RunningServer {
@@ -128,6 +135,13 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     clientCertificates: tls?.clientCa !== undefined,
   });
 
+  const hardening: HardeningLimits = {
+    ...defaultHardeningLimits,
+    maxConnectionsPerAddress: config.maxConnectionsPerAddress,
+    bodyIdleTimeoutMs: config.uploadIdleTimeout * 1000,
+    ...deps.hardening,
+  };
+  const connectionCap = new ConnectionCap(hardening.maxConnectionsPerAddress, logger);
   const servers: Served[] = [];
   const secureServers: SecureHttpServer[] = [];
   const addresses: ListenAddress[] = [];
@@ -148,11 +162,12 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
         limits,
         metrics,
         metricsNeedAuth: !config.prometheusNoAuth && !config.noAuth,
+        hardening,
       });
       let served: Served;
       const isSecure = tls !== undefined && material !== undefined && listener.address.kind !== 'unix';
       if (isSecure) {
-        const secureServer = createSecureHttpServer(handler, tls, material, logger);
+        const secureServer = createSecureHttpServer(handler, tls, material, logger, hardening);
         secureServers.push(secureServer);
         served = { server: secureServer.server, drain: (ms) => secureServer.drain(ms) };
       } else {
@@ -168,6 +183,9 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
             }),
         };
       }
+      connectionCap.attach(served.server);
+      // `Expect: 100-continue` is answered by the handler once it accepted the upload, not here.
+      served.server.on('checkContinue', answerContinueLater(handler));
       servers.push(served);
       secure.push(isSecure);
       addresses.push(await listenOn(served.server, listener.address));
@@ -229,7 +247,7 @@ function listenersFor(config: ServerConfig, fds: readonly number[] | undefined):
   return fds.map((fd) => ({ address: { kind: 'fd', fd }, maxRole }));
 }
 
-function createHttpServer(handler: ReturnType<typeof createRequestHandler>, logger: Logger): Server {
+function createHttpServer(handler: RequestListener, logger: Logger): Server {
   const server = createServer(
     {
       // No total-request limit: a 128 MiB pack over a slow uplink must not be cut off.
@@ -242,6 +260,14 @@ function createHttpServer(handler: ReturnType<typeof createRequestHandler>, logg
   server.timeout = idleTimeoutMs;
   server.on('clientError', answerClientError(logger));
   return server;
+}
+
+/** A checkContinue listener: the request goes down the pipeline with its 100 still unsent. */
+function answerContinueLater(handler: RequestListener): RequestListener {
+  return (req, res) => {
+    expectContinue(res);
+    handler(req, res);
+  };
 }
 
 /** Resolves --sync-fs-reads: auto keeps filesystem calls of remote filesystems off the loop. */

@@ -76,3 +76,22 @@ export function refuseUnreadBody(req: HttpRequest, res: HttpResponse): void {
     res.setHeader('Connection', 'close');
   }
 }
+
+// Responses whose request asked `Expect: 100-continue` and got no 100 yet.
+const awaitingContinue = new WeakSet<HttpResponse>();
+
+/** The request asked for `100 Continue`: it is sent by continueUpload, or never. */
+export function expectContinue(res: HttpResponse): void {
+  awaitingContinue.add(res);
+}
+
+/** Whether the client still waits for a `100 Continue` before it sends the body. */
+export function continuePending(res: HttpResponse): boolean {
+  return awaitingContinue.has(res);
+}
+
+/** A handler accepted the request and is about to read its body: send the 100 now, if asked for. */
+export function continueUpload(res: HttpResponse): void {
+  if (!awaitingContinue.delete(res) || res.headersSent) return;
+  res.writeContinue();
+}

@@ -4,6 +4,7 @@ import { noQuotas } from '../../src/quota/quota-manager.ts';
 import type { ServerConfig } from '../../src/config/server-config.ts';
 import type { CredentialChecker } from '../../src/http/identify.ts';
 import { silentLogger } from '../../src/log/logger.ts';
+import { defaultHardeningLimits } from '../../src/http/hardening-limits.ts';
 import type { Logger } from '../../src/log/logger.ts';
 import { startServer } from '../../src/server/server.ts';
 import type { RunningServer } from '../../src/server/server.ts';
@@ -46,6 +47,8 @@ export function testConfig(dataDir: string, overrides: Partial<ServerConfig> = {
     groupAccessibleRepos: false,
     maxRepoDepth: 8,
     shutdownTimeout: 5,
+    maxConnectionsPerAddress: defaultHardeningLimits.maxConnectionsPerAddress,
+    uploadIdleTimeout: defaultHardeningLimits.bodyIdleTimeoutMs / 1000,
     ...overrides,
   };
 }

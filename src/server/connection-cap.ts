@@ -1,0 +1,58 @@
+/**
+ * Caps the open connections per peer address, across all of a server's TCP listeners, so that
+ * one client cannot take every file descriptor. Unix-socket connections have no peer address and
+ * are not counted (their file permissions guard them). Loopback is not exempt: with no way to
+ * name trusted proxies yet, a local reverse proxy is better served by a unix socket.
+ */
+import type { Server, Socket } from 'node:net';
+import type { Logger } from 'pino';
+
+/** The open connection counts, shared by the listeners it is attached to. */
+export class ConnectionCap {
+  readonly #max: number;
+  readonly #logger: Logger;
+  readonly #open = new Map<string, number>();
+  readonly #warned = new Set<string>();
+
+  constructor(max: number, logger: Logger) {
+    this.#max = max;
+    this.#logger = logger;
+  }
+
+  /** Counts the server's connections; one over the cap is closed before anything is read. */
+  attach(server: Server): void {
+    // Ahead of the server's own listener, so a refused socket never reaches HTTP or TLS.
+    server.prependListener('connection', (socket: Socket) => this.#admit(socket));
+  }
+
+  #admit(socket: Socket): void {
+    const address = socket.remoteAddress;
+    if (address === undefined) return;
+    const key = peerKey(address);
+    const count = this.#open.get(key) ?? 0;
+    if (count >= this.#max) {
+      // One warning per address until its count drops below the cap again.
+      if (!this.#warned.has(key)) {
+        this.#warned.add(key);
+        this.#logger.warn(
+          { client: key, max: this.#max },
+          'too many connections from one address: refusing more',
+        );
+      }
+      socket.destroy();
+      return;
+    }
+    this.#open.set(key, count + 1);
+    socket.once('close', () => {
+      const left = (this.#open.get(key) ?? 1) - 1;
+      this.#warned.delete(key);
+      if (left <= 0) this.#open.delete(key);
+      else this.#open.set(key, left);
+    });
+  }
+}
+
+/** An IPv4 peer on a dual-stack listener counts as the same address as over IPv4. */
+function peerKey(address: string): string {
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
