@@ -21,12 +21,12 @@
  *   later is corruption, which scrubbing finds; the size check only keeps listings honest.
  */
 import type { Dirent, Stats } from 'node:fs';
-import { statSync } from 'node:fs';
+import { lstatSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { isObjectName } from '../../domain/object-types.ts';
-import { statPath } from './fast-fs.ts';
+import { lstatPath } from './fast-fs.ts';
 import type { SyncGuard } from './fast-fs.ts';
 import { isMissing } from './fs-errors.ts';
 
@@ -89,8 +89,9 @@ export class DirectoryIndex {
   /** The valid objects in a folder, read from disk only when the folder changed. */
   async entries(dir: string): Promise<FolderEntries> {
     const statedAt = Date.now();
-    const info = await this.guard.stat(dir);
-    if (info === undefined) {
+    // lstat: a type or fan-out folder that is a symbolic link is never followed (no objects).
+    const info = await this.guard.lstat(dir);
+    if (info === undefined || !info.isDirectory()) {
       this.folders.delete(dir);
       return noEntries;
     }
@@ -152,8 +153,8 @@ export class DirectoryIndex {
   async *verified(): AsyncIterable<[string, FolderSnapshot]> {
     for (const [dir, folder] of [...this.folders]) {
       if (folder.mtimeMs < 0 || (folder.unsettled?.size ?? 0) > 0) continue;
-      const info = await this.guard.stat(dir);
-      if (info?.mtimeMs !== folder.mtimeMs) continue;
+      const info = await this.guard.lstat(dir);
+      if (info?.mtimeMs !== folder.mtimeMs || !info.isDirectory()) continue;
       await this.recheck(dir, folder, [...folder.sizes.keys()]);
       if (this.folders.get(dir) !== folder || folder.mtimeMs < 0) continue;
       if ((folder.unsettled?.size ?? 0) === 0) yield [dir, folder];
@@ -254,7 +255,8 @@ export class DirectoryIndex {
         const calls = end - i;
         for (; i < end; i++) {
           try {
-            infos.push(statSync(dir + path.sep + names[i], { throwIfNoEntry: false }));
+            // lstat: an object that is a symbolic link is not a file, so never listed.
+            infos.push(lstatSync(dir + path.sep + names[i], { throwIfNoEntry: false }));
           } catch (err) {
             if (!isMissing(err)) throw err;
             infos.push(undefined);
@@ -269,7 +271,7 @@ export class DirectoryIndex {
       infos.push(
         ...(await Promise.all(
           batch.map((name) =>
-            statPath(path.join(dir, name)).catch((err: unknown) => {
+            lstatPath(path.join(dir, name)).catch((err: unknown) => {
               if (isMissing(err)) return undefined;
               throw err;
             }),

@@ -36,6 +36,8 @@ export const fstatFd = (fd: number): Promise<fs.Stats> => call<fs.Stats>((done) 
 
 export const statPath = (file: string): Promise<fs.Stats> => call<fs.Stats>((done) => fs.stat(file, done));
 
+export const lstatPath = (file: string): Promise<fs.Stats> => call<fs.Stats>((done) => fs.lstat(file, done));
+
 export const linkPath = (from: string, to: string): Promise<void> =>
   call<void>((done) => fs.link(from, to, (err) => done(err ?? null, undefined)));
 
@@ -46,6 +48,16 @@ export const unlinkPath = (file: string): Promise<void> =>
 export async function statOrUndefined(file: string): Promise<fs.Stats | undefined> {
   try {
     return await statPath(file);
+  } catch (err) {
+    if (isMissing(err)) return undefined;
+    throw err;
+  }
+}
+
+/** lstat(2) through the thread pool (a link is reported, not followed); undefined when missing. */
+export async function lstatOrUndefined(file: string): Promise<fs.Stats | undefined> {
+  try {
+    return await lstatPath(file);
   } catch (err) {
     if (isMissing(err)) return undefined;
     throw err;
@@ -111,6 +123,20 @@ export class SyncGuard {
     let info: fs.Stats | undefined;
     try {
       info = fs.statSync(file, { throwIfNoEntry: false });
+    } catch (err) {
+      if (!isMissing(err)) throw err;
+    }
+    this.end(started);
+    return info;
+  }
+
+  /** lstat(2) of a path (a symbolic link is reported as such, never followed), as stat does it. */
+  async lstat(file: string): Promise<fs.Stats | undefined> {
+    const started = this.begin();
+    if (started === undefined) return lstatOrUndefined(file);
+    let info: fs.Stats | undefined;
+    try {
+      info = fs.lstatSync(file, { throwIfNoEntry: false });
     } catch (err) {
       if (!isMissing(err)) throw err;
     }

@@ -9,7 +9,7 @@ import { errnoCode, RatchetError } from '../../errors.ts';
 import type { ApprovedUpload } from '../storage.ts';
 import type { DirSyncer } from './dir-sync.ts';
 import { sha256OfFile } from './durable.ts';
-import { linkPath, statOrUndefined, unlinkPath } from './fast-fs.ts';
+import { linkPath, lstatOrUndefined, unlinkPath } from './fast-fs.ts';
 
 /** A fsynced, approved temp file waiting to be published under its object name. */
 export interface StagedObject {
@@ -41,7 +41,7 @@ export class Publisher {
       if (code === 'EEXIST') return this.resolveExisting(staged);
       if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw err;
       // A filesystem without hard links: check, then rename (not atomic against a racing writer).
-      if ((await statOrUndefined(target)) !== undefined) return this.resolveExisting(staged);
+      if ((await lstatOrUndefined(target)) !== undefined) return this.resolveExisting(staged);
       return this.replaceTarget(staged);
     }
     // The temporary name is removed while the folder is flushed; either order is durable, since
@@ -53,7 +53,8 @@ export class Publisher {
 
   private async resolveExisting(staged: StagedObject): Promise<boolean> {
     const { dir, target, approved } = staged;
-    const existing = await sha256OfFile(target);
+    // A symbolic link under the name is not an object: never read through, replaced like a damaged copy.
+    const existing = (await lstatOrUndefined(target))?.isFile() ? await sha256OfFile(target) : undefined;
     if (existing === approved.sha256) {
       // The name may come from an upload whose folder flush is still running (or failed): this
       // client is answered only once a flush that started now has made the name durable.

@@ -2,7 +2,7 @@
  * The read path of the file backend: open, fstat, then either one pread into memory (small
  * reads, synchronous while the SyncGuard allows) or a file stream (large ones).
  */
-import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
 import { errnoCode, RatchetError } from '../../errors.ts';
 import type { RangeSpec } from '../../domain/byte-range.ts';
 import { applyRange } from '../../domain/byte-range.ts';
@@ -18,6 +18,8 @@ const bufferedReadBytes = 1 << 20;
 // (a page-cache hit costs a few µs; a slow disk turns it off).
 const syncReadBytes = 256 * 1024;
 const streamChunkBytes = 256 * 1024;
+// Objects are opened without following a symbolic link (O_NOFOLLOW: the open fails with ELOOP).
+const readNoFollow = constants.O_RDONLY | constants.O_NOFOLLOW;
 
 /** Reads the file, or the part of it named by the range; NOT_FOUND when it is not a file. */
 export async function readFile(
@@ -63,9 +65,12 @@ async function openForRead(file: string, guard: SyncGuard): Promise<{ fd: number
   const started = guard.begin();
   let fd: number;
   try {
-    fd = started === undefined ? await openFd(file, 'r') : openSync(file, 'r');
+    fd = started === undefined ? await openFd(file, readNoFollow) : openSync(file, readNoFollow);
   } catch (err) {
-    if (isMissing(err) || errnoCode(err) === 'EISDIR') throw new RatchetError('NOT_FOUND', 'no such object');
+    // ELOOP: the object is a symbolic link, which is never followed.
+    const code = errnoCode(err);
+    if (isMissing(err) || code === 'EISDIR' || code === 'ELOOP')
+      throw new RatchetError('NOT_FOUND', 'no such object');
     throw err;
   }
   try {

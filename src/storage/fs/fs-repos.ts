@@ -10,7 +10,7 @@ import type { ObjectType } from '../../domain/object-types.ts';
 import type { RepoPath } from '../../domain/repo-path.ts';
 import { isRepoComponent } from '../../domain/repo-path.ts';
 import type { DirSyncer } from './dir-sync.ts';
-import { statOrUndefined } from './fast-fs.ts';
+import { lstatOrUndefined } from './fast-fs.ts';
 import { isMissing, translateFsError } from './fs-errors.ts';
 import type { FsLayout } from './layout.ts';
 
@@ -61,9 +61,10 @@ export async function repoRoot(
   repo: RepoPath,
 ): Promise<{ config: Stats | undefined } | undefined> {
   const dir = layout.repoDir(repo);
+  // lstat: a config or keys/ that is a symbolic link does not make a repository.
   const [config, keys] = await Promise.all([
-    statOrUndefined(path.join(dir, 'config')),
-    statOrUndefined(path.join(dir, 'keys')),
+    lstatOrUndefined(path.join(dir, 'config')),
+    lstatOrUndefined(path.join(dir, 'keys')),
   ]);
   const configFile = config?.isFile() ? config : undefined;
   return configFile !== undefined || keys?.isDirectory() ? { config: configFile } : undefined;
@@ -87,6 +88,8 @@ export async function* reposBelow(
 export async function objectFolders(layout: FsLayout, repo: RepoPath, type: ObjectType): Promise<string[]> {
   const typeDir = layout.typeDir(repo, type);
   if (type !== 'data') return [typeDir];
+  // A data folder that is a symbolic link holds no objects (the index skips linked folders too).
+  if (!(await lstatOrUndefined(typeDir))?.isDirectory()) return [];
   return (await readdirOrEmpty(typeDir))
     .filter((sub) => sub.isDirectory() && /^[0-9a-f]{2}$/.test(sub.name))
     .map((sub) => path.join(typeDir, sub.name));

@@ -18,7 +18,15 @@ import type { RepoPath } from '../../domain/repo-path.ts';
 import type { DeleteResult, ReadResult, Storage, WriteOptions, WriteResult } from '../storage.ts';
 import { DirectoryIndex } from './dir-index.ts';
 import { DirSyncer } from './dir-sync.ts';
-import { closeFd, fsyncFd, openFd, statOrUndefined, SyncGuard, unlinkPath } from './fast-fs.ts';
+import {
+  closeFd,
+  fsyncFd,
+  lstatOrUndefined,
+  openFd,
+  statOrUndefined,
+  SyncGuard,
+  unlinkPath,
+} from './fast-fs.ts';
 import { isMissing, translateFsError } from './fs-errors.ts';
 import { Publisher } from './fs-publish.ts';
 import { readFile } from './fs-read.ts';
@@ -129,13 +137,29 @@ export class FsStorage implements Storage {
 
   async stat(ref: ObjectRef, signal?: AbortSignal): Promise<number | undefined> {
     signal?.throwIfAborted();
-    const info = await this.guard.stat(this.layout.objectPath(ref));
+    const file = this.layout.objectPath(ref);
+    if (!(await this.realFolders(ref))) return undefined;
+    const info = await this.guard.lstat(file);
     return info?.isFile() ? info.size : undefined;
   }
 
   async read(ref: ObjectRef, range: RangeSpec | undefined, signal?: AbortSignal): Promise<ReadResult> {
     signal?.throwIfAborted();
-    return readFile(this.layout.objectPath(ref), range, this.guard);
+    const file = this.layout.objectPath(ref);
+    if (!(await this.realFolders(ref))) throw new RatchetError('NOT_FOUND', 'no such object');
+    return readFile(file, range, this.guard);
+  }
+
+  /**
+   * False when a folder between the repository and the object is a symbolic link (or missing):
+   * links below a repository are never followed, so nothing there can reach outside it. The
+   * repository's own folder and the data root may be links (other disks), as in rest-server.
+   */
+  private async realFolders(ref: ObjectRef): Promise<boolean> {
+    for (const dir of this.layout.foldersBelowRepo(ref)) {
+      if (!(await this.guard.lstat(dir))?.isDirectory()) return false;
+    }
+    return true;
   }
 
   async write(ref: ObjectRef, body: AsyncIterable<Uint8Array>, options: WriteOptions): Promise<WriteResult> {
@@ -143,6 +167,15 @@ export class FsStorage implements Storage {
     const dir = this.layout.objectDir(ref);
     const target = this.layout.objectPath(ref);
     const { fd, temp } = await this.openTemp(ref, dir);
+    // After openTemp, which makes a missing fan-out folder: never write through a linked folder.
+    if (!(await this.realFolders(ref))) {
+      await closeFd(fd).catch(() => undefined);
+      await unlinkPath(temp).catch(() => undefined);
+      throw new RatchetError(
+        'CONFLICT',
+        'a folder of this object type is a symbolic link; it is not written through',
+      );
+    }
     let fdOpen = true;
     let tempExists = true;
     try {
@@ -175,8 +208,9 @@ export class FsStorage implements Storage {
     signal?.throwIfAborted();
     const file = this.layout.objectPath(ref);
     try {
-      // Objects are immutable, so the size read just before the unlink is the size removed.
-      const info = await statOrUndefined(file);
+      // Objects are immutable, so the size read just before the unlink is the size removed. A
+      // symbolic link is not an object (never listed): it is left alone.
+      const info = await lstatOrUndefined(file);
       if (info === undefined || !info.isFile()) return { existed: false, bytes: 0 };
       await unlinkPath(file);
       if (ref.type !== 'config') this.index.noteRemoved(this.layout.objectDir(ref), ref.name);
