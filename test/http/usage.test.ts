@@ -28,8 +28,11 @@ import { waitFor } from '../helpers/wait.ts';
 
 const bounded = { timeout: 120_000 };
 
+/** Bytes of the repositories' files below dir (the server's own `.ratchet/` state aside). */
 const bytesUnder = async (dir: string): Promise<number> =>
-  (await filesUnder(dir)).reduce((sum, file) => sum + file.size, 0);
+  (await filesUnder(dir))
+    .filter((file) => !path.relative(dir, file.file).startsWith('.ratchet'))
+    .reduce((sum, file) => sum + file.size, 0);
 
 /** A gauge's value from a scrape of /metrics; undefined when the sample is absent. */
 async function gauge(url: string, name: string, labels: Record<string, string>): Promise<number | undefined> {
