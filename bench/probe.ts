@@ -3,7 +3,8 @@
  * Ratchet (or the same build with other Node flags or environment), interleaved and repeated in
  * the same session, and prints each figure per variant plus the server's memory after every step.
  *
- * `--repeat N` runs the steps N times on the same server (memory creep).
+ * `--repeat N` runs the steps N times on the same server (memory creep). `--settle S` waits S
+ * seconds after each start, so that start-up work (the usage count) is not measured in the steps.
  *
  *   node --import tsx bench/probe.ts --variant base=/tmp/ab/base/dist/cli/main.js \
  *        --variant new=dist/cli/main.js --steps up16,range,head --rounds 3 [--quick]
@@ -129,6 +130,8 @@ async function main(): Promise<void> {
       'list-objects': { type: 'string' },
       repeat: { type: 'string', default: '1' },
       smaps: { type: 'boolean', default: false },
+      // Seconds to wait after a server starts before the steps (start-up work done, steady state).
+      settle: { type: 'string', default: '0' },
     },
   });
   const variants = (values.variant ?? ['cur=dist/cli/main.js']).map(parseVariant);
@@ -177,6 +180,7 @@ async function main(): Promise<void> {
         mkdirSync(path.join(workDir, 'data'), { recursive: true });
         if (needed.has('list')) linkListingRepo(template, path.join(workDir, 'data'));
         const server = await start(v, workDir, prof);
+        await new Promise((resolve) => setTimeout(resolve, Number(values.settle) * 1000));
         const state: RoundState = { repo: `probe-r${round}`, big: [], small: [] };
         const line: string[] = [];
         try {
