@@ -158,8 +158,9 @@ export const options = {
   noAuth: option({
     flag: 'no-auth',
     kind: { type: 'switch' },
-    description: 'disable authentication (anyone who can connect may use every repository)',
-    doc: 'serve without authentication',
+    description:
+      'disable authentication (anyone who can connect may use every repository); logs a warning per listener; not with --private-repos',
+    doc: 'serve without authentication; warns naming each listener; refused with `private-repos`',
   }),
   proxyAuthUsername: option({
     flag: 'proxy-auth-username',

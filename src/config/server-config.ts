@@ -91,6 +91,10 @@ export function buildServerConfig(
           })),
         ];
   if (listeners.length === 0) throw new UsageError('no listener: listen and admin-listen are both empty');
+  if (values.noAuth && values.privateRepos)
+    throw new UsageError(
+      '--no-auth and --private-repos contradict each other: private repositories need users who log in; remove one',
+    );
 
   return {
     path: dataPath,

@@ -13,8 +13,10 @@ import {
   runRatchet,
   spawnRatchet,
   startRatchet,
+  startRatchetServer,
   withTempDir,
 } from '../helpers/ratchet-process.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { envName, flagName, optionNames } from '../../src/config/options.ts';
 
 /** Options with which a server that accepted its settings exits at once with code 1, instead of serving. */
@@ -81,6 +83,43 @@ describe('ratchet command line', () => {
         }
       }
     });
+  });
+
+  it('warns at start naming every listener --no-auth opens, and refuses --no-auth with --private-repos', async () => {
+    await withTempDir(async (dir) => {
+      const args = ['--no-auth', '--path', dir, '--append-only', '--listen', '127.0.0.1:0'];
+      const server = await startRatchetServer([...args, '--admin-listen', '127.0.0.1:0'], 2);
+      try {
+        assert.deepEqual(
+          server.listeners.map((listener) => listener.maxRole),
+          ['append-only', 'admin'],
+        );
+        const warningLine = (): string | undefined =>
+          server
+            .stderr()
+            .split('\n')
+            .find((line) => line.includes('authentication disabled'));
+        await waitFor(() => warningLine() !== undefined, 'the --no-auth warning');
+        const warning = warningLine() ?? '';
+        const logged = JSON.parse(warning) as { level: number; listeners: string[] };
+        assert.equal(logged.level, 40, 'logged as a warning');
+        assert.deepEqual(logged.listeners, [
+          `${server.listeners[0]?.url} (at most append-only)`,
+          `${server.listeners[1]?.url} (at most admin)`,
+        ]);
+      } finally {
+        assert.equal(await server.stop(), 0);
+      }
+      const quiet = await startRatchet(path.join(dir, 'auth'));
+      assert.equal(await quiet.stop(), 0);
+      assert.doesNotMatch(quiet.stderr(), /authentication disabled/);
+    });
+    for (const env of [{}, { RATCHET_PRIVATE_REPOS: 'true' }] as Record<string, string>[]) {
+      const extra = 'RATCHET_PRIVATE_REPOS' in env ? [] : ['--private-repos'];
+      const result = await withEnv(env, () => runRatchet([...unservable, '--no-auth', ...extra]));
+      assert.equal(result.code, 2, JSON.stringify(env));
+      assert.match(result.stderr, /--no-auth and --private-repos contradict each other/);
+    }
   });
 
   it('prints its version and help', async () => {
