@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import path from 'node:path';
@@ -170,6 +170,26 @@ describe('ratchet command line', () => {
       const again = await startRatchet(dir);
       await again.stop();
       assert.doesNotMatch(again.stdout(), /password/);
+    });
+  });
+
+  it('refuses a users file whose lines yield no user, naming the file and lines, and never writes into it', async () => {
+    await withTempDir(async (dir) => {
+      const file = path.join(dir, 'users.htpasswd');
+      // A cost above the supported maximum, and a hash of no known scheme.
+      const text = `# the team\nadmin:$2y$18$${'a'.repeat(53)}\n\nbob:plaintext\n`;
+      await writeFile(file, text, { mode: 0o600 });
+      const result = await runRatchet(['--path', dir, '--htpasswd-file', file, '--listen', '127.0.0.1:0']);
+      assert.equal(result.code, 1);
+      assert.match(
+        result.stderr,
+        new RegExp(`${file.replace(/[.]/g, '\\.')} has user lines but no usable user`),
+      );
+      assert.match(result.stderr, /line 2: user "admin": bcrypt cost 18 is above the supported maximum/);
+      assert.match(result.stderr, /line 4: user "bob": unsupported hash scheme/);
+      assert.doesNotMatch(result.stdout, /password/);
+      assert.equal(await readFile(file, 'utf8'), text, 'the file is untouched');
+      assert.deepEqual(await readdir(dir), ['users.htpasswd'], 'no temporary file left either');
     });
   });
 
