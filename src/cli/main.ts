@@ -118,10 +118,10 @@ async function serve(resolve: () => Promise<ServerConfig>): Promise<void> {
 /** Loads the users; on a first start without any, creates an admin and shows its password once. */
 async function startAuth(config: ServerConfig, logger: Logger): Promise<HtpasswdAuth> {
   await mkdir(path.dirname(config.htpasswdFile), { recursive: true, mode: 0o700 });
-  const password = await ensureInitialAdmin(config.htpasswdFile, logger);
+  const password = await ensureInitialAdmin(config.htpasswdFile, logger, { user: config.adminUser });
   if (password !== undefined) {
     process.stdout.write(
-      `No users were configured, so user "admin" was created with the password:\n\n    ${password}\n\n` +
+      `No users were configured, so user "${config.adminUser}" was created with the password:\n\n    ${password}\n\n` +
         `It is shown only this once; only its hash is stored, in ${config.htpasswdFile}.\n` +
         `Add users with: ratchet user add <name> --htpasswd-file ${config.htpasswdFile}\n`,
     );

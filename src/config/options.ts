@@ -147,6 +147,15 @@ export const options = {
     description: 'users reach only repositories below /<username>/',
     doc: 'default grants: each user only below `/<user>/`',
   }),
+  adminUser: option({
+    flag: 'admin-user',
+    arg: 'name',
+    kind: { type: 'text' },
+    default: 'admin',
+    description:
+      'with --private-repos and --append-only: the user who may prune every repository (through --admin-listen only); also the first user created',
+    doc: 'admin everywhere under `private-repos` + `append-only`; the first user created',
+  }),
   htpasswdFile: option({
     flag: 'htpasswd-file',
     arg: 'file',

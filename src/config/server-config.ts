@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import type { Grant } from '../access/grants.ts';
+import { userNameProblem } from '../auth/htpasswd.ts';
 import { defaultGrants } from '../access/grants.ts';
 import type { Role } from '../access/policy.ts';
 import type { ConfigFile } from './config-file.ts';
@@ -38,6 +39,8 @@ export interface ServerConfig {
   readonly htpasswdFile: string;
   readonly privateRepos: boolean;
   readonly proxyAuthUsername: string | undefined;
+  /** The user made admin everywhere by private-repos with append-only, and created on a first start. */
+  readonly adminUser: string;
   readonly grants: readonly Grant[];
   readonly verifyUpload: boolean;
   /** Whether the read paths' filesystem calls may run on the event loop (auto: unless remote). */
@@ -90,6 +93,8 @@ export function buildServerConfig(
         })),
       ];
   if (listeners.length === 0) throw new UsageError('no listener: listen and admin-listen are both empty');
+  const adminProblem = userNameProblem(values.adminUser);
+  if (adminProblem !== undefined) throw new UsageError(`--admin-user: ${adminProblem}`);
   if (values.noAuth && values.privateRepos)
     throw new UsageError(
       '--no-auth and --private-repos contradict each other: private repositories need users who log in; remove one',
@@ -103,7 +108,13 @@ export function buildServerConfig(
     htpasswdFile: values.htpasswdFile ?? path.join(dataPath, '.htpasswd'),
     privateRepos: values.privateRepos,
     proxyAuthUsername: values.proxyAuthUsername,
-    grants: file?.access ?? defaultGrants(values.privateRepos),
+    adminUser: values.adminUser,
+    grants:
+      file?.access ??
+      defaultGrants(
+        values.privateRepos,
+        values.privateRepos && values.appendOnly ? values.adminUser : undefined,
+      ),
     verifyUpload: !values.noVerifyUpload,
     syncFsReads: values.syncFsReads,
     log: values.log,

@@ -193,6 +193,18 @@ describe('ratchet command line', () => {
     });
   });
 
+  it('names the admin user with --admin-user: the first user created, and a valid name only', async () => {
+    await withTempDir(async (dir) => {
+      const server = await startRatchet(dir, ['--admin-user', 'root']);
+      assert.equal(await server.stop(), 0);
+      assert.match(server.stdout(), /user "root" was created/);
+      assert.match(await readFile(path.join(dir, '.htpasswd'), 'utf8'), /^root:\$2y\$/);
+    });
+    const result = await runRatchet([...unservable, '--admin-user', '.hidden']);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /--admin-user: the user name starts with a dot/);
+  });
+
   it('serves on a unix socket and removes the socket file on SIGTERM', async () => {
     await withTempDir(async (dir) => {
       const socketPath = path.join(dir, 'ratchet.sock');
