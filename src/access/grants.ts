@@ -92,7 +92,18 @@ export class GrantTable {
   }
 }
 
-/** rest-server's behaviour as grants: every user is admin everywhere, or only below /<user>/. */
-export function defaultGrants(privateRepos: boolean): Grant[] {
+/**
+ * The grants without an `access` list. rest-server's behaviour: every user is admin everywhere,
+ * or only below /<user>/. With an `admin` user (private repositories in append-only mode), the
+ * README's append-only scenario instead: every user append-only below /<user>/, so no host can
+ * delete its backups on any listener, and that user admin on every repository, which the
+ * listeners' ceilings leave to the admin listeners.
+ */
+export function defaultGrants(privateRepos: boolean, admin?: string): Grant[] {
+  if (admin !== undefined)
+    return [
+      { users: ['*'], repos: ['/{user}/**'], role: 'append-only' },
+      { users: [admin], repos: ['/**'], role: 'admin' },
+    ];
   return [{ users: ['*'], repos: [privateRepos ? '/{user}/**' : '/**'], role: 'admin' }];
 }

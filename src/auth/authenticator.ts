@@ -1,15 +1,19 @@
 /**
  * Checks Basic credentials against the current htpasswd users, with a verified-credential cache,
- * failed-login throttling, and the same cost for unknown users as for wrong passwords.
+ * failed-login throttling, a check queue no client can fill, and failures that take as long for
+ * unknown users and cheap hashes as for the costliest hash (timing.ts).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { RatchetError } from '../errors.ts';
 import { clientKey, parseBasicAuthorization } from './basic-credentials.ts';
+import { CheckQueue } from './check-queue.ts';
 import { CredentialCache } from './credential-cache.ts';
 import { CryptWorker } from './crypt-worker.ts';
 import { LoginThrottle } from './throttle.ts';
 import type { ThrottleOptions } from './throttle.ts';
-import { checkHash, decoyBcryptHash, decoyHashLike, verifyPassword } from './verifiers.ts';
+import { decoyFor, failurePaddingMs, slowestHash } from './timing.ts';
+import { checkHash, decoyHashLike, verifyPassword } from './verifiers.ts';
 import type { CryptEngine } from './verifiers.ts';
 
 export interface AuthenticatorOptions {
@@ -26,6 +30,8 @@ export interface AuthenticatorOptions {
   readonly maxConcurrentChecks?: number;
   /** Checks allowed to wait for a slot (default 100); beyond, 429 with Retry-After: 1. */
   readonly maxQueuedChecks?: number;
+  /** Checks one client address, or one user name, may have waiting (default 4); beyond, 429. */
+  readonly maxQueuedChecksPerClient?: number;
   /** Where SHA-crypt and MD5-crypt run (default: a worker thread owned by the authenticator). */
   readonly cryptEngine?: CryptEngine;
   readonly now?: () => number;
@@ -40,42 +46,22 @@ export interface AuthenticatorStats {
   readonly failures: number;
   readonly throttled: number;
   readonly cachedCredentials: number;
+  /** Password checks waiting for a slot. */
+  readonly waitingChecks: number;
+  /** Failed checks answered later than they finished, to take as long as the slowest hash. */
+  readonly padded: number;
+  /** The measured duration of the slowest hash's check in ms (undefined until measured). */
+  readonly slowestCheckMs: number | undefined;
 }
 
 export const defaultCacheTtlMs = 5 * 60_000;
-const defaultDecoyBcryptCost = 10;
 
-/** Runs at most `max` tasks at once, with a bounded queue. */
-class Limiter {
-  #active = 0;
-  readonly #queue: (() => void)[] = [];
-  readonly #max: number;
-  readonly #maxQueued: number;
-
-  constructor(max: number, maxQueued: number) {
-    this.#max = Math.max(1, max);
-    this.#maxQueued = maxQueued;
-  }
-
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.#active < this.#max) {
-      this.#active++;
-    } else {
-      if (this.#queue.length >= this.#maxQueued)
-        throw new RatchetError('TOO_MANY_REQUESTS', 'too many logins in progress', {
-          headers: { 'Retry-After': '1' },
-        });
-      // The finishing task hands its slot over, so #active stays counted.
-      await new Promise<void>((resolve) => this.#queue.push(resolve));
-    }
-    try {
-      return await task();
-    } finally {
-      const next = this.#queue.shift();
-      if (next) next();
-      else this.#active--;
-    }
-  }
+/** The costliest hash's kind and its check's latest measured duration. */
+interface SlowestHash {
+  readonly costKey: string;
+  ms: number | undefined;
+  /** Settles once the first measurement is in. */
+  measured: Promise<void>;
 }
 
 /** Verifies Basic credentials against a set of users that can be replaced at any time. */
@@ -84,13 +70,16 @@ export class Authenticator {
   readonly #challenge: string;
   readonly #cache: CredentialCache;
   readonly #throttle: LoginThrottle<boolean>;
-  readonly #limiter: Limiter;
+  readonly #queue: CheckQueue;
   readonly #engine: CryptEngine;
   readonly #ownedWorker: CryptWorker | undefined;
   readonly #inFlight = new Map<string, Promise<boolean>>();
   #users = new Map<string, string>();
-  #decoy = decoyBcryptHash(defaultDecoyBcryptCost);
+  #decoy = decoyFor(new Map());
+  /** The costliest hash among the users and its measured check duration (see timing.ts). */
+  #slowest: SlowestHash | undefined;
   #checks = 0;
+  #padded = 0;
   #cacheHits = 0;
   #failures = 0;
   #throttled = 0;
@@ -108,7 +97,11 @@ export class Authenticator {
       options.throttle instanceof LoginThrottle
         ? options.throttle
         : new LoginThrottle({ now, ...options.throttle });
-    this.#limiter = new Limiter(options.maxConcurrentChecks ?? 2, options.maxQueuedChecks ?? 100);
+    this.#queue = new CheckQueue({
+      maxRunning: options.maxConcurrentChecks ?? 2,
+      maxQueued: options.maxQueuedChecks ?? 100,
+      maxQueuedPerOwner: options.maxQueuedChecksPerClient ?? 4,
+    });
     if (options.cryptEngine) {
       this.#engine = options.cryptEngine;
     } else {
@@ -128,6 +121,7 @@ export class Authenticator {
     this.#users = next;
     this.#cache.retain(next);
     this.#decoy = decoyFor(next);
+    this.#measureSlowest(next);
   }
 
   /**
@@ -138,37 +132,29 @@ export class Authenticator {
   async authenticate(authorization: string | undefined, remoteAddress: string | undefined): Promise<string> {
     if (authorization === undefined || authorization === '')
       throw this.#unauthorized('authentication required');
+    const started = performance.now();
     const address = clientKey(remoteAddress);
     const credentials = parseBasicAuthorization(authorization);
-    const wait = await this.#throttle.retryAfter(address, credentials?.user);
-    if (wait > 0) {
-      this.#throttled++;
-      throw new RatchetError('TOO_MANY_REQUESTS', 'too many failed logins; try again later', {
-        headers: { 'Retry-After': String(wait) },
-      });
-    }
+    this.#refuseWhileWaiting(await this.#throttle.retryAfter(address, credentials?.user));
     if (credentials === undefined) {
       await this.#fail(address, undefined, remoteAddress);
       throw this.#unauthorized('malformed credentials');
     }
     const { user, password } = credentials;
-    const hash = this.#users.get(user);
     const key = this.#cache.keyOf(user, password);
-    if (hash !== undefined && this.#cache.has(key, hash)) {
-      this.#cacheHits++;
-      await this.#throttle.recordSuccess(address, user);
-      return user;
+    // An unknown user is checked against a decoy of the common scheme and cost.
+    const target = this.#users.get(user) ?? this.#decoy;
+    // Identical concurrent requests (restic opens several) share one attempt: one check, one count.
+    const flightKey = `${key}\u0000${target}`;
+    let attempt = this.#inFlight.get(flightKey);
+    if (attempt === undefined) {
+      attempt = this.#attempt(address, remoteAddress, user, password, key).finally(() =>
+        this.#inFlight.delete(flightKey),
+      );
+      this.#inFlight.set(flightKey, attempt);
     }
-    // An unknown user is checked against a decoy of the common scheme and cost, so the answer
-    // takes as long as a wrong password for a real user.
-    const ok = await this.#check(key, password, hash ?? this.#decoy);
-    // The users may have been reloaded meanwhile: only the hash still in force counts.
-    if (ok && hash !== undefined && this.#users.get(user) === hash) {
-      this.#cache.add(key, user, hash);
-      await this.#throttle.recordSuccess(address, user);
-      return user;
-    }
-    await this.#fail(address, user, remoteAddress);
+    if (await attempt) return user;
+    await this.#pad(started);
     throw this.#unauthorized('invalid credentials');
   }
 
@@ -181,6 +167,9 @@ export class Authenticator {
       failures: this.#failures,
       throttled: this.#throttled,
       cachedCredentials: this.#cache.size,
+      waitingChecks: this.#queue.waiting,
+      padded: this.#padded,
+      slowestCheckMs: this.#slowest?.ms,
     };
   }
 
@@ -190,19 +179,91 @@ export class Authenticator {
     await this.#ownedWorker?.close();
   }
 
-  /** Checks a password, sharing the work between identical concurrent requests (restic opens several). */
-  #check(key: string, password: string, hash: string): Promise<boolean> {
-    const flightKey = `${key}\u0000${hash}`;
-    const running = this.#inFlight.get(flightKey);
-    if (running) return running;
-    const check = this.#limiter
-      .run(() => {
+  /**
+   * One login attempt: counted by the throttle from its start (so a burst cannot have more
+   * guesses checked than the limits allow), answered from the cache or by a queued check, and
+   * recorded as a success or failure. True when the password is right for the user's current hash.
+   */
+  async #attempt(
+    address: string,
+    remoteAddress: string | undefined,
+    user: string,
+    password: string,
+    key: string,
+  ): Promise<boolean> {
+    this.#refuseWhileWaiting(await this.#throttle.begin(address, user));
+    try {
+      const hash = this.#users.get(user);
+      if (hash !== undefined && this.#cache.has(key, hash)) {
+        this.#cacheHits++;
+        await this.#throttle.recordSuccess(address, user);
+        return true;
+      }
+      const target = hash ?? this.#decoy;
+      const ok = await this.#queue.run([`address ${address}`, `user ${user}`], async () => {
         this.#checks++;
-        return verifyPassword(password, hash, this.#engine);
-      })
-      .finally(() => this.#inFlight.delete(flightKey));
-    this.#inFlight.set(flightKey, check);
-    return check;
+        const started = performance.now();
+        const matches = await verifyPassword(password, target, this.#engine);
+        this.#measured(target, performance.now() - started);
+        return matches;
+      });
+      // The users may have been reloaded meanwhile: only the hash still in force counts.
+      if (ok && hash !== undefined && this.#users.get(user) === hash) {
+        this.#cache.add(key, user, hash);
+        await this.#throttle.recordSuccess(address, user);
+        return true;
+      }
+      await this.#fail(address, user, remoteAddress);
+      return false;
+    } finally {
+      this.#throttle.finish(address, user);
+    }
+  }
+
+  /** Throws 429 with Retry-After when the throttle says to wait. */
+  #refuseWhileWaiting(wait: number): void {
+    if (wait <= 0) return;
+    this.#throttled++;
+    throw new RatchetError('TOO_MANY_REQUESTS', 'too many failed logins; try again later', {
+      headers: { 'Retry-After': String(wait) },
+    });
+  }
+
+  /** Measures the costliest hash's check once, off the queue, with a decoy of its parameters. */
+  #measureSlowest(users: ReadonlyMap<string, string>): void {
+    const slowest = slowestHash(users);
+    if (slowest === undefined || slowest.costKey === this.#slowest?.costKey) {
+      if (slowest === undefined) this.#slowest = undefined;
+      return;
+    }
+    const decoy = decoyHashLike(slowest.hash);
+    const entry: SlowestHash = {
+      costKey: slowest.costKey,
+      ms: undefined,
+      measured: Promise.resolve(),
+    };
+    this.#slowest = entry;
+    const started = performance.now();
+    entry.measured = verifyPassword('', decoy, this.#engine).then(
+      () => this.#measured(decoy, performance.now() - started),
+      (err: unknown) => this.#logger.error({ err }, 'measuring the slowest password hash failed'),
+    );
+  }
+
+  /** Keeps the latest duration of a check of the costliest hash's kind, the padding's target. */
+  #measured(hash: string, ms: number): void {
+    const slowest = this.#slowest;
+    const check = checkHash(hash);
+    if (slowest !== undefined && check.ok && check.costKey === slowest.costKey) slowest.ms = ms;
+  }
+
+  /** Waits until a failed login started at `started` has taken as long as the slowest hash. */
+  async #pad(started: number): Promise<void> {
+    await this.#slowest?.measured;
+    const ms = failurePaddingMs(this.#slowest?.ms, performance.now() - started);
+    if (ms <= 0) return;
+    this.#padded++;
+    await sleep(ms);
   }
 
   async #fail(address: string, user: string | undefined, remoteAddress: string | undefined): Promise<void> {
@@ -222,19 +283,4 @@ export class Authenticator {
   #unauthorized(message: string): RatchetError {
     return new RatchetError('UNAUTHORIZED', message, { headers: { 'WWW-Authenticate': this.#challenge } });
   }
-}
-
-/** A decoy hash like the most common scheme and cost among the users (bcrypt 10 when none). */
-function decoyFor(users: ReadonlyMap<string, string>): string {
-  const counts = new Map<string, { count: number; hash: string }>();
-  for (const hash of users.values()) {
-    const check = checkHash(hash);
-    if (!check.ok) continue;
-    const group = counts.get(check.costKey);
-    if (group) group.count++;
-    else counts.set(check.costKey, { count: 1, hash });
-  }
-  let best: { count: number; hash: string } | undefined;
-  for (const group of counts.values()) if (!best || group.count > best.count) best = group;
-  return best ? decoyHashLike(best.hash) : decoyBcryptHash(defaultDecoyBcryptCost);
 }

@@ -10,7 +10,7 @@ import type { Stats } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { fsyncPath } from '../storage/fs/durable.ts';
-import { decodeHtpasswd, lineUser, parseHtpasswd } from './htpasswd.ts';
+import { decodeHtpasswd, lineUser, parseHtpasswd, unusableFileError } from './htpasswd.ts';
 import { bcryptHash } from './verifiers.ts';
 import type { ParsedHtpasswd } from './htpasswd.ts';
 import { errnoCode } from '../errors.ts';
@@ -173,10 +173,10 @@ export interface InitialAdminOptions {
 }
 
 /**
- * On a first start: when the htpasswd file has no usable user, adds user `admin` with a random
- * password and returns that password, to be shown once (only its hash is stored). Returns
- * undefined when the file already has users. Throws when the file cannot be read or parsed, or
- * when an unusable line for `admin` is in the way.
+ * On a first start: when the htpasswd file is missing or has no user lines, adds user `admin`
+ * with a random password and returns that password, to be shown once (only its hash is stored).
+ * Returns undefined when the file already has users. Throws, writing nothing, when the file cannot
+ * be read or parsed, or has user lines of which none is usable.
  */
 export async function ensureInitialAdmin(
   file: string,
@@ -188,10 +188,9 @@ export async function ensureInitialAdmin(
   let hash: string | undefined;
   const written = await updateHtpasswdFile(file, async (state) => {
     if (state.parsed.users.size > 0) return undefined;
-    if (hasUserLine(state.text, user))
-      throw new Error(
-        `${file} has no usable user, and its line for "${user}" has an unsupported hash; fix or remove that line`,
-      );
+    // Lines that yield no user are the operator's mistake to fix, not room for a new admin.
+    const unusable = unusableFileError(state.parsed, file);
+    if (unusable) throw unusable;
     hash ??= await hashPassword(password, options.cost ?? defaultBcryptCost);
     return setUserHash(state.text, user, hash);
   });

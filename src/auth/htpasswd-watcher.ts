@@ -4,15 +4,15 @@
  *
  * `fs.watch(file)` follows the inode and goes quiet after a rename-replace, so the folder is
  * watched instead, and a cheap stat poll backs it up (network file systems, a symlinked file,
- * a folder created later). A file that cannot be read or parsed keeps the previous users; a
- * missing file means no users.
+ * a folder created later). A file that cannot be read or parsed, or whose user lines yield no
+ * usable user, keeps the previous users; a missing file means no users.
  */
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { ChangeWatcher, statSignature } from '../util/change-watcher.ts';
-import { parseHtpasswd } from './htpasswd.ts';
+import { parseHtpasswd, unusableFileError } from './htpasswd.ts';
 import type { HtpasswdWarning, ParsedHtpasswd } from './htpasswd.ts';
 import { errnoCode, errorMessage } from '../errors.ts';
 
@@ -119,6 +119,8 @@ export class HtpasswdWatcher {
     } catch (err) {
       return this.#failed(err);
     }
+    const unusable = unusableFileError(parsed, this.#file);
+    if (unusable) return this.#failed(unusable);
     // Password hashes readable by everyone invite offline guessing.
     if ((mode & 0o004) !== 0)
       this.#logger.warn('the htpasswd file is readable by every local user; chmod 600 it');

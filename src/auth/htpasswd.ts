@@ -5,6 +5,8 @@
  * - A line with an invalid user name, an unsupported hash scheme or unsupported parameters is
  *   skipped with a warning naming its line; the other users still load.
  * - A user listed twice keeps the first line (Apache's rule); later lines get a warning.
+ * - A file with user lines of which none is usable is refused too (unusableFileError): it is a
+ *   mistake, not "no users yet", so it neither locks everyone out nor gets a first admin added.
  * - The whole file is refused (HtpasswdParseError) when it cannot be an htpasswd file: not UTF-8,
  *   a NUL byte, or a line without a `:`. A reload then keeps the previous users, so a file caught
  *   half-written or mangled by an editor never locks everyone out.
@@ -135,4 +137,16 @@ export function parseHtpasswd(input: string | Uint8Array): ParsedHtpasswd {
     users.set(user, hash);
   }
   return { users, warnings };
+}
+
+/**
+ * The error for a file that has user lines but not one usable user (every line skipped), naming
+ * the file and each line; undefined when some user is usable or the file has no user lines.
+ */
+export function unusableFileError(parsed: ParsedHtpasswd, file: string): HtpasswdParseError | undefined {
+  if (parsed.users.size > 0 || parsed.warnings.length === 0) return undefined;
+  const lines = parsed.warnings.map((warning) => `line ${warning.line}: ${warning.message}`);
+  return new HtpasswdParseError(
+    `${file} has user lines but no usable user; fix or remove them (${lines.join('; ')})`,
+  );
 }

@@ -14,6 +14,10 @@
  *   each attacking address gets one guess per block, while an address that has not failed for
  *   that user, as a restic host with the right password, still logs in at once.
  *
+ * Attempts count when they start: a password check may begin only while the failures counted
+ * plus the checks still running (in flight, in this process) stay below each limit, so no burst
+ * of concurrent requests gets more guesses checked than the limits allow; the others get 429.
+ *
  * A block lasts `blockMs`, doubling with each consecutive block of the same key up to
  * `maxBlockMs`; blocked requests are refused before any password is checked, even a right one
  * (otherwise the block would still answer guesses). Idle entries expire after the window, and
@@ -22,6 +26,7 @@
  * not reveal which users exist. The counters live in ThrottleStores (src/state/), which count;
  * the decisions (when to block, for how long) are made here.
  */
+import { Counts } from './check-queue.ts';
 import { andThen, whenAll } from '../state/awaitable.ts';
 import type { Answer, Awaitable } from '../state/awaitable.ts';
 import { MemoryThrottleStore } from '../state/memory-throttle-store.ts';
@@ -70,6 +75,8 @@ export interface ThrottleStores<Sync extends boolean = boolean> {
 export class LoginThrottle<Sync extends boolean = true> {
   readonly #options: ThrottleOptions;
   readonly #stores: ThrottleStores;
+  /** Checks begun and not yet finished, per address and per pair (this process only). */
+  readonly #running = { addresses: new Counts(), pairs: new Counts() };
 
   constructor(options?: Partial<ThrottleOptions>);
   constructor(options: Partial<ThrottleOptions>, stores: ThrottleStores<Sync>);
@@ -92,6 +99,45 @@ export class LoginThrottle<Sync extends boolean = true> {
       const end = Math.max(...ends);
       return end > now ? Math.ceil((end - now) / 1000) : 0;
     }) as Answer<Sync, number>;
+  }
+
+  /**
+   * Asks to begin a password check for the user from the address: seconds to wait (a block, or
+   * the limits already taken by failures and checks in flight), or 0, and the check then counts
+   * against the limits until `finish` (call it once the outcome is recorded).
+   */
+  begin(address: string, user: string): Answer<Sync, number> {
+    const now = this.#options.now();
+    const { windowMs, maxFailuresPerAddress, maxFailuresPerPair, userAlertFailures } = this.#options;
+    const { addresses, pairs, users } = this.#stores;
+    const pair = pairKey(address, user);
+    const reads = [
+      addresses.failures(address, now, windowMs),
+      pairs.failures(pair, now, windowMs),
+      users.failures(user, now, windowMs),
+    ];
+    return andThen(this.retryAfter(address, user), (wait) =>
+      wait > 0
+        ? wait
+        : whenAll(reads, ([byAddress = 0, byPair = 0, byUser = 0]) => {
+            const pairLimit = byUser >= userAlertFailures ? 1 : maxFailuresPerPair;
+            const running = this.#running;
+            if (
+              byAddress + running.addresses.get(address) >= maxFailuresPerAddress ||
+              byPair + running.pairs.get(pair) >= pairLimit
+            )
+              return 1;
+            running.addresses.add(address, 1);
+            running.pairs.add(pair, 1);
+            return 0;
+          }),
+    ) as Answer<Sync, number>;
+  }
+
+  /** Ends a check that `begin` let start. */
+  finish(address: string, user: string): void {
+    this.#running.addresses.add(address, -1);
+    this.#running.pairs.add(pairKey(address, user), -1);
   }
 
   /** Records a failed login (user undefined: malformed credentials); answers a block it started. */

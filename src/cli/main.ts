@@ -118,10 +118,10 @@ async function serve(resolve: () => Promise<ServerConfig>): Promise<void> {
 /** Loads the users; on a first start without any, creates an admin and shows its password once. */
 async function startAuth(config: ServerConfig, logger: Logger): Promise<HtpasswdAuth> {
   await mkdir(path.dirname(config.htpasswdFile), { recursive: true, mode: 0o700 });
-  const password = await ensureInitialAdmin(config.htpasswdFile, logger);
+  const password = await ensureInitialAdmin(config.htpasswdFile, logger, { user: config.adminUser });
   if (password !== undefined) {
     process.stdout.write(
-      `No users were configured, so user "admin" was created with the password:\n\n    ${password}\n\n` +
+      `No users were configured, so user "${config.adminUser}" was created with the password:\n\n    ${password}\n\n` +
         `It is shown only this once; only its hash is stored, in ${config.htpasswdFile}.\n` +
         `Add users with: ratchet user add <name> --htpasswd-file ${config.htpasswdFile}\n`,
     );
@@ -129,13 +129,21 @@ async function startAuth(config: ServerConfig, logger: Logger): Promise<Htpasswd
   return startHtpasswdAuth({ file: config.htpasswdFile, logger });
 }
 
+/** One line per listener with the role ceiling in force there; a warning for each open one. */
 function announce(config: ServerConfig, server: RunningServer, logger: Logger): void {
+  const open: string[] = [];
   for (const [i, address] of server.addresses.entries()) {
     const where = describeAddress(address, server.secure[i] === true);
     const maxRole = server.maxRoles[i] ?? 'admin';
     logger.info({ path: config.path, listen: where, maxRole }, 'listening');
     process.stdout.write(`ratchet ${version()}: serving ${config.path} on ${where} (at most ${maxRole})\n`);
+    if (config.noAuth) open.push(`${where} (at most ${maxRole})`);
   }
+  if (open.length > 0)
+    logger.warn(
+      { listeners: open },
+      `authentication disabled (--no-auth): anyone who can connect may use every repository on ${open.join(', ')}`,
+    );
 }
 
 function handleSignals(

@@ -148,6 +148,15 @@ export const options = {
     description: 'users reach only repositories below /<username>/',
     doc: 'default grants: each user only below `/<user>/`',
   }),
+  adminUser: option({
+    flag: 'admin-user',
+    arg: 'name',
+    kind: { type: 'text' },
+    default: 'admin',
+    description:
+      'with --private-repos and --append-only: the user who may prune every repository (through --admin-listen only); also the first user created',
+    doc: 'admin everywhere under `private-repos` + `append-only`; the first user created',
+  }),
   htpasswdFile: option({
     flag: 'htpasswd-file',
     arg: 'file',
@@ -159,8 +168,9 @@ export const options = {
   noAuth: option({
     flag: 'no-auth',
     kind: { type: 'switch' },
-    description: 'disable authentication (anyone who can connect may use every repository)',
-    doc: 'serve without authentication',
+    description:
+      'disable authentication (anyone who can connect may use every repository); logs a warning per listener; not with --private-repos',
+    doc: 'serve without authentication; warns naming each listener; refused with `private-repos`',
   }),
   proxyAuthUsername: option({
     flag: 'proxy-auth-username',

@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import type { Grant } from '../access/grants.ts';
+import { userNameProblem } from '../auth/htpasswd.ts';
 import { defaultGrants } from '../access/grants.ts';
 import type { Role } from '../access/policy.ts';
 import type { ConfigFile } from './config-file.ts';
@@ -38,6 +39,8 @@ export interface ServerConfig {
   readonly htpasswdFile: string;
   readonly privateRepos: boolean;
   readonly proxyAuthUsername: string | undefined;
+  /** The user made admin everywhere by private-repos with append-only, and created on a first start. */
+  readonly adminUser: string;
   readonly grants: readonly Grant[];
   readonly verifyUpload: boolean;
   /** Whether the read paths' filesystem calls may run on the event loop (auto: unless remote). */
@@ -78,23 +81,28 @@ export function buildServerConfig(
   const command = pickOptions(given, (name) => source(name) === 'cli' || source(name) === 'env');
   const { values, explicit } = mergeOptions(file?.options ?? {}, command);
   const dataPath = values.path;
-  const commandListeners = command.listen !== undefined || command.adminListen !== undefined;
+  if (file?.listeners) refuseListenerOverrides(values, explicit);
   // Without a listen setting, an admin-listen setting stands alone rather than beside the default.
   const listen = explicit.has('listen') || !explicit.has('adminListen') ? values.listen : [];
-  const listeners: ListenerConfig[] =
-    file?.listeners && !commandListeners
-      ? file.listeners.map((l) => ({ address: parseListenAddress(l.address), maxRole: l['max-role'] }))
-      : [
-          ...listen.map((text) => ({
-            address: parseListenAddress(text),
-            maxRole: values.appendOnly ? ('append-only' as const) : ('admin' as const),
-          })),
-          ...values.adminListen.map((text) => ({
-            address: parseListenAddress(text),
-            maxRole: 'admin' as const,
-          })),
-        ];
+  const listeners: ListenerConfig[] = file?.listeners
+    ? file.listeners.map((l) => ({ address: parseListenAddress(l.address), maxRole: l['max-role'] }))
+    : [
+        ...listen.map((text) => ({
+          address: parseListenAddress(text),
+          maxRole: values.appendOnly ? ('append-only' as const) : ('admin' as const),
+        })),
+        ...values.adminListen.map((text) => ({
+          address: parseListenAddress(text),
+          maxRole: 'admin' as const,
+        })),
+      ];
   if (listeners.length === 0) throw new UsageError('no listener: listen and admin-listen are both empty');
+  const adminProblem = userNameProblem(values.adminUser);
+  if (adminProblem !== undefined) throw new UsageError(`--admin-user: ${adminProblem}`);
+  if (values.noAuth && values.privateRepos)
+    throw new UsageError(
+      '--no-auth and --private-repos contradict each other: private repositories need users who log in; remove one',
+    );
 
   return {
     path: dataPath,
@@ -104,7 +112,13 @@ export function buildServerConfig(
     htpasswdFile: values.htpasswdFile ?? path.join(dataPath, '.htpasswd'),
     privateRepos: values.privateRepos,
     proxyAuthUsername: values.proxyAuthUsername,
-    grants: file?.access ?? defaultGrants(values.privateRepos),
+    adminUser: values.adminUser,
+    grants:
+      file?.access ??
+      defaultGrants(
+        values.privateRepos,
+        values.privateRepos && values.appendOnly ? values.adminUser : undefined,
+      ),
     verifyUpload: !values.noVerifyUpload,
     syncFsReads: values.syncFsReads,
     log: values.log,
@@ -140,6 +154,23 @@ export function buildServerConfig(
     prometheus: values.prometheus,
     prometheusNoAuth: values.prometheusNoAuth,
   };
+}
+
+/**
+ * The file's `listeners:` sets every listener with its ceiling: a listen, admin-listen or
+ * append-only setting from anywhere would either replace those ceilings or be dropped, so the
+ * combination is refused rather than one of them silently ignored.
+ */
+function refuseListenerOverrides(values: OptionValues, explicit: ReadonlySet<OptionName>): void {
+  const stray = (['listen', 'adminListen', 'appendOnly'] as const).filter(
+    (name) => explicit.has(name) && (name !== 'appendOnly' || values.appendOnly),
+  );
+  if (stray.length > 0)
+    throw new UsageError(
+      `${stray.map(flagName).join(', ')} (flag, RATCHET_* variable or key) cannot be combined with the ` +
+        "configuration file's listeners, which set every listener and its max-role: " +
+        'give the listeners there the ceiling you want (e.g. max-role: append-only)',
+    );
 }
 
 const tlsOnly = ['tlsCert', 'tlsKey', 'tlsMinVer', 'tlsClientCa'] as const;

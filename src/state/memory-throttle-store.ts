@@ -53,6 +53,12 @@ export class MemoryThrottleStore implements ThrottleStore<true> {
     return true;
   }
 
+  /** Failures in the key's current window (see ThrottleStore). */
+  failures(key: string, now: number, windowMs: number): number {
+    const entry = this.#live(key, now);
+    return entry === undefined || now - entry.windowStart > windowMs ? 0 : entry.failures;
+  }
+
   /** When the key's block ends (0: none). */
   blockedUntil(key: string, now: number): number {
     return this.#live(key, now)?.blockedUntil ?? 0;

@@ -33,6 +33,8 @@ export interface ThrottleStore<Sync extends boolean = boolean> {
    * new window of failures opens at `now`. True when this call started the block.
    */
   block(key: string, now: number, until: number, seenBlocks: number, windowMs: number): Answer<Sync, boolean>;
+  /** Failures counted in the key's current window (0: none, or the window has passed). */
+  failures(key: string, now: number, windowMs: number): Answer<Sync, number>;
   /** When the key's block ends (0: never blocked or expired). */
   blockedUntil(key: string, now: number): Answer<Sync, number>;
   /** Forgets the key (a successful login). */

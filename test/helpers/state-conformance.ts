@@ -50,6 +50,9 @@ export function throttleStoreConformance(name: string, factory: StoreFactory<Thr
         const counts: number[] = [];
         for (let i = 0; i < 3; i++) counts.push((await store.fail(key('a'), t0 + i, windowMs)).failures);
         assert.deepEqual(counts, [1, 2, 3]);
+        assert.equal(await store.failures(key('a'), t0 + 3, windowMs), 3, 'reading does not count');
+        assert.equal(await store.failures(key('a'), t0 + windowMs + 1, windowMs), 0, 'the window passed');
+        assert.equal(await store.failures(key('never-failed'), t0, windowMs), 0);
         // The window runs from the first failure (t0), not the last.
         const later = await store.fail(key('a'), t0 + windowMs + 1, windowMs);
         assert.deepEqual(later, { failures: 1, blockedUntil: 0, blocks: 0 });

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import path from 'node:path';
@@ -13,8 +13,10 @@ import {
   runRatchet,
   spawnRatchet,
   startRatchet,
+  startRatchetServer,
   withTempDir,
 } from '../helpers/ratchet-process.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { envName, flagName, optionNames } from '../../src/config/options.ts';
 
 /** Options with which a server that accepted its settings exits at once with code 1, instead of serving. */
@@ -83,6 +85,43 @@ describe('ratchet command line', () => {
     });
   });
 
+  it('warns at start naming every listener --no-auth opens, and refuses --no-auth with --private-repos', async () => {
+    await withTempDir(async (dir) => {
+      const args = ['--no-auth', '--path', dir, '--append-only', '--listen', '127.0.0.1:0'];
+      const server = await startRatchetServer([...args, '--admin-listen', '127.0.0.1:0'], 2);
+      try {
+        assert.deepEqual(
+          server.listeners.map((listener) => listener.maxRole),
+          ['append-only', 'admin'],
+        );
+        const warningLine = (): string | undefined =>
+          server
+            .stderr()
+            .split('\n')
+            .find((line) => line.includes('authentication disabled'));
+        await waitFor(() => warningLine() !== undefined, 'the --no-auth warning');
+        const warning = warningLine() ?? '';
+        const logged = JSON.parse(warning) as { level: number; listeners: string[] };
+        assert.equal(logged.level, 40, 'logged as a warning');
+        assert.deepEqual(logged.listeners, [
+          `${server.listeners[0]?.url} (at most append-only)`,
+          `${server.listeners[1]?.url} (at most admin)`,
+        ]);
+      } finally {
+        assert.equal(await server.stop(), 0);
+      }
+      const quiet = await startRatchet(path.join(dir, 'auth'));
+      assert.equal(await quiet.stop(), 0);
+      assert.doesNotMatch(quiet.stderr(), /authentication disabled/);
+    });
+    for (const env of [{}, { RATCHET_PRIVATE_REPOS: 'true' }] as Record<string, string>[]) {
+      const extra = 'RATCHET_PRIVATE_REPOS' in env ? [] : ['--private-repos'];
+      const result = await withEnv(env, () => runRatchet([...unservable, '--no-auth', ...extra]));
+      assert.equal(result.code, 2, JSON.stringify(env));
+      assert.match(result.stderr, /--no-auth and --private-repos contradict each other/);
+    }
+  });
+
   it('prints its version and help', async () => {
     const pkg = JSON.parse(await readFile(path.join(projectRoot, 'package.json'), 'utf8')) as {
       version: string;
@@ -132,6 +171,38 @@ describe('ratchet command line', () => {
       await again.stop();
       assert.doesNotMatch(again.stdout(), /password/);
     });
+  });
+
+  it('refuses a users file whose lines yield no user, naming the file and lines, and never writes into it', async () => {
+    await withTempDir(async (dir) => {
+      const file = path.join(dir, 'users.htpasswd');
+      // A cost above the supported maximum, and a hash of no known scheme.
+      const text = `# the team\nadmin:$2y$18$${'a'.repeat(53)}\n\nbob:plaintext\n`;
+      await writeFile(file, text, { mode: 0o600 });
+      const result = await runRatchet(['--path', dir, '--htpasswd-file', file, '--listen', '127.0.0.1:0']);
+      assert.equal(result.code, 1);
+      assert.match(
+        result.stderr,
+        new RegExp(`${file.replace(/[.]/g, '\\.')} has user lines but no usable user`),
+      );
+      assert.match(result.stderr, /line 2: user "admin": bcrypt cost 18 is above the supported maximum/);
+      assert.match(result.stderr, /line 4: user "bob": unsupported hash scheme/);
+      assert.doesNotMatch(result.stdout, /password/);
+      assert.equal(await readFile(file, 'utf8'), text, 'the file is untouched');
+      assert.deepEqual(await readdir(dir), ['users.htpasswd'], 'no temporary file left either');
+    });
+  });
+
+  it('names the admin user with --admin-user: the first user created, and a valid name only', async () => {
+    await withTempDir(async (dir) => {
+      const server = await startRatchet(dir, ['--admin-user', 'root']);
+      assert.equal(await server.stop(), 0);
+      assert.match(server.stdout(), /user "root" was created/);
+      assert.match(await readFile(path.join(dir, '.htpasswd'), 'utf8'), /^root:\$2y\$/);
+    });
+    const result = await runRatchet([...unservable, '--admin-user', '.hidden']);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /--admin-user: the user name starts with a dot/);
   });
 
   it('serves on a unix socket and removes the socket file on SIGTERM', async () => {

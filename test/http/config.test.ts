@@ -1,12 +1,19 @@
 /** The configuration file as an operator uses it: validation messages and reload on SIGHUP. */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { hashPassword } from '../../src/auth/htpasswd-file.ts';
 import { parseConfigFile } from '../../src/config/config-file.ts';
 import { basic, raw, v2 } from '../helpers/http.ts';
-import { runRatchet, startRatchet, withTempDir } from '../helpers/ratchet-process.ts';
+import {
+  runRatchet,
+  spawnRatchet,
+  startRatchet,
+  startRatchetServer,
+  withTempDir,
+} from '../helpers/ratchet-process.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 describe('configuration file', () => {
@@ -50,6 +57,52 @@ describe('configuration file', () => {
         ]);
         assert.equal(result.code, 2, text);
         assert.match(result.stderr, message, text);
+      }
+    });
+  });
+
+  it("refuses --append-only, --listen and --admin-listen beside the file's listeners, and announces each ceiling", async () => {
+    await withTempDir(async (dir) => {
+      const file = path.join(dir, 'ratchet.yaml');
+      const listeners =
+        'listeners:\n  - address: 127.0.0.1:0\n    max-role: append-only\n' +
+        '  - address: 127.0.0.1:0\n    max-role: admin\n';
+      await writeFile(file, `no-auth: true\n${listeners}`);
+      const base = ['--config', file, '--path', path.join(dir, 'data')];
+      const cases: [string[], Record<string, string>, RegExp][] = [
+        [['--append-only'], {}, /^ratchet: --append-only \(flag/m],
+        [[], { RATCHET_APPEND_ONLY: 'true' }, /--append-only/],
+        [['--listen', '127.0.0.1:0'], {}, /^ratchet: --listen \(flag/m],
+        [[], { RATCHET_LISTEN: '127.0.0.1:0' }, /--listen/],
+        [['--admin-listen', '127.0.0.1:0'], {}, /^ratchet: --admin-listen \(flag/m],
+      ];
+      for (const [args, env, message] of cases) {
+        const { child, stderr } = spawnRatchet([...base, ...args], { ...process.env, ...env });
+        child.stdin.end();
+        // A server that accepted the combination would serve forever: stop it, and fail below.
+        const serving = setTimeout(() => child.kill('SIGKILL'), 15_000);
+        const [code] = (await once(child, 'close')) as [number | null];
+        clearTimeout(serving);
+        const what = `${args.join(' ')} ${JSON.stringify(env)}`;
+        assert.equal(code, 2, what);
+        assert.match(stderr(), message, what);
+        assert.match(stderr(), /configuration file's listeners/, what);
+      }
+      // The same in the file itself: append-only: true beside listeners is refused too.
+      await writeFile(file, `no-auth: true\nappend-only: true\n${listeners}`);
+      const inFile = await runRatchet(base);
+      assert.equal(inFile.code, 2);
+      assert.match(inFile.stderr, /--append-only \(flag, RATCHET_\* variable or key\)/);
+      // append-only set to false says nothing against the listeners; each ceiling is announced.
+      await writeFile(file, `no-auth: true\nappend-only: false\n${listeners}`);
+      const server = await startRatchetServer(base, 2);
+      try {
+        assert.deepEqual(
+          server.listeners.map((listener) => listener.maxRole),
+          ['append-only', 'admin'],
+        );
+      } finally {
+        assert.equal(await server.stop(), 0);
       }
     });
   });

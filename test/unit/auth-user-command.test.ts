@@ -426,26 +426,30 @@ describe('ensureInitialAdmin', () => {
     assert.match(await readFile(one, 'utf8'), /^admin:\$2y\$10\$/);
   });
 
-  it('adds admin to a file without usable users, keeping its lines', async () => {
+  it('adds admin to a file without user lines, keeping its comments', async () => {
     const file = path.join(await freshDir(), '.htpasswd');
-    await writeFile(file, '# nobody yet\nold:plaintext\n', { mode: 0o600 });
+    await writeFile(file, '# nobody yet\n\n', { mode: 0o600 });
     const password = await ensureInitialAdmin(file, silentLogger(), { cost: 4 });
     assert.ok(password);
-    assert.match(await readFile(file, 'utf8'), /^# nobody yet\nold:plaintext\nadmin:\$2y\$04\$\S{53}\n$/);
+    assert.match(await readFile(file, 'utf8'), /^# nobody yet\n\nadmin:\$2y\$04\$\S{53}\n$/);
   });
 
-  it('leaves a file with users alone, and refuses broken files or an unusable admin line', async () => {
+  it('leaves a file with users alone, and refuses broken files or lines that yield no user', async () => {
     const file = path.join(await freshDir(), '.htpasswd');
     await writeFile(file, `bob:${sha}\n`);
     assert.equal(await ensureInitialAdmin(file, silentLogger()), undefined);
     await writeFile(file, 'broken\n');
     await assert.rejects(ensureInitialAdmin(file, silentLogger()), /line 1/);
-    await writeFile(file, 'admin:plaintext\n');
-    await assert.rejects(
-      ensureInitialAdmin(file, silentLogger()),
-      /line for "admin" has an unsupported hash/,
-    );
-    assert.equal(await readFile(file, 'utf8'), 'admin:plaintext\n');
+    for (const text of ['admin:plaintext\n', '# team\nold:plaintext\n']) {
+      await writeFile(file, text);
+      await assert.rejects(
+        ensureInitialAdmin(file, silentLogger()),
+        new RegExp(
+          `has user lines but no usable user.*line ${text.startsWith('#') ? 2 : 1}: user "\\w+": unsupported hash scheme`,
+        ),
+      );
+      assert.equal(await readFile(file, 'utf8'), text);
+    }
   });
 });
 

@@ -119,6 +119,16 @@ describe('HtpasswdWatcher', () => {
 
     await writeFile(file, Buffer.from([0x61, 0x3a, 0xff, 0x0a]));
     assert.equal((await watcher.reload()).status, 'failed');
+    // User lines of which none is usable: a mistake, not "no users".
+    await writeFile(file, `alice:plaintext\nbob:$2y$99$x\n`);
+    const unusable = await watcher.reload();
+    assert.equal(unusable.status, 'failed');
+    assert.match(
+      unusable.status === 'failed' ? unusable.error : '',
+      /has user lines but no usable user.*line 1: user "alice": unsupported hash scheme; .*line 2/,
+    );
+    assert.deepEqual(users(), ['alice']);
+
     await rm(file);
     await mkdir(file);
     assert.deepEqual(await watcher.reload(), { status: 'failed', error: 'not a regular file' });

@@ -37,7 +37,7 @@ function later<Store extends object>(store: Store, methods: readonly (keyof Stor
 }
 
 const laterThrottleStore = (): ThrottleStore<false> =>
-  later(new MemoryThrottleStore(10_000), ['fail', 'block', 'blockedUntil', 'clear', 'size']);
+  later(new MemoryThrottleStore(10_000), ['fail', 'failures', 'block', 'blockedUntil', 'clear', 'size']);
 const laterBucketStore = (): BucketStore<false> =>
   later(new MemoryBucketStore(), ['take', 'borrow', 'clear']);
 const laterThrottleStores = (): ThrottleStores<false> => ({
