@@ -19,6 +19,8 @@
  *   a save stats every entry it writes, so a restart never carries a size it did not verify.
  *   Objects are immutable (their name is their hash): a finished object whose content changes
  *   later is corruption, which scrubbing finds; the size check only keeps listings honest.
+ * - Links are not objects. Folders and entries are lstat'ed: a type or fan-out folder that is a
+ *   symbolic link holds nothing, and an entry that is a link is never listed.
  */
 import type { Dirent, Stats } from 'node:fs';
 import { lstatSync } from 'node:fs';
