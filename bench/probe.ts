@@ -4,7 +4,8 @@
  * the same session, and prints each figure per variant plus the server's memory after every step.
  *
  * `--repeat N` runs the steps N times on the same server (memory creep). `--settle S` waits S
- * seconds after each start, so that start-up work (the usage count) is not measured in the steps.
+ * seconds after each start, so that start-up work (the usage count) is not measured in the steps;
+ * `--warm-list` lists the 100k-object repository once first, so every build holds it in memory.
  *
  *   node --import tsx bench/probe.ts --variant base=/tmp/ab/base/dist/cli/main.js \
  *        --variant new=dist/cli/main.js --steps up16,range,head --rounds 3 [--quick]
@@ -132,6 +133,8 @@ async function main(): Promise<void> {
       smaps: { type: 'boolean', default: false },
       // Seconds to wait after a server starts before the steps (start-up work done, steady state).
       settle: { type: 'string', default: '0' },
+      // List the listing repository once before the steps: every build then has it in memory.
+      'warm-list': { type: 'boolean', default: false },
     },
   });
   const variants = (values.variant ?? ['cur=dist/cli/main.js']).map(parseVariant);
@@ -181,6 +184,12 @@ async function main(): Promise<void> {
         if (needed.has('list')) linkListingRepo(template, path.join(workDir, 'data'));
         const server = await start(v, workDir, prof);
         await new Promise((resolve) => setTimeout(resolve, Number(values.settle) * 1000));
+        if (values['warm-list'] && needed.has('list')) {
+          const warm = await fetch(`${server.baseUrl}/${listingRepo}/data/`, {
+            headers: { Accept: 'application/vnd.x.restic.rest.v2' },
+          });
+          await warm.arrayBuffer();
+        }
         const state: RoundState = { repo: `probe-r${round}`, big: [], small: [] };
         const line: string[] = [];
         try {
