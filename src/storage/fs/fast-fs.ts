@@ -117,26 +117,23 @@ export class SyncGuard {
    * stat(2) of a path, synchronously while allowed, else through the thread pool; undefined
    * when the path or one of its folders does not exist.
    */
-  async stat(file: string): Promise<fs.Stats | undefined> {
-    const started = this.begin();
-    if (started === undefined) return statOrUndefined(file);
-    let info: fs.Stats | undefined;
-    try {
-      info = fs.statSync(file, { throwIfNoEntry: false });
-    } catch (err) {
-      if (!isMissing(err)) throw err;
-    }
-    this.end(started);
-    return info;
+  stat(file: string): Promise<fs.Stats | undefined> {
+    return this.statEither(file, false);
   }
 
   /** lstat(2) of a path (a symbolic link is reported as such, never followed), as stat does it. */
-  async lstat(file: string): Promise<fs.Stats | undefined> {
+  lstat(file: string): Promise<fs.Stats | undefined> {
+    return this.statEither(file, true);
+  }
+
+  private async statEither(file: string, noFollow: boolean): Promise<fs.Stats | undefined> {
     const started = this.begin();
-    if (started === undefined) return lstatOrUndefined(file);
+    if (started === undefined) return noFollow ? lstatOrUndefined(file) : statOrUndefined(file);
     let info: fs.Stats | undefined;
     try {
-      info = fs.lstatSync(file, { throwIfNoEntry: false });
+      info = noFollow
+        ? fs.lstatSync(file, { throwIfNoEntry: false })
+        : fs.statSync(file, { throwIfNoEntry: false });
     } catch (err) {
       if (!isMissing(err)) throw err;
     }
