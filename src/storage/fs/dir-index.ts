@@ -28,7 +28,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { isObjectName } from '../../domain/object-types.ts';
-import { lstatPath } from './fast-fs.ts';
+import { lstatOrUndefined } from './fast-fs.ts';
 import type { SyncGuard } from './fast-fs.ts';
 import { isMissing } from './fs-errors.ts';
 
@@ -270,16 +270,7 @@ export class DirectoryIndex {
       }
       const batch = names.slice(i, i + statConcurrency);
       i += batch.length;
-      infos.push(
-        ...(await Promise.all(
-          batch.map((name) =>
-            lstatPath(path.join(dir, name)).catch((err: unknown) => {
-              if (isMissing(err)) return undefined;
-              throw err;
-            }),
-          ),
-        )),
-      );
+      infos.push(...(await Promise.all(batch.map((name) => lstatOrUndefined(path.join(dir, name))))));
     }
     return { infos, statedAt };
   }

@@ -44,25 +44,22 @@ export const linkPath = (from: string, to: string): Promise<void> =>
 export const unlinkPath = (file: string): Promise<void> =>
   call<void>((done) => fs.unlink(file, (err) => done(err ?? null, undefined)));
 
-/** stat(2) through the thread pool; undefined when the path or one of its folders is missing. */
-export async function statOrUndefined(file: string): Promise<fs.Stats | undefined> {
+/** The promise's value, or undefined when it fails because the path or one of its folders is missing. */
+export async function unlessMissing<T>(pending: Promise<T>): Promise<T | undefined> {
   try {
-    return await statPath(file);
+    return await pending;
   } catch (err) {
     if (isMissing(err)) return undefined;
     throw err;
   }
 }
 
+/** stat(2) through the thread pool; undefined when the path or one of its folders is missing. */
+export const statOrUndefined = (file: string): Promise<fs.Stats | undefined> => unlessMissing(statPath(file));
+
 /** lstat(2) through the thread pool (a link is reported, not followed); undefined when missing. */
-export async function lstatOrUndefined(file: string): Promise<fs.Stats | undefined> {
-  try {
-    return await lstatPath(file);
-  } catch (err) {
-    if (isMissing(err)) return undefined;
-    throw err;
-  }
-}
+export const lstatOrUndefined = (file: string): Promise<fs.Stats | undefined> =>
+  unlessMissing(lstatPath(file));
 
 /** pwritev of the buffers at the position; resolves with the bytes written (maybe fewer). */
 export const writevFd = (
