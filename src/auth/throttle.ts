@@ -26,7 +26,7 @@
  * not reveal which users exist. The counters live in ThrottleStores (src/state/), which count;
  * the decisions (when to block, for how long) are made here.
  */
-import { Counts } from './check-queue.ts';
+import { Counts } from '../util/counts.ts';
 import { andThen, whenAll } from '../state/awaitable.ts';
 import type { Answer, Awaitable } from '../state/awaitable.ts';
 import { MemoryThrottleStore } from '../state/memory-throttle-store.ts';

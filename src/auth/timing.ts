@@ -8,7 +8,7 @@ import { checkHash, decoyBcryptHash, decoyHashLike } from './verifiers.ts';
 import type { HashInfo } from './verifiers.ts';
 
 /** The decoy's cost when there are no users. */
-export const defaultDecoyBcryptCost = 10;
+const defaultDecoyBcryptCost = 10;
 
 /** A decoy hash like the most common scheme and cost among the users (bcrypt 10 when none). */
 export function decoyFor(users: ReadonlyMap<string, string>): string {

@@ -4,11 +4,10 @@
  */
 import type { Logger } from 'pino';
 import { errnoCode, errorStatus, RatchetError } from '../errors.ts';
-import { abortResponse, bodyPending, refuseUnreadBody } from '../util/http-types.ts';
+import { abortResponse, bodyPending, continuePending, refuseUnreadBody } from '../util/http-types.ts';
 import type { HttpRequest, HttpResponse } from '../util/http-types.ts';
 import { RangeNotSatisfiable } from '../domain/byte-range.ts';
 import { discardBody, limitsOf } from './body-guard.ts';
-import { continuePending } from '../util/http-types.ts';
 import { loggableError, redactUrl } from '../log/redact.ts';
 
 // Errors that only mean the client went away while a response was being streamed.

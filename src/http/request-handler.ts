@@ -39,7 +39,7 @@ export interface PipelineOptions {
   /** Undefined unless --prometheus. */
   readonly metrics: Metrics | undefined;
   readonly metricsNeedAuth: boolean;
-  /** Body idle timeout, drain limits, readiness cache (see src/server/limits-defaults.ts). */
+  /** Body idle timeout, drain limits, readiness cache (see src/http/hardening-limits.ts). */
   readonly hardening: HardeningLimits;
 }
 

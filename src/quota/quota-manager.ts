@@ -135,12 +135,7 @@ export class QuotaManager {
       held += bytes;
     };
     hold(declared ?? 0, `an upload of ${declared ?? 0} bytes`);
-    let done = false;
-    const free = (): void => {
-      if (done) return;
-      done = true;
-      store.release(scopes, held);
-    };
+    const free = once(() => store.release(scopes, held));
     return {
       limit: async function* (body) {
         let seen = 0;
@@ -189,12 +184,7 @@ export class QuotaManager {
       this.ledger.store.release(count, 1);
       throw err;
     }
-    let done = false;
-    const free = (): void => {
-      if (done) return;
-      done = true;
-      this.ledger.store.release(count, 1);
-    };
+    const free = once(() => this.ledger.store.release(count, 1));
     return {
       limit: async function* (body) {
         let seen = 0;
@@ -247,12 +237,7 @@ export class QuotaManager {
         `/${owner}/ already holds ${max} repositories, the most allowed (--max-repos-per-user)`,
       );
     }
-    let done = false;
-    const free = (): void => {
-      if (done) return;
-      done = true;
-      store.release(count, 1);
-    };
+    const free = once(() => store.release(count, 1));
     return {
       commit: () => {
         free();
@@ -338,4 +323,14 @@ function exceeded(
     });
   }
   return new RatchetError('QUOTA_EXCEEDED', `${what} the quota of ${scope?.name ?? full.scope} (${numbers})`);
+}
+
+/** Wraps a release so that it runs once, however often it is called (commit after release, ...). */
+function once(release: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    release();
+  };
 }

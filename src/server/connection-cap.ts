@@ -6,12 +6,13 @@
  */
 import type { Server, Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { Counts } from '../util/counts.ts';
 
 /** The open connection counts, shared by the listeners it is attached to. */
 export class ConnectionCap {
   readonly #max: number;
   readonly #logger: Logger;
-  readonly #open = new Map<string, number>();
+  readonly #open = new Counts();
   readonly #warned = new Set<string>();
 
   constructor(max: number, logger: Logger) {
@@ -29,8 +30,7 @@ export class ConnectionCap {
     const address = socket.remoteAddress;
     if (address === undefined) return;
     const key = peerKey(address);
-    const count = this.#open.get(key) ?? 0;
-    if (count >= this.#max) {
+    if (this.#open.get(key) >= this.#max) {
       // One warning per address until its count drops below the cap again.
       if (!this.#warned.has(key)) {
         this.#warned.add(key);
@@ -42,12 +42,10 @@ export class ConnectionCap {
       socket.destroy();
       return;
     }
-    this.#open.set(key, count + 1);
+    this.#open.add(key, 1);
     socket.once('close', () => {
-      const left = (this.#open.get(key) ?? 1) - 1;
       this.#warned.delete(key);
-      if (left <= 0) this.#open.delete(key);
-      else this.#open.set(key, left);
+      this.#open.add(key, -1);
     });
   }
 }

@@ -66,7 +66,7 @@ export class FsLayout {
   foldersBelowRepo(ref: ObjectRef): string[] {
     if (ref.type === 'config') return [];
     const typeDir = this.typeDir(ref.repo, ref.type);
-    return ref.type === 'data' ? [typeDir, typeDir + path.sep + ref.name.slice(0, 2)] : [typeDir];
+    return ref.type === 'data' ? [typeDir, this.objectDir(ref)] : [typeDir];
   }
 
   /** The object's file. */

@@ -10,7 +10,7 @@ import { tempPrefix } from './layout.ts';
 import { formatIdentity, isLocal, isRunning, parseIdentity } from './process-identity.ts';
 import type { ProcessIdentity } from './process-identity.ts';
 
-export const unownedTempMaxAgeMs = 60 * 60_000;
+const unownedTempMaxAgeMs = 60 * 60_000;
 
 /** The start of every temporary name this process makes; a counter follows. */
 export function tempStem(self: ProcessIdentity): string {
