@@ -17,7 +17,7 @@ import { waitFor } from './wait.ts';
 
 export const projectRoot = fileURLToPath(new URL('../../', import.meta.url));
 /** The `ratchet` command as installed: a shell launcher that runs dist/cli/main.js. */
-export const ratchetBin = path.join(projectRoot, 'bin', 'ratchet');
+const ratchetBin = path.join(projectRoot, 'bin', 'ratchet');
 
 /** The command to spawn; fails clearly when the build is missing. */
 export function ratchetCommand(): string {

@@ -27,6 +27,7 @@ import type { CertificateFiles } from '../helpers/certificates.ts';
 import { basic, blob } from '../helpers/http.ts';
 import { testConfig } from '../helpers/in-process.ts';
 import { makeTempDir } from '../helpers/ratchet-process.ts';
+import { sleep } from '../helpers/wait.ts';
 
 const run = promisify(execFile);
 const bounded = { timeout: 60_000 };
@@ -198,7 +199,7 @@ describe('TLS listener hardening', () => {
           stream.close(constants.NGHTTP2_CANCEL);
           opened++;
         }
-        await new Promise((resolve) => setTimeout(resolve, 10));
+        await sleep(10);
       }
       await closed;
       assert.equal(goawayCode, constants.NGHTTP2_ENHANCE_YOUR_CALM);

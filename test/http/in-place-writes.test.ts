@@ -12,7 +12,7 @@ import { FsStorage } from '../../src/storage/fs/fs-storage.ts';
 import { raw, v2 } from '../helpers/http.ts';
 import { startTestServer } from '../helpers/in-process.ts';
 import { startRatchet, withTempDir } from '../helpers/ratchet-process.ts';
-import { waitFor } from '../helpers/wait.ts';
+import { sleep, waitFor } from '../helpers/wait.ts';
 
 const MiB = 1 << 20;
 const name = 'ab'.repeat(32);
@@ -31,8 +31,6 @@ async function headSize(base: string): Promise<number> {
   return Number(res.headers['content-length']);
 }
 
-const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
 /**
  * Writes the object in place in two steps while the server lists it: 1 MiB, then a pause longer
  * than the racy window during which listings see 1 MiB, then the rest up to 3 MiB.
@@ -45,7 +43,7 @@ async function writeInTwoSteps(base: string, dataDir: string): Promise<void> {
     await handle.write(Buffer.alloc(MiB, 1), 0, MiB, 0);
     for (let i = 0; i < 6; i++) {
       assert.equal((await listedSizes(base)).get(name), MiB);
-      await pause(500);
+      await sleep(500);
     }
     assert.equal((await listedSizes(base)).get(name), MiB);
     await handle.write(Buffer.alloc(2 * MiB, 2), 0, 2 * MiB, MiB);

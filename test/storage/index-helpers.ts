@@ -106,7 +106,7 @@ export async function assertListingsTrue(
 }
 
 /** The saved index's lines. */
-export async function indexLines(root: string): Promise<string[]> {
+async function indexLines(root: string): Promise<string[]> {
   return (await readFile(indexFile(root), 'utf8')).split('\n').filter((line) => line !== '');
 }
 

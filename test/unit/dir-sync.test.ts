@@ -10,6 +10,7 @@ import { describe, it } from 'node:test';
 import { DirSyncer } from '../../src/storage/fs/dir-sync.ts';
 import { fsyncFd, SyncGuard } from '../../src/storage/fs/fast-fs.ts';
 import { withTempDir } from '../helpers/ratchet-process.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 /** A syncer whose fsyncs are recorded (inode flushed) and can be held until released. */
 function recordingSyncer(): {
@@ -56,7 +57,7 @@ describe('group-commit folder syncer', () => {
       const { syncer, events, hold } = recordingSyncer();
       const release = hold();
       const first = syncer.sync(dir);
-      while (events.length === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+      await waitFor(() => events.length > 0, 'fsync 1 to start');
       assert.deepEqual(events, ['fsync 1 starts']);
       // Requested after fsync 1 began (as after a link(2) made during it): they need fsync 2.
       events.push('requests');
