@@ -6,6 +6,8 @@
  * `--repeat N` runs the steps N times on the same server (memory creep). `--settle S` waits S
  * seconds after each start, so that start-up work (the usage count) is not measured in the steps;
  * `--warm-list` lists the 100k-object repository once first, so every build holds it in memory.
+ * `--threads` adds each step's server CPU per thread name (main, libuv pool, V8 helpers), user+sys.
+ * `--keep-logs DIR` copies each server's log files there before its data folder is removed.
  *
  *   node --import tsx bench/probe.ts --variant base=/tmp/ab/base/dist/cli/main.js \
  *        --variant new=dist/cli/main.js --steps up16,range,head --rounds 3 [--quick]
@@ -16,7 +18,7 @@
  * after the entry (`cl2=launcher.mjs;+dist/cli/main.js` runs `node launcher.mjs dist/cli/main.js ...`). `--prof DIR` adds `--cpu-prof` to every server
  * (profiles written on shutdown). Each variant gets a fresh server and data folder per round.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -135,6 +137,8 @@ async function main(): Promise<void> {
       settle: { type: 'string', default: '0' },
       // List the listing repository once before the steps: every build then has it in memory.
       'warm-list': { type: 'boolean', default: false },
+      'keep-logs': { type: 'string' },
+      threads: { type: 'boolean', default: false },
     },
   });
   const variants = (values.variant ?? ['cur=dist/cli/main.js']).map(parseVariant);
@@ -198,6 +202,7 @@ async function main(): Promise<void> {
           }
           const repeat = Number(values.repeat);
           for (const step of Array.from({ length: repeat }, () => steps).flat()) {
+            const threads0 = threadCpu(server.pid);
             const cpu0 = treeCpuSeconds(server.pid);
             const t0 = Date.now();
             const measured = await step.run(server, state, sizes);
@@ -223,11 +228,17 @@ async function main(): Promise<void> {
               `[hwm ${hwm.toFixed(0)} rss ${rss.toFixed(0)} MiB, srv cpu ${(cpu * 100).toFixed(0)}%]`,
             );
             if (values.smaps) line.push(`{${smapsSummary(server.pid)}}`);
+            if (values.threads) line.push(`{${threadDelta(threads0, threadCpu(server.pid), wall)}}`);
           }
         } finally {
           await server.stop();
         }
         console.log(`r${round} ${v.name.padEnd(8)} ${line.join(' ')}`);
+        const keep = values['keep-logs'];
+        if (keep !== undefined) {
+          for (const log of readdirSync(workDir).filter((name) => name.endsWith('.log')))
+            cpSync(path.join(workDir, log), path.join(keep, `${v.name}-r${round}-${log}`));
+        }
         rmSync(workDir, { recursive: true, force: true });
       }
     }
@@ -251,3 +262,49 @@ main().catch((err: unknown) => {
   console.error(err);
   process.exit(1);
 });
+
+/** CPU seconds (user, sys) per thread name of one process, summed over threads of the same name. */
+function threadCpu(pid: number): Map<string, [number, number]> {
+  const byName = new Map<string, [number, number]>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return byName;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const comm = stat
+        .slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+        .replace(/\d+$/, '')
+        .trim();
+      // Node's helper threads share the process's name: tell the main thread apart by its id.
+      const name = tid === String(pid) ? 'main' : `${comm} helpers`;
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const sum = byName.get(name) ?? [0, 0];
+      sum[0] += Number(fields[11]) / 100;
+      sum[1] += Number(fields[12]) / 100;
+      byName.set(name, sum);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return byName;
+}
+
+/** `name u+s%` per thread name, as shares of one core over the step's wall time. */
+function threadDelta(
+  before: Map<string, [number, number]>,
+  after: Map<string, [number, number]>,
+  wall: number,
+): string {
+  const parts: string[] = [];
+  for (const [name, [user, sys]] of after) {
+    const [user0, sys0] = before.get(name) ?? [0, 0];
+    const u = ((user - user0) / wall) * 100;
+    const k = ((sys - sys0) / wall) * 100;
+    if (u + k >= 1) parts.push(`${name} ${u.toFixed(0)}+${k.toFixed(0)}%`);
+  }
+  return parts.join(', ');
+}
