@@ -104,6 +104,15 @@ export function defaultGrants(privateRepos: boolean, admin?: string): Grant[] {
     return [
       { users: ['*'], repos: ['/{user}/**'], role: 'append-only' },
       { users: [admin], repos: ['/**'], role: 'admin' },
+      metricsScraper,
     ];
-  return [{ users: ['*'], repos: [privateRepos ? '/{user}/**' : '/**'], role: 'admin' }];
+  if (privateRepos) return [{ users: ['*'], repos: ['/{user}/**'], role: 'admin' }, metricsScraper];
+  return [{ users: ['*'], repos: ['/**'], role: 'admin' }];
 }
+
+/**
+ * rest-server with --private-repos serves its metrics to the user named `metrics` only. Metrics
+ * need a role on the root (they name every repository), so that user gets read-only on the root
+ * path itself, which reaches no other repository.
+ */
+const metricsScraper: Grant = { users: ['metrics'], repos: ['/'], role: 'read-only' };

@@ -144,6 +144,11 @@ function announce(config: ServerConfig, server: RunningServer, logger: Logger): 
       { listeners: open },
       `authentication disabled (--no-auth): anyone who can connect may use every repository on ${open.join(', ')}`,
     );
+  if (config.proxyAuthUsername !== undefined && !config.noAuth && config.trustedProxies.length === 0)
+    logger.warn(
+      { header: config.proxyAuthUsername },
+      'the --proxy-auth-username header is honoured from loopback and unix-socket peers only; name the proxy with --trusted-proxy (anyone on this machine can set the header)',
+    );
 }
 
 function handleSignals(

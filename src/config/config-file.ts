@@ -8,6 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { compilePattern } from '../access/grants.ts';
 import { roles } from '../access/policy.ts';
+import { parseTrustedPeers } from '../http/client-address.ts';
 import { parseListenAddress } from './listen-address.ts';
 import type { OptionKind, OptionLayer, OptionName, OptionValue } from './options.ts';
 import { fileKey, fileOptionNames, options, UsageError } from './options.ts';
@@ -29,6 +30,10 @@ function parsedBy(parse: (text: string) => unknown, message: string): z.ZodType<
 }
 
 const listenText = parsedBy(parseListenAddress, 'expected host:port, :port, [ipv6]:port or unix:/path');
+const peerText = parsedBy(
+  (text: string) => parseTrustedPeers([text]),
+  'expected unix, an IP address or a network such as 10.0.0.0/8',
+);
 const pattern = parsedBy(compilePattern, 'expected a repository pattern such as /{user}/** or /servers/*/');
 
 const size = z.union([z.number(), z.string()]).transform((value, ctx) => {
@@ -56,6 +61,8 @@ function kindSchema(kind: OptionKind): z.ZodType {
       return z.union([z.enum(kind.values), z.number().transform(String).pipe(z.enum(kind.values))]);
     case 'addresses':
       return z.array(listenText);
+    case 'peers':
+      return z.array(peerText);
   }
 }
 

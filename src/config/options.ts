@@ -7,6 +7,7 @@
  * This module imports no schema library: the server loads zod and yaml only with --config.
  */
 import { parseListenAddress } from './listen-address.ts';
+import { parseTrustedPeers } from '../http/client-address.ts';
 import { parseSize } from './sizes.ts';
 import { defaultHardeningLimits } from '../http/hardening-limits.ts';
 import {
@@ -25,7 +26,9 @@ export type OptionKind =
   | { readonly type: 'size' }
   | { readonly type: 'choice'; readonly values: readonly [string, ...string[]] }
   /** Listen addresses; the flag may be repeated. */
-  | { readonly type: 'addresses' };
+  | { readonly type: 'addresses' }
+  /** Trusted peers (client-address.ts); the flag may be repeated, and each value lists several, comma-separated. */
+  | { readonly type: 'peers' };
 
 /** The value an option of this kind holds. */
 export type KindValue<K extends OptionKind> = K extends { readonly type: 'switch' }
@@ -34,7 +37,7 @@ export type KindValue<K extends OptionKind> = K extends { readonly type: 'switch
     ? number
     : K extends { readonly type: 'choice'; readonly values: readonly (infer V)[] }
       ? V
-      : K extends { readonly type: 'addresses' }
+      : K extends { readonly type: 'addresses' | 'peers' }
         ? readonly string[]
         : string;
 
@@ -176,8 +179,18 @@ export const options = {
     flag: 'proxy-auth-username',
     arg: 'header',
     kind: { type: 'text' },
-    description: 'trust this request header, set by a reverse proxy, as the user name',
-    doc: 'header a reverse proxy sets to the user name',
+    description:
+      'trust this request header, set by a reverse proxy, as the user name; only from --trusted-proxy peers (without it: loopback and unix-socket peers, with a warning)',
+    doc: 'header a reverse proxy sets to the user name; honoured only from `trusted-proxy` peers (without any: loopback and unix-socket peers, with a warning at start)',
+  }),
+  trustedProxy: option({
+    flag: 'trusted-proxy',
+    arg: 'cidr',
+    kind: { type: 'peers' },
+    default: [],
+    description:
+      'a reverse proxy allowed to name the client (X-Forwarded-For) and, with --proxy-auth-username, the user: an address, a network (10.0.0.0/8) or unix; repeatable; exempt from --max-connections-per-address',
+    doc: 'proxies whose `X-Forwarded-For` (rightmost untrusted hop) names the client and whose user header counts: addresses, networks (`10.0.0.0/8`, `fd00::/8`) or `unix`; exempt from the connection cap',
   }),
   maxSize: option({
     flag: 'max-size',
@@ -396,6 +409,15 @@ function parseKindText(kind: OptionKind, text: string, label: string, previous: 
     case 'addresses':
       parseListenAddress(text);
       return [...(Array.isArray(previous) ? (previous as string[]) : []), text];
+    case 'peers': {
+      const entries = text.split(',').map((entry) => entry.trim());
+      try {
+        parseTrustedPeers(entries);
+      } catch (err) {
+        throw new Error(`${label}: ${(err as Error).message}`, { cause: err });
+      }
+      return [...(Array.isArray(previous) ? (previous as string[]) : []), ...entries];
+    }
   }
 }
 
@@ -490,5 +512,7 @@ export function typeText(name: OptionName): string {
       return choicePhrase(kind.values.map((value) => `\`${value}\``));
     case 'addresses':
       return 'list of addresses';
+    case 'peers':
+      return 'list of networks';
   }
 }

@@ -39,6 +39,8 @@ export interface ServerConfig {
   readonly htpasswdFile: string;
   readonly privateRepos: boolean;
   readonly proxyAuthUsername: string | undefined;
+  /** --trusted-proxy entries: addresses, networks or `unix` (client-address.ts). */
+  readonly trustedProxies: readonly string[];
   /** The user made admin everywhere by private-repos with append-only, and created on a first start. */
   readonly adminUser: string;
   readonly grants: readonly Grant[];
@@ -112,6 +114,7 @@ export function buildServerConfig(
     htpasswdFile: values.htpasswdFile ?? path.join(dataPath, '.htpasswd'),
     privateRepos: values.privateRepos,
     proxyAuthUsername: values.proxyAuthUsername,
+    trustedProxies: values.trustedProxy,
     adminUser: values.adminUser,
     grants:
       file?.access ??

@@ -5,29 +5,20 @@
  */
 import { constants as http2Constants } from 'node:http2';
 import type { Logger } from 'pino';
-import { defaultHardeningLimits } from './hardening-limits.ts';
 import type { HardeningLimits } from './hardening-limits.ts';
 import { redactUrl } from '../log/redact.ts';
 import { bodyPending, continuePending, isHttp2Request } from '../util/http-types.ts';
 import type { HttpRequest, HttpResponse } from '../util/http-types.ts';
 
-// The limits of the listener each request arrived on.
-const requestLimits = new WeakMap<HttpRequest, HardeningLimits>();
-
-/** Applies the listener's limits to a request that just arrived; watches its body, if any. */
+/** Watches the body of a request that just arrived, if it has one, for the idle timeout. */
 export function guardBody(
   req: HttpRequest,
   res: HttpResponse,
   limits: HardeningLimits,
   logger: Logger,
+  client: string | undefined,
 ): void {
-  requestLimits.set(req, limits);
-  if (bodyPending(req)) watchBodyIdle(req, res, limits.bodyIdleTimeoutMs, logger);
-}
-
-/** The limits that apply to the request (the defaults for one that did not go through guardBody). */
-export function limitsOf(req: HttpRequest): HardeningLimits {
-  return requestLimits.get(req) ?? defaultHardeningLimits;
+  if (bodyPending(req)) watchBodyIdle(req, res, limits.bodyIdleTimeoutMs, logger, client);
 }
 
 /** The bytes the request's connection has received so far (for HTTP/2, the whole session's). */
@@ -52,7 +43,13 @@ function cutBody(req: HttpRequest): void {
  * a client waits for. Stops when the body is complete or the
  * response closed.
  */
-function watchBodyIdle(req: HttpRequest, res: HttpResponse, idleMs: number, logger: Logger): void {
+function watchBodyIdle(
+  req: HttpRequest,
+  res: HttpResponse,
+  idleMs: number,
+  logger: Logger,
+  client: string | undefined,
+): void {
   let seen = bytesReceived(req);
   let lastProgress = Date.now();
   const timer = setInterval(
@@ -66,7 +63,7 @@ function watchBodyIdle(req: HttpRequest, res: HttpResponse, idleMs: number, logg
       } else if (now - lastProgress >= idleMs) {
         stop();
         logger.info(
-          { method: req.method, url: redactUrl(req.url ?? ''), client: req.socket?.remoteAddress, idleMs },
+          { method: req.method, url: redactUrl(req.url ?? ''), client, idleMs },
           'request body idle: cut off',
         );
         cutBody(req);

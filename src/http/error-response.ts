@@ -7,7 +7,9 @@ import { errnoCode, errorStatus, RatchetError } from '../errors.ts';
 import { abortResponse, bodyPending, continuePending, refuseUnreadBody } from '../util/http-types.ts';
 import type { HttpRequest, HttpResponse } from '../util/http-types.ts';
 import { RangeNotSatisfiable } from '../domain/byte-range.ts';
-import { discardBody, limitsOf } from './body-guard.ts';
+import { discardBody } from './body-guard.ts';
+import { defaultHardeningLimits } from './hardening-limits.ts';
+import type { HardeningLimits } from './hardening-limits.ts';
 import { loggableError, redactUrl } from '../log/redact.ts';
 
 // Errors that only mean the client went away while a response was being streamed.
@@ -21,20 +23,28 @@ const clientGoneCodes = new Set([
 // Expected outcomes of normal restic use that are not worth an operator's attention.
 const quietCodes = new Set(['NOT_FOUND', 'RANGE_NOT_SATISFIABLE', 'UNAUTHORIZED']);
 
+/** What the error answer knows of the exchange besides the request itself. */
+export interface ErrorContext {
+  readonly user?: string;
+  /** The client's address, resolved when the request arrived (req.socket is null once destroyed). */
+  readonly client?: string;
+  /** The listener's limits, for discarding a refused body (default: the built-in ones). */
+  readonly limits?: Pick<HardeningLimits, 'drainLimitBytes' | 'drainDeadlineMs'>;
+}
+
 /** Answers the request with the status that the error maps to, and logs it for the operator. */
 export function sendError(
   req: HttpRequest,
   res: HttpResponse,
   err: unknown,
   logger: Logger,
-  user?: string,
-  // Captured when the request arrived: req.socket is null once the request was destroyed.
-  remoteAddress: string | undefined = req.socket?.remoteAddress,
+  exchange: ErrorContext = {},
 ): void {
   const known = err instanceof RatchetError ? err : undefined;
   const status = known ? errorStatus[known.code] : 500;
   const url = req.url === undefined ? undefined : redactUrl(req.url);
-  const context = { method: req.method, url, status, user, client: remoteAddress };
+  const client = 'client' in exchange ? exchange.client : req.socket?.remoteAddress;
+  const context = { method: req.method, url, status, user: exchange.user, client };
   if (!known && res.headersSent && clientGoneCodes.has(errnoCode(err) ?? '')) {
     logger.debug({ ...context, err: String(err) }, 'client went away during the response');
   } else if (!known && isAbortError(err)) {
@@ -66,7 +76,7 @@ export function sendError(
   if (known instanceof RangeNotSatisfiable) res.setHeader('Content-Range', `bytes */${known.size}`);
   res.setHeader('Content-Type', 'text/plain; charset=utf-8');
   res.setHeader('Content-Length', Buffer.byteLength(body));
-  if (bodyPending(req)) settleUnreadBody(req, res);
+  if (bodyPending(req)) settleUnreadBody(req, res, exchange.limits ?? defaultHardeningLimits);
   if (req.method === 'HEAD') res.end();
   else res.end(body);
 }
@@ -77,9 +87,12 @@ export function sendError(
  * a larger one, a chunked one, or one the client holds back until `100 Continue` is not waited
  * for: the connection closes (the HTTP/2 stream is reset) after the response.
  */
-function settleUnreadBody(req: HttpRequest, res: HttpResponse): void {
+function settleUnreadBody(
+  req: HttpRequest,
+  res: HttpResponse,
+  { drainLimitBytes, drainDeadlineMs }: NonNullable<ErrorContext['limits']>,
+): void {
   const declared = Number(req.headers['content-length'] ?? Number.NaN);
-  const { drainLimitBytes, drainDeadlineMs } = limitsOf(req);
   if (Number.isFinite(declared) && declared <= drainLimitBytes && !continuePending(res)) {
     discardBody(req, drainDeadlineMs);
   } else {

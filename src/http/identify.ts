@@ -1,24 +1,32 @@
 /**
- * Turns a request into a user name: a verified TLS client certificate, a trusted proxy header,
- * Basic credentials, or nobody (no-auth).
+ * Turns a request into a user name: a verified TLS client certificate, a proxy's user header
+ * (only from a peer allowed to assert users: client-address.ts), Basic credentials, or nobody
+ * (no-auth).
  */
 import { TLSSocket } from 'node:tls';
 import { RatchetError } from '../errors.ts';
 import { isHttp2Request } from '../util/http-types.ts';
 import type { HttpRequest } from '../util/http-types.ts';
+import type { ClientAddress } from './client-address.ts';
 
 /** Who sent the request: a user name, undefined when authentication is off, or UNAUTHORIZED. */
-export type Identify = (req: HttpRequest) => Promise<string | undefined>;
+export type Identify = (req: HttpRequest, client: ClientAddress) => Promise<string | undefined>;
 
 /** Checks Basic credentials; implemented by the htpasswd authenticator. */
 export interface CredentialChecker {
-  /** The user name the credentials prove, or throws UNAUTHORIZED / TOO_MANY_REQUESTS. */
-  authenticate(authorization: string | undefined, remoteAddress: string): Promise<string>;
+  /**
+   * The user name the credentials prove, or throws UNAUTHORIZED / TOO_MANY_REQUESTS. The client
+   * address (undefined: a unix socket) is what failed logins are throttled under.
+   */
+  authenticate(authorization: string | undefined, clientAddress: string | undefined): Promise<string>;
 }
 
 export interface IdentifyOptions {
   readonly noAuth: boolean;
-  /** Header a reverse proxy sets to the authenticated user name (rest-server's --proxy-auth-username). */
+  /**
+   * Header a reverse proxy sets to the authenticated user name (rest-server's
+   * --proxy-auth-username); ignored from peers that may not assert users.
+   */
   readonly proxyHeader: string | undefined;
   readonly checker: CredentialChecker | undefined;
   /**
@@ -35,16 +43,16 @@ export function createIdentify(options: IdentifyOptions): Identify {
   const checker = options.checker;
   if (checker === undefined) throw new Error('authentication is on but no credential checker was configured');
   const clientCertificates = options.clientCertificates === true;
-  return (req: HttpRequest) => {
+  return (req, client) => {
     if (clientCertificates) {
       const user = certificateUser(req);
       if (user !== undefined) return Promise.resolve(user);
     }
-    if (proxyHeader !== undefined) {
+    if (proxyHeader !== undefined && client.mayAssertUser) {
       const value = req.headers[proxyHeader];
       if (typeof value === 'string' && value !== '') return Promise.resolve(value);
     }
-    return checker.authenticate(req.headers.authorization, req.socket.remoteAddress ?? '');
+    return checker.authenticate(req.headers.authorization, client.address);
   };
 }
 

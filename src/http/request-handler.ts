@@ -4,7 +4,6 @@
  */
 import type { Logger } from 'pino';
 import type { AccessControl } from '../access/access-control.ts';
-import { capRole, decide } from '../access/policy.ts';
 import type { Role } from '../access/policy.ts';
 import { RatchetError } from '../errors.ts';
 import type { AccessLog } from '../log/access-log.ts';
@@ -17,7 +16,10 @@ import type { QuotaManager } from '../quota/quota-manager.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { HardeningLimits } from './hardening-limits.ts';
 import { loggableError } from '../log/redact.ts';
+import { authorize } from './authorize.ts';
 import { guardBody } from './body-guard.ts';
+import { resolveClient } from './client-address.ts';
+import type { ClientAddress, TrustedPeers } from './client-address.ts';
 import { sendError } from './error-response.ts';
 import { isServerEndpoint, serveEndpoint } from './server-endpoints.ts';
 import { responseIncomplete } from '../util/http-types.ts';
@@ -41,10 +43,14 @@ export interface PipelineOptions {
   readonly metricsNeedAuth: boolean;
   /** Body idle timeout, drain limits, readiness cache (see src/http/hardening-limits.ts). */
   readonly hardening: HardeningLimits;
+  /** The proxies whose X-Forwarded-For and user header count (--trusted-proxy). */
+  readonly trustedPeers: TrustedPeers;
 }
 
 /** What the pipeline learns about a request as it goes, for logs and metrics. */
 interface ExchangeState {
+  /** Resolved once when the request arrives: the throttle, the logs and the audit use it. */
+  readonly client: ClientAddress;
   user: string | undefined;
   operation: string;
 }
@@ -79,19 +85,23 @@ export function createRequestHandler(pipelineOptions: PipelineOptions): RequestL
   const options = withCountedIdentify(pipelineOptions);
   return (req, res) => {
     const abort = new LazyAbort();
-    const exchange: ExchangeState = { user: undefined, operation: 'none' };
-    // Read now: an HTTP/2 request's socket view is gone once its stream has closed.
-    const remoteAddress = req.socket.remoteAddress;
+    // Resolved now: an HTTP/2 request's socket view is gone once its stream has closed.
+    const client = resolveClient(req, options.trustedPeers);
+    const exchange: ExchangeState = { client, user: undefined, operation: 'none' };
     const timer = options.metrics?.startRequest(req.method ?? 'GET');
-    guardBody(req, res, options.hardening, options.logger);
+    guardBody(req, res, options.hardening, options.logger, client.address);
     res.once('close', () => {
       if (responseIncomplete(res)) abort.abort();
-      options.accessLog?.record(req, res, exchange.user, new Date(), remoteAddress);
+      options.accessLog?.record(req, res, exchange.user, new Date(), client.address);
       timer?.(exchange.operation, res.statusCode);
     });
     serve(options, req, res, abort, exchange).catch((err: unknown) => {
       try {
-        sendError(req, res, err, options.logger, exchange.user, remoteAddress);
+        sendError(req, res, err, options.logger, {
+          user: exchange.user,
+          client: client.address,
+          limits: options.hardening,
+        });
       } catch (failure) {
         options.logger.error(
           { error: loggableError(failure), cause: loggableError(err) },
@@ -115,10 +125,10 @@ async function serve(
   const path = queryStart < 0 ? url : url.slice(0, queryStart);
   if (isServerEndpoint(path, options.metrics !== undefined)) {
     exchange.operation = 'server';
-    return serveEndpoint(path, req, res, options, (user) => (exchange.user = user));
+    return serveEndpoint(path, req, res, options, exchange.client, (user) => (exchange.user = user));
   }
 
-  const user = await options.identify(req);
+  const user = await options.identify(req, exchange.client);
   exchange.user = user;
   if (options.limits.active) await options.limits.admit(user);
 
@@ -127,10 +137,7 @@ async function serve(
   const operation = operationFor(req.method ?? 'GET', route);
   exchange.operation = operation;
 
-  const granted = options.access.roleFor(user, route.repo);
-  if (granted === undefined) throw new RatchetError('FORBIDDEN', 'no access to this repository');
-  const decision = decide(capRole(granted, options.maxRole), operation, resourceOf(route));
-  if (!decision.allowed) throw new RatchetError('FORBIDDEN', decision.reason);
+  authorize(options, user, route.repo, operation, resourceOf(route), 'this repository');
 
   const query = new URLSearchParams(queryStart < 0 ? '' : url.slice(queryStart + 1));
   await handleOperation(options, operation, {
@@ -149,9 +156,9 @@ async function serve(
 function withCountedIdentify(options: PipelineOptions): PipelineOptions {
   const { metrics, identify } = options;
   if (metrics === undefined) return options;
-  const counted: Identify = async (req) => {
+  const counted: Identify = async (req, client) => {
     try {
-      return await identify(req);
+      return await identify(req, client);
     } catch (err) {
       if (err instanceof RatchetError) {
         if (err.code === 'UNAUTHORIZED') metrics.authFailure('unauthorized');

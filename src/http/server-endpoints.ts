@@ -6,23 +6,70 @@
  * `/.ratchet/metrics`. With --prometheus, `/metrics` answers too, as in rest-server; GET on a
  * repository root is not a protocol request, so a repository named `metrics` still works.
  * Health answers without authentication and says nothing about users or repositories.
+ *
+ * Every endpoint declares what it asks of the requester (`EndpointAccess`), and one function
+ * decides it as the protocol decides: the user's grants, capped by the listener's ceiling, and
+ * the per-user limits. Later endpoints (trash, the web view) declare their operation and get the
+ * same treatment, so an append-only listener can never be used to empty a trash.
  */
 import type { AccessControl } from '../access/access-control.ts';
+import type { Operation, Resource, Role } from '../access/policy.ts';
 import { RatchetError } from '../errors.ts';
+import type { RepoPath } from '../domain/repo-path.ts';
+import type { UserLimits } from '../limits/user-limits.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { HardeningLimits } from './hardening-limits.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { HttpRequest, HttpResponse } from '../util/http-types.ts';
+import { authorize } from './authorize.ts';
+import type { ClientAddress } from './client-address.ts';
 import type { Identify } from './identify.ts';
 
 export interface EndpointOptions {
   readonly storage: Storage;
   readonly identify: Identify;
   readonly access: AccessControl;
+  /** The listener's ceiling: the most any request on it may do. */
+  readonly maxRole: Role;
+  readonly limits: UserLimits<boolean>;
   readonly metrics: Metrics | undefined;
   readonly metricsNeedAuth: boolean;
   readonly hardening: Pick<HardeningLimits, 'readyCacheMs'>;
 }
+
+/**
+ * What an endpoint asks of the requester: nothing (it says nothing about users or
+ * repositories), or the right to perform an operation on a resource of the repository at
+ * `repo` (the root `[]` for server-wide views: only users whose grants reach the root).
+ */
+export type EndpointAccess =
+  | { readonly kind: 'anyone' }
+  | {
+      readonly kind: 'operation';
+      readonly operation: Operation;
+      readonly resource: Resource;
+      readonly repo: RepoPath;
+    };
+
+/** Who the requester is, once the endpoint's access is granted (undefined: anyone, or no-auth). */
+export async function authorizeEndpoint(
+  access: EndpointAccess,
+  req: HttpRequest,
+  client: ClientAddress,
+  options: Pick<EndpointOptions, 'identify' | 'access' | 'maxRole' | 'limits'>,
+  onUser: (user: string | undefined) => void,
+): Promise<string | undefined> {
+  if (access.kind === 'anyone') return undefined;
+  const user = await options.identify(req, client);
+  onUser(user);
+  if (options.limits.active) await options.limits.admit(user);
+  authorize(options, user, access.repo, access.operation, access.resource, 'this endpoint');
+  return user;
+}
+
+// Metrics name every repository: the right to read the root, as a listing of it would need.
+const readRoot: EndpointAccess = { kind: 'operation', operation: 'read', resource: 'repo', repo: [] };
+const anyone: EndpointAccess = { kind: 'anyone' };
 
 /** A probe in flight (settledAt undefined) or recently answered. */
 interface ProbeAnswer {
@@ -62,6 +109,7 @@ export async function serveEndpoint(
   req: HttpRequest,
   res: HttpResponse,
   options: EndpointOptions,
+  client: ClientAddress,
   onUser: (user: string | undefined) => void,
 ): Promise<void> {
   if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -71,8 +119,10 @@ export async function serveEndpoint(
   }
   switch (path) {
     case '/.ratchet/health':
+      await authorizeEndpoint(anyone, req, client, options, onUser);
       return send(req, res, 'text/plain; charset=utf-8', 'ok\n');
     case '/.ratchet/ready':
+      await authorizeEndpoint(anyone, req, client, options, onUser);
       await probeReadiness(options.storage, options.hardening.readyCacheMs);
       return send(req, res, 'text/plain; charset=utf-8', 'ready\n');
     case '/metrics':
@@ -80,13 +130,7 @@ export async function serveEndpoint(
       const metrics = options.metrics;
       if (metrics === undefined)
         throw new RatchetError('NOT_FOUND', 'metrics are off (start with --prometheus)');
-      if (options.metricsNeedAuth) {
-        const user = await options.identify(req);
-        onUser(user);
-        // Metrics name every repository: only users with access to the root see them.
-        if (options.access.roleFor(user, []) === undefined)
-          throw new RatchetError('FORBIDDEN', 'no access to metrics');
-      }
+      await authorizeEndpoint(options.metricsNeedAuth ? readRoot : anyone, req, client, options, onUser);
       return send(req, res, metrics.registry.contentType, await metrics.registry.metrics());
     }
     default:

@@ -1,8 +1,8 @@
 /**
  * Caps the open connections per peer address, across all of a server's TCP listeners, so that
  * one client cannot take every file descriptor. Unix-socket connections have no peer address and
- * are not counted (their file permissions guard them). Loopback is not exempt: with no way to
- * name trusted proxies yet, a local reverse proxy is better served by a unix socket.
+ * are not counted (their file permissions guard them), nor are --trusted-proxy peers, which carry
+ * many clients. Loopback is not exempt by itself: it would exempt every local user too.
  */
 import type { Server, Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -14,10 +14,13 @@ export class ConnectionCap {
   readonly #logger: Logger;
   readonly #open = new Counts();
   readonly #warned = new Set<string>();
+  readonly #exempt: (address: string) => boolean;
 
-  constructor(max: number, logger: Logger) {
+  /** `exempt` names peers that are not counted (trusted proxies). */
+  constructor(max: number, logger: Logger, exempt: (address: string) => boolean = () => false) {
     this.#max = max;
     this.#logger = logger;
+    this.#exempt = exempt;
   }
 
   /** Counts the server's connections; one over the cap is closed before anything is read. */
@@ -28,7 +31,7 @@ export class ConnectionCap {
 
   #admit(socket: Socket): void {
     const address = socket.remoteAddress;
-    if (address === undefined) return;
+    if (address === undefined || this.#exempt(address)) return;
     const key = peerKey(address);
     if (this.#open.get(key) >= this.#max) {
       // One warning per address until its count drops below the cap again.

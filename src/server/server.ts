@@ -20,6 +20,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import { QuotaManager } from '../quota/quota-manager.ts';
 import { UsageLedger } from '../usage/usage-ledger.ts';
 import { MemoryUsageStore } from '../usage/usage-store.ts';
+import { isTrustedPeer, parseTrustedPeers } from '../http/client-address.ts';
 import { createIdentify } from '../http/identify.ts';
 import type { CredentialChecker } from '../http/identify.ts';
 import { createRequestHandler } from '../http/request-handler.ts';
@@ -141,7 +142,11 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     bodyIdleTimeoutMs: config.uploadIdleTimeout * 1000,
     ...deps.hardening,
   };
-  const connectionCap = new ConnectionCap(hardening.maxConnectionsPerAddress, logger);
+  const trustedPeers = parseTrustedPeers(config.trustedProxies);
+  // A trusted proxy carries many clients over its connections: the cap would throttle them all.
+  const connectionCap = new ConnectionCap(hardening.maxConnectionsPerAddress, logger, (address) =>
+    isTrustedPeer(trustedPeers, address),
+  );
   const servers: Served[] = [];
   const secureServers: SecureHttpServer[] = [];
   const addresses: ListenAddress[] = [];
@@ -163,6 +168,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
         metrics,
         metricsNeedAuth: !config.prometheusNoAuth && !config.noAuth,
         hardening,
+        trustedPeers,
       });
       let served: Served;
       const isSecure = tls !== undefined && material !== undefined && listener.address.kind !== 'unix';

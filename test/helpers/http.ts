@@ -28,6 +28,8 @@ export interface RawOptions {
   readonly body?: Buffer;
   /** The local address to send from (127.0.0.0/8 is all loopback on Linux). */
   readonly localAddress?: string;
+  /** Connect to this unix socket instead of the base URL's host and port. */
+  readonly socketPath?: string;
   /** Fail instead of waiting longer than this for the answer (a server that stopped answering). */
   readonly timeoutMs?: number;
 }
@@ -43,12 +45,11 @@ export function raw(
   options: RawOptions = {},
 ): Promise<RawResponse> {
   const url = new URL(base);
-  const { headers, localAddress, timeoutMs } = options;
+  const { headers, localAddress, socketPath, timeoutMs } = options;
   return new Promise((resolve, reject) => {
     const req = request(
       {
-        host: url.hostname,
-        port: url.port,
+        ...(socketPath === undefined ? { host: url.hostname, port: url.port } : { socketPath }),
         method,
         path,
         headers,

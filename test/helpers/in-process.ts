@@ -34,6 +34,7 @@ export function testConfig(dataDir: string, overrides: Partial<ServerConfig> = {
     htpasswdFile: `${dataDir}/.htpasswd`,
     privateRepos: false,
     proxyAuthUsername: undefined,
+    trustedProxies: [],
     adminUser: 'admin',
     grants: defaultGrants(false),
     configFile: undefined,

@@ -224,6 +224,25 @@ describe('connections per peer address', () => {
   });
 });
 
+describe('connections of trusted proxies', () => {
+  it('are not counted: a proxy carries many clients (--trusted-proxy)', bounded, async () => {
+    const config = { trustedProxies: ['127.0.0.1'] };
+    await withServer({ config, hardening: { maxConnectionsPerAddress: 2 } }, async ({ port }) => {
+      const held: Connection[] = [];
+      try {
+        for (let i = 0; i < 5; i++) {
+          const conn = await Connection.open(port);
+          held.push(conn);
+          conn.write('GET /.ratchet/health HTTP/1.1\r\nHost: x\r\n\r\n');
+          assert.ok(await conn.until(() => conn.statuses().length === 1, 10_000), `connection ${i} answered`);
+        }
+      } finally {
+        for (const conn of held) conn.close();
+      }
+    });
+  });
+});
+
 describe('Expect: 100-continue', () => {
   const expectHead = (target: string, length: number, authorization?: string): string =>
     `PUT ${target} HTTP/1.1\r\nHost: x\r\nContent-Length: ${length}\r\nExpect: 100-continue\r\n` +

@@ -30,6 +30,8 @@ function sample(kind: OptionKind): [string, unknown] {
       return [`'${kind.values.at(-1)}'`, kind.values.at(-1)];
     case 'addresses':
       return ["['127.0.0.1:9', 'unix:/run/r.sock']", ['127.0.0.1:9', 'unix:/run/r.sock']];
+    case 'peers':
+      return ["['10.0.0.0/8', 'unix']", ['10.0.0.0/8', 'unix']];
   }
 }
 
