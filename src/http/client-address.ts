@@ -73,7 +73,8 @@ export function isTrustedPeer(peers: TrustedPeers, address: string | undefined):
 /** Resolves the request's client from its peer and, from a trusted proxy, X-Forwarded-For. */
 export function resolveClient(req: HttpRequest, peers: TrustedPeers): ClientAddress {
   const raw = req.socket.remoteAddress;
-  const peer = raw === undefined ? undefined : plainAddress(raw);
+  // The kernel's peer address is always an IP address: no parsing on every request.
+  const peer = raw?.startsWith('::ffff:') === true && raw.includes('.') ? raw.slice(7) : raw;
   if (!peers.configured)
     return { address: peer, peer, mayAssertUser: peer === undefined || isLoopback(peer) };
   if (!isTrustedPeer(peers, peer)) return { address: peer, peer, mayAssertUser: false };
@@ -113,6 +114,7 @@ function plainAddress(address: string): string {
   return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
 }
 
+/** For an address known to be an IP address (a peer's). */
 function isLoopback(address: string): boolean {
-  return address === '::1' || (isIP(address) === 4 && address.startsWith('127.'));
+  return address === '::1' || address.startsWith('127.');
 }

@@ -86,10 +86,8 @@ async function createRepo(
 async function statObject(ctx: HandlerContext, ref: ObjectRef, { res }: Exchange): Promise<void> {
   const size = await ctx.storage.stat(ref);
   if (size === undefined) throw new RatchetError('NOT_FOUND', 'no such object');
-  res.statusCode = 200;
-  res.setHeader('Content-Type', 'application/octet-stream');
-  res.setHeader('Content-Length', size);
-  res.setHeader('Accept-Ranges', 'bytes');
+  // One writeHead with every header: cheaper than a setHeader each on this hot path.
+  res.writeHead(200, objectHeaders(size));
   res.end();
 }
 
@@ -169,7 +167,13 @@ async function* requestBody(req: HttpRequest): AsyncIterable<Uint8Array> {
 }
 
 function ok(res: HttpResponse): void {
-  res.statusCode = 200;
-  res.setHeader('Content-Length', 0);
+  res.writeHead(200, emptyBody);
   res.end();
+}
+
+const emptyBody = { 'Content-Length': 0 } as const;
+
+/** The headers of an object's (HEAD) answer. */
+function objectHeaders(length: number): Record<string, string | number> {
+  return { 'Content-Type': 'application/octet-stream', 'Content-Length': length, 'Accept-Ranges': 'bytes' };
 }

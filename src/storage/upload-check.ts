@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { ObjectRef } from '../domain/object-ref.ts';
 import { RatchetError } from '../errors.ts';
-import type { Storage, UploadCheck, WriteResult } from './storage.ts';
+import type { ApprovedUpload, Storage, UploadCheck, WriteResult } from './storage.ts';
 
 export interface UploadExpectations {
   /** Hex SHA-256 the content must have; undefined skips verification (config, --no-verify-upload). */
@@ -23,6 +23,7 @@ export function checkUpload(
   const hash = createHash('sha256');
   let size = 0;
   let ended = false;
+  let sha256: string | undefined;
   async function* counted(): AsyncIterable<Uint8Array> {
     for await (const chunk of body) {
       size += chunk.length;
@@ -32,8 +33,10 @@ export function checkUpload(
     }
     ended = true;
   }
+  let approved: ApprovedUpload | undefined;
   const check: UploadCheck = {
     approve() {
+      if (approved !== undefined) return approved;
       if (!ended) throw new RatchetError('INCOMPLETE_BODY', 'the upload was not read to its end');
       if (expected.length !== undefined && size !== expected.length) {
         throw new RatchetError(
@@ -41,11 +44,13 @@ export function checkUpload(
           `body has ${size} bytes, Content-Length said ${expected.length}`,
         );
       }
-      const sha256 = hash.copy().digest('hex');
+      // The body has ended, so the hash is final: digest it once, keep the answer.
+      sha256 ??= hash.digest('hex');
       if (expected.sha256 !== undefined && sha256 !== expected.sha256) {
         throw new RatchetError('HASH_MISMATCH', 'content does not match its SHA-256 name');
       }
-      return { sha256, size, verified: expected.sha256 !== undefined };
+      approved = { sha256, size, verified: expected.sha256 !== undefined };
+      return approved;
     },
   };
   return { body: counted(), check };

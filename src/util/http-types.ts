@@ -21,12 +21,16 @@ export function isHttp2Request(req: HttpRequest): req is Http2ServerRequest {
 }
 
 /**
- * Whether the request may still have body bytes on the way that nobody read. An HTTP/2 request
- * whose HEADERS frame ended the stream has none, although `complete` stays false until it is read.
+ * Whether the request may still have body bytes on the way that nobody read. `complete` stays
+ * false until the request is read, also when it has no body: an HTTP/2 request whose HEADERS frame
+ * ended the stream has none, and an HTTP/1.1 request has one only when it declares a length or a
+ * transfer coding (RFC 9112, section 6.3), so GET and HEAD get no body guard.
  */
 export function bodyPending(req: HttpRequest): boolean {
   if (req.complete) return false;
-  return !(isHttp2Request(req) && req.stream.endAfterHeaders);
+  if (isHttp2Request(req)) return !req.stream.endAfterHeaders;
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 /**

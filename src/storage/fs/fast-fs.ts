@@ -123,6 +123,30 @@ export class SyncGuard {
     return this.statEither(file, true);
   }
 
+  /**
+   * lstat(2) of each path in one synchronous batch while allowed (undefined for a missing one);
+   * undefined when synchronous calls are not allowed now (the caller goes through the pool).
+   * One batch costs no promise or event-loop turn: the read paths' check of an object's folders.
+   */
+  lstatBatchSync(files: readonly string[]): (fs.Stats | undefined)[] | undefined {
+    const started = this.begin();
+    if (started === undefined) return undefined;
+    const infos: (fs.Stats | undefined)[] = [];
+    try {
+      for (const file of files) {
+        try {
+          infos.push(fs.lstatSync(file, { throwIfNoEntry: false }));
+        } catch (err) {
+          if (!isMissing(err)) throw err;
+          infos.push(undefined);
+        }
+      }
+    } finally {
+      this.end(started, files.length);
+    }
+    return infos;
+  }
+
   private async statEither(file: string, noFollow: boolean): Promise<fs.Stats | undefined> {
     const started = this.begin();
     if (started === undefined) return noFollow ? lstatOrUndefined(file) : statOrUndefined(file);
