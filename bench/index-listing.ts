@@ -7,7 +7,7 @@
  * Usage: node --import tsx bench/index-listing.ts [objects=100000] [folder=<tmp>]
  */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -47,7 +47,10 @@ try {
   rmSync(indexFile, { force: true });
   for (let i = 0; i < count; i++) {
     const name = createHash('sha256').update(String(i)).digest('hex');
-    writeFileSync(path.join(root, 'r', 'data', name.slice(0, 2), name), name);
+    // Fan-out folders are made on first upload: made here as a writer would.
+    const dir = path.join(root, 'r', 'data', name.slice(0, 2));
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, name), name);
   }
   // Let every file and folder leave the racy window.
   await new Promise((resolve) => setTimeout(resolve, 2100));

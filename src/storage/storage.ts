@@ -10,6 +10,12 @@ import type { ObjectEntry, ObjectRef } from '../domain/object-ref.ts';
 import type { ObjectType } from '../domain/object-types.ts';
 import type { RepoPath } from '../domain/repo-path.ts';
 
+/** How a listing will be used. */
+export interface ListHints {
+  /** False: do not keep what this listing reads (default true). */
+  readonly cache?: boolean;
+}
+
 /** What an approved upload turned out to be. */
 export interface ApprovedUpload {
   /** Hex SHA-256 of the content. */
@@ -85,8 +91,13 @@ export interface Storage {
   write(ref: ObjectRef, body: AsyncIterable<Uint8Array>, options: WriteOptions): Promise<WriteResult>;
   /** Removes the object if it is there, and says what was removed. */
   delete(ref: ObjectRef, signal?: AbortSignal): Promise<DeleteResult>;
-  /** Every valid object of a type; sizes are exact. NOT_FOUND when the repository does not exist. */
-  list(repo: RepoPath, type: ObjectType, signal?: AbortSignal): AsyncIterable<ObjectEntry>;
+  /**
+   * Every valid object of a type; sizes are exact. NOT_FOUND when the repository does not exist.
+   * A background walk (the usage count) passes `{ cache: false }`: a backend that caches listings
+   * answers from its cache where that is current but does not fill it, so folders no client has
+   * listed stay out of memory.
+   */
+  list(repo: RepoPath, type: ObjectType, signal?: AbortSignal, hints?: ListHints): AsyncIterable<ObjectEntry>;
   /** Every repository in the store, nested ones included. */
   listRepos(signal?: AbortSignal): AsyncIterable<RepoPath>;
   /** Checks that the store accepts a durable write now (readiness); throws UNAVAILABLE if not. */

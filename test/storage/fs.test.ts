@@ -216,6 +216,39 @@ describe('filesystem storage layout', () => {
     });
   });
 
+  it('counts usage without caching folders that no client listed, and with the cache once one did', async () => {
+    await withTempDir(async (dir) => {
+      const storage = new FsStorage({ root: dir });
+      await storage.init();
+      await storage.createRepo(['r']);
+      const names = Array.from({ length: 20 }, (_, i) => sha256(Buffer.from(`object ${i}`)));
+      for (const name of names) {
+        await mkdir(path.join(dir, 'r', 'data', name.slice(0, 2)), { recursive: true });
+        await writeFile(path.join(dir, 'r', 'data', name.slice(0, 2), name), `object ${names.indexOf(name)}`);
+      }
+      const fanOut = [...new Set(names.map((name) => name.slice(0, 2)))];
+      const folders = fanOut.length;
+      // Folders older than the racy window, so that a cached listing of them is trusted.
+      const past = new Date(Date.now() - 10_000);
+      for (const sub of fanOut) await utimes(path.join(dir, 'r', 'data', sub), past, past);
+      const { counts } = storage.index;
+      // The usage count reads every folder each time and keeps none of them.
+      assert.equal((await measureRepo(storage, ['r'])).objects.data, 20);
+      assert.equal((await measureRepo(storage, ['r'])).objects.data, 20);
+      assert.equal(counts.folderReads, 2 * (folders + 4));
+      assert.deepEqual(storage.index.folderNames(), []);
+      // A client's listing fills the cache; the count then uses it and reads nothing.
+      let listed = 0;
+      for await (const entry of storage.list(['r'], 'data')) listed += entry.size > 0 ? 1 : 0;
+      assert.equal(listed, 20);
+      assert.equal(storage.index.folderNames().length, folders);
+      const before = counts.folderReads;
+      assert.equal((await measureRepo(storage, ['r'])).objects.data, 20);
+      assert.equal(counts.folderReads, before + 4, 'only the four other type folders are read again');
+      await storage.close();
+    });
+  });
+
   it('keeps the index across a restart and trusts only folders that did not change', async () => {
     await withTempDir(async (dir) => {
       const first = new FsStorage({ root: dir });

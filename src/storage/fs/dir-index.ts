@@ -88,8 +88,12 @@ export class DirectoryIndex {
     this.onSizeChange = options.onSizeChange;
   }
 
-  /** The valid objects in a folder, read from disk only when the folder changed. */
-  async entries(dir: string): Promise<FolderEntries> {
+  /**
+   * The valid objects in a folder, read from disk only when the folder changed. With `keep`
+   * false (a background walk), a folder that is not cached yet is read but not kept: what no
+   * client listed stays out of memory; a cached one is refreshed as usual.
+   */
+  async entries(dir: string, keep = true): Promise<FolderEntries> {
     const statedAt = Date.now();
     // lstat: a type or fan-out folder that is a symbolic link is never followed (no objects).
     const info = await this.guard.lstat(dir);
@@ -107,7 +111,7 @@ export class DirectoryIndex {
     const read = await this.readFolder(dir, this.folders.get(dir), this.keepsMtimes(dir));
     const racy = statedAt - info.mtimeMs < racyWindowMs;
     const snapshot: FolderSnapshot = { mtimeMs: racy ? -1 : info.mtimeMs, ...read };
-    this.folders.set(dir, snapshot);
+    if (keep || this.folders.has(dir)) this.folders.set(dir, snapshot);
     return snapshot;
   }
 

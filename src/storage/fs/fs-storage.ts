@@ -15,7 +15,7 @@ import type { RangeSpec } from '../../domain/byte-range.ts';
 import type { ObjectEntry, ObjectRef } from '../../domain/object-ref.ts';
 import type { ObjectType } from '../../domain/object-types.ts';
 import type { RepoPath } from '../../domain/repo-path.ts';
-import type { DeleteResult, ReadResult, Storage, WriteOptions, WriteResult } from '../storage.ts';
+import type { DeleteResult, ListHints, ReadResult, Storage, WriteOptions, WriteResult } from '../storage.ts';
 import { DirectoryIndex } from './dir-index.ts';
 import { DirSyncer } from './dir-sync.ts';
 import {
@@ -232,11 +232,16 @@ export class FsStorage implements Storage {
     }
   }
 
-  async *list(repo: RepoPath, type: ObjectType, signal?: AbortSignal): AsyncIterable<ObjectEntry> {
+  async *list(
+    repo: RepoPath,
+    type: ObjectType,
+    signal?: AbortSignal,
+    hints?: ListHints,
+  ): AsyncIterable<ObjectEntry> {
     if (!(await this.repoExists(repo, signal))) throw new RatchetError('NOT_FOUND', 'no such repository');
     for (const dir of await objectFolders(this.layout, repo, type)) {
       signal?.throwIfAborted();
-      const { sizes, mtimes } = await this.index.entries(dir);
+      const { sizes, mtimes } = await this.index.entries(dir, hints?.cache ?? true);
       if (mtimes === undefined) {
         for (const [name, size] of sizes) yield { name, size };
       } else {
