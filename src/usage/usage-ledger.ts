@@ -23,7 +23,7 @@ import { measureRepo } from './measure.ts';
 import type { RepoUsage, UsageStore } from './usage-store.ts';
 
 /** Least time between two reconcile ticks (each measures one repository). */
-export const defaultTickMs = 1000;
+const defaultTickMs = 1000;
 // A pass starts no sooner than this many ticks after the previous one started (a minute by
 // default), and after a tick that took t ms the next waits at least workRatio × t: the
 // reconcile takes at most about 5% of one core, however large the repositories are.

@@ -9,6 +9,7 @@
  * the numbers (see UsageLedger).
  */
 import type { ObjectType } from '../domain/object-types.ts';
+import { Counts } from '../util/counts.ts';
 
 export interface RepoUsage {
   /** Bytes of all objects and the config. */
@@ -87,7 +88,8 @@ export function ownerOf(repo: string): string {
 export class MemoryUsageStore implements UsageStore {
   private readonly entries = new Map<string, Entry>();
   private readonly owners = new Map<string, { bytes: number; repos: number }>();
-  private readonly holds = new Map<ScopeKey, number>();
+  // Dropped at zero: a scope nothing is held against takes no memory.
+  private readonly holds = new Counts();
   private total = 0;
   private ticks = 0;
 
@@ -115,7 +117,7 @@ export class MemoryUsageStore implements UsageStore {
   }
 
   held(scope: ScopeKey): number {
-    return this.holds.get(scope) ?? 0;
+    return this.holds.get(scope);
   }
 
   add(repo: string, change: UsageChange): void {
@@ -158,7 +160,7 @@ export class MemoryUsageStore implements UsageStore {
   }
 
   release(holds: readonly Hold[], amount: number): void {
-    for (const { scope } of holds) this.holds.set(scope, this.held(scope) - amount);
+    for (const { scope } of holds) this.holds.add(scope, -amount);
   }
 
   /** Sets a repository's numbers and moves the owner and total sums by the difference. */

@@ -23,7 +23,6 @@
  *   symbolic link holds nothing, and an entry that is a link is never listed.
  */
 import type { Dirent, Stats } from 'node:fs';
-import { lstatSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -254,21 +253,14 @@ export class DirectoryIndex {
     this.counts.entryStats += names.length;
     let i = 0;
     while (i < names.length) {
-      const started = this.guard.begin();
-      if (started !== undefined) {
-        // Synchronous stats of cached inodes: a few µs each instead of a thread-pool round trip.
-        const end = Math.min(names.length, i + syncStatSlice);
-        const calls = end - i;
-        for (; i < end; i++) {
-          try {
-            // lstat: an object that is a symbolic link is not a file, so never listed.
-            infos.push(lstatSync(dir + path.sep + names[i], { throwIfNoEntry: false }));
-          } catch (err) {
-            if (!isMissing(err)) throw err;
-            infos.push(undefined);
-          }
-        }
-        this.guard.end(started, calls);
+      // Synchronous stats of cached inodes: a few µs each instead of a thread-pool round trip.
+      // lstat: an object that is a symbolic link is not a file, so never listed.
+      const slice = this.guard.lstatBatchSync(
+        names.slice(i, i + syncStatSlice).map((name) => dir + path.sep + name),
+      );
+      if (slice !== undefined) {
+        infos.push(...slice);
+        i += slice.length;
         if (i < names.length) await nextTurn();
         continue;
       }
