@@ -3,11 +3,10 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { blob, raw } from '../helpers/http.ts';
+import { basic, blob, raw } from '../helpers/http.ts';
 import {
   projectRoot,
   runRatchet,
@@ -16,7 +15,7 @@ import {
   startRatchetServer,
   withTempDir,
 } from '../helpers/ratchet-process.ts';
-import { waitFor } from '../helpers/wait.ts';
+import { sleep, waitFor } from '../helpers/wait.ts';
 import { envName, flagName, optionNames } from '../../src/config/options.ts';
 
 /** Options with which a server that accepted its settings exits at once with code 1, instead of serving. */
@@ -158,7 +157,7 @@ describe('ratchet command line', () => {
         const anonymous = await raw(server.url, 'POST', '/r/?create=true');
         assert.equal(anonymous.status, 401);
         assert.equal(anonymous.headers['www-authenticate'], 'Basic realm="restic"');
-        const auth = `Basic ${Buffer.from(`admin:${password}`).toString('base64')}`;
+        const auth = basic('admin', password);
         assert.equal(
           (await raw(server.url, 'POST', '/r/?create=true', { headers: { Authorization: auth } })).status,
           200,
@@ -217,14 +216,7 @@ describe('ratchet command line', () => {
       ]);
       const [firstLine] = (await once(child.stdout, 'data')) as [Buffer];
       assert.match(firstLine.toString(), /on unix:/);
-      const status = await new Promise<number | undefined>((resolve, reject) => {
-        const req = request({ socketPath, method: 'POST', path: '/sock/?create=true' }, (res) => {
-          res.resume();
-          resolve(res.statusCode);
-        });
-        req.on('error', reject);
-        req.end();
-      });
+      const { status } = await raw('http://unix', 'POST', '/sock/?create=true', { socketPath });
       assert.equal(status, 200);
       const exited = once(child, 'exit');
       child.kill('SIGTERM');
@@ -245,9 +237,9 @@ describe('ratchet command line', () => {
       socket.on('data', (chunk: Buffer) => (reply += chunk.toString()));
       socket.write(`POST /r/data/${name} HTTP/1.1\r\nHost: x\r\nContent-Length: ${data.length}\r\n\r\n`);
       socket.write(data.subarray(0, 1 << 20));
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await sleep(200);
       const exited = server.stop();
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await sleep(300);
       assert.equal(server.child.exitCode, null, 'the server waits for the upload');
       socket.write(data.subarray(1 << 20));
       assert.equal(await exited, 0);

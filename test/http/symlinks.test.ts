@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { raw, sha256, upload, v2 } from '../helpers/http.ts';
@@ -64,7 +64,6 @@ describe('symbolic links below a repository', () => {
       await writeFile(path.join(outside, name), blob);
       // A fan-out folder and a whole type folder replaced by links to the outside folder.
       await symlink(outside, path.join(data, 'r', 'data', name.slice(0, 2)));
-      const { rm } = await import('node:fs/promises');
       await rm(path.join(data, 'r', 'snapshots'), { recursive: true });
       await symlink(outside, path.join(data, 'r', 'snapshots'));
       for (const type of ['data', 'snapshots']) {

@@ -123,8 +123,8 @@ describe('the client behind a trusted proxy', () => {
         await started.send(stranger, 'POST', '/bob/?create=true', bobCreates('198.51.100.99')),
         429,
       );
-      // Without --trusted-proxy, nobody's header counts.
     });
+    // Without --trusted-proxy, nobody's header counts.
     await withProxyServer({}, async (started) => {
       await exhaustAddress(started, proxy, (i) => `198.51.100.${i}`);
       assert.equal(await started.send(proxy, 'POST', '/bob/?create=true', bobCreates('198.51.100.99')), 429);
