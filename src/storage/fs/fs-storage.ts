@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { mkdir, open, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -138,16 +139,10 @@ export class FsStorage implements Storage {
   async stat(ref: ObjectRef, signal?: AbortSignal): Promise<number | undefined> {
     signal?.throwIfAborted();
     const file = this.layout.objectPath(ref);
-    const folders = this.layout.foldersBelowRepo(ref);
-    // The folders and the file in one synchronous batch when allowed: HEAD's whole cost.
-    const infos = this.guard.lstatBatchSync([...folders, file]);
-    if (infos !== undefined) {
-      const info = infos.pop();
-      if (!infos.every((folder) => folder?.isDirectory() === true)) return undefined;
-      return info?.isFile() ? info.size : undefined;
-    }
-    if (!(await this.realFolders(ref))) return undefined;
-    const info = await this.guard.lstat(file);
+    // The folders and the file in one batch: HEAD's whole cost.
+    const infos = await this.lstatAll([...this.layout.foldersBelowRepo(ref), file]);
+    const info = infos.pop();
+    if (!infos.every((folder) => folder?.isDirectory() === true)) return undefined;
     return info?.isFile() ? info.size : undefined;
   }
 
@@ -164,13 +159,13 @@ export class FsStorage implements Storage {
    * repository's own folder and the data root may be links (other disks), as in rest-server.
    */
   private async realFolders(ref: ObjectRef): Promise<boolean> {
-    const folders = this.layout.foldersBelowRepo(ref);
-    const infos = this.guard.lstatBatchSync(folders);
-    if (infos !== undefined) return infos.every((folder) => folder?.isDirectory() === true);
-    for (const dir of folders) {
-      if (!(await this.guard.lstat(dir))?.isDirectory()) return false;
-    }
-    return true;
+    const infos = await this.lstatAll(this.layout.foldersBelowRepo(ref));
+    return infos.every((folder) => folder?.isDirectory() === true);
+  }
+
+  /** lstat(2) of each path: one synchronous batch while the guard allows, else through the pool. */
+  private async lstatAll(paths: readonly string[]): Promise<(Stats | undefined)[]> {
+    return this.guard.lstatBatchSync(paths) ?? Promise.all(paths.map((file) => lstatOrUndefined(file)));
   }
 
   async write(ref: ObjectRef, body: AsyncIterable<Uint8Array>, options: WriteOptions): Promise<WriteResult> {
