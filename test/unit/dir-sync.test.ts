@@ -3,42 +3,12 @@
  * descriptor is flushed. The real fsync runs; the test wraps it to count and order the calls.
  */
 import assert from 'node:assert/strict';
-import { fstatSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { DirSyncer } from '../../src/storage/fs/dir-sync.ts';
-import { fsyncFd, SyncGuard } from '../../src/storage/fs/fast-fs.ts';
+import { recordingSyncer } from '../helpers/recording-syncer.ts';
 import { withTempDir } from '../helpers/ratchet-process.ts';
 import { waitFor } from '../helpers/wait.ts';
-
-/** A syncer whose fsyncs are recorded (inode flushed) and can be held until released. */
-function recordingSyncer(): {
-  syncer: DirSyncer;
-  inodes: number[];
-  events: string[];
-  hold: () => () => void;
-} {
-  const inodes: number[] = [];
-  const events: string[] = [];
-  let gate: Promise<void> | undefined;
-  const syncer = new DirSyncer(new SyncGuard({ enabled: true }), async (fd) => {
-    inodes.push(fstatSync(fd).ino);
-    events.push(`fsync ${inodes.length} starts`);
-    await gate;
-    await fsyncFd(fd);
-    events.push(`fsync ${inodes.length} ends`);
-  });
-  const hold = (): (() => void) => {
-    let release!: () => void;
-    gate = new Promise((resolve) => (release = resolve));
-    return () => {
-      gate = undefined;
-      release();
-    };
-  };
-  return { syncer, inodes, events, hold };
-}
 
 const openDescriptors = async (): Promise<number> => (await readdir('/proc/self/fd')).length;
 

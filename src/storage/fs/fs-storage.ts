@@ -33,13 +33,13 @@ import { Publisher } from './fs-publish.ts';
 import { readFile } from './fs-read.ts';
 import {
   createRepoFolders,
-  makeFolder,
   objectFolders,
   readdirOrEmpty,
   repoRoot,
   reposBelow,
 } from './fs-repos.ts';
 import { writeBody } from './fs-upload.ts';
+import { NewFolders } from './new-folders.ts';
 import { DataFolderState } from './data-folder-state.ts';
 import { FsLayout, tempPrefix } from './layout.ts';
 import { currentProcess } from './process-identity.ts';
@@ -72,6 +72,7 @@ export class FsStorage implements Storage {
   private readonly guard: SyncGuard;
   private readonly dirSyncer: DirSyncer;
   private readonly publisher: Publisher;
+  private readonly newFolders: NewFolders;
   private readonly self = currentProcess();
   private readonly state: DataFolderState;
   private readonly sizeChecker: SizeChecker;
@@ -101,6 +102,7 @@ export class FsStorage implements Storage {
     });
     this.dirSyncer = new DirSyncer(this.guard);
     this.publisher = new Publisher(this.dirSyncer, this.logger);
+    this.newFolders = new NewFolders(this.dirSyncer, this.dirMode);
     this.state = new DataFolderState({
       root: this.layout.root,
       index: this.index,
@@ -200,6 +202,8 @@ export class FsStorage implements Storage {
           tempExists = false;
         },
       });
+      // The folder's own name must be durable before an object in it is reported stored.
+      await this.newFolders.durable(dir);
       if (created && ref.type !== 'config') this.index.noteAdded(dir, ref.name, approved.size, Date.now());
       return { created, size: approved.size };
     } catch (err) {
@@ -290,9 +294,8 @@ export class FsStorage implements Storage {
       // The folder is missing: fine for a data fan-out folder of an existing repo, not otherwise.
       if (!(await this.repoExists(ref.repo))) throw new RatchetError('NOT_FOUND', 'no such repository');
       try {
-        await makeFolder(dir, this.dirMode);
-        // The new folder's name must be durable before objects inside it are reported stored.
-        await this.dirSyncer.sync(path.dirname(dir));
+        // Its name is made durable while the body is written; write() waits for that.
+        await this.newFolders.make(dir);
       } catch (err) {
         throw translateFsError(err);
       }
