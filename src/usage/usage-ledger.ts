@@ -10,8 +10,10 @@
  *   at a time, never on a request's path. A pass goes through every repository Storage lists,
  *   so repositories added by other processes are counted and those removed are forgotten.
  * - A measurement that raced with this server's own change to the repository (the store's stamp
- *   moved while it listed) does not replace the numbers; the repository is measured again on
- *   the next tick.
+ *   moved while it listed) does not replace the numbers. A repository that had to be measured
+ *   (unknown, or a snapshot deleted) is measured again on the next tick; any other waits for the
+ *   next pass, since this server's own calls keep it current: a repository under constant
+ *   upload is not walked again and again.
  */
 import type { Logger } from 'pino';
 import { RatchetError } from '../errors.ts';
@@ -32,6 +34,14 @@ const workRatio = 19;
 
 export interface LedgerOptions {
   readonly tickMs?: number;
+}
+
+/** What a measurement that raced with this server's own change does. */
+interface RaceRule {
+  /** Keep it anyway (the start-up count: nothing better exists yet). */
+  readonly force: boolean;
+  /** Measure the repository again on the next tick. */
+  readonly retry: boolean;
 }
 
 /** One walk over every repository Storage lists, a repository per step. */
@@ -131,7 +141,7 @@ export class UsageLedger {
     const queued = this.seeded ? this.again.values().next() : undefined;
     if (queued !== undefined && queued.done !== true) {
       this.again.delete(queued.value);
-      await this.measureOrSkip(repoFromKey(queued.value), false);
+      await this.measureOrSkip(repoFromKey(queued.value), { force: false, retry: true });
       return true;
     }
     if (this.pass === undefined) {
@@ -153,14 +163,14 @@ export class UsageLedger {
       return false;
     }
     seen.add(repoKey(next.value));
-    await this.measureOrSkip(next.value, !this.seeded);
+    await this.measureOrSkip(next.value, { force: !this.seeded, retry: !this.seeded });
     return true;
   }
 
   /** Measures, logging a repository that cannot be read (it keeps its numbers; the pass goes on). */
-  private async measureOrSkip(repo: RepoPath, force: boolean): Promise<void> {
+  private async measureOrSkip(repo: RepoPath, race: RaceRule): Promise<void> {
     try {
-      await this.measure(repo, force);
+      await this.measure(repo, race);
     } catch (err) {
       this.logger.warn({ err, repo: repoKey(repo) }, 'reading the usage of a repository failed');
     }
@@ -213,10 +223,10 @@ export class UsageLedger {
 
   /**
    * Reads a repository's numbers from its listings. A measurement that raced with this server's
-   * own change is kept only when `force` (the start-up count, where nothing better exists yet),
-   * and the repository is measured again either way.
+   * own change is kept only when `race.force` (the start-up count, where nothing better exists
+   * yet), and the repository is queued again when `race.retry`.
    */
-  private async measure(repo: RepoPath, force: boolean): Promise<void> {
+  private async measure(repo: RepoPath, race: RaceRule): Promise<void> {
     const key = repoKey(repo);
     const since = this.store.clock();
     let usage: RepoUsage;
@@ -230,8 +240,8 @@ export class UsageLedger {
       throw err;
     }
     if (this.store.replace(key, usage, since)) return;
-    if (force) this.store.replace(key, usage, Infinity);
-    this.again.add(key);
+    if (race.force) this.store.replace(key, usage, Infinity);
+    if (race.retry) this.again.add(key);
   }
 
   /** The repository's key; a repository the ledger does not know yet is measured on the next tick. */

@@ -12,6 +12,7 @@ import { describe, it } from 'node:test';
 import { silentLogger } from '../../src/log/logger.ts';
 import { FsStorage } from '../../src/storage/fs/fs-storage.ts';
 import type { ObjectRef } from '../../src/domain/object-ref.ts';
+import type { ObjectType } from '../../src/domain/object-types.ts';
 import { UsageLedger } from '../../src/usage/usage-ledger.ts';
 import { MemoryUsageStore } from '../../src/usage/usage-store.ts';
 import { countingStorage } from '../helpers/counting-storage.ts';
@@ -35,13 +36,26 @@ async function writeAndNote(
   ledger: UsageLedger,
   repo: string[],
   data: Buffer,
+  type: ObjectType = 'data',
 ): Promise<void> {
-  const ref: ObjectRef = { repo, type: 'data', name: sha(data) };
+  const ref: ObjectRef = { repo, type, name: sha(data) };
   const result = await writeChecked(storage, ref, Readable.from([data]), {
     sha256: ref.name,
     length: data.length,
   });
   ledger.wrote(ref, result.created ? result.size : 0);
+}
+
+/** Deletes an object through the storage and tells the ledger, as the request handler does. */
+async function deleteAndNote(
+  storage: CountingStorage,
+  ledger: UsageLedger,
+  repo: string[],
+  data: Buffer,
+  type: ObjectType,
+): Promise<void> {
+  const ref: ObjectRef = { repo, type, name: sha(data) };
+  ledger.deleted(ref, (await storage.delete(ref)).bytes);
 }
 
 /** A started ledger whose timer never fires (tests drive its steps), over counting FsStorage. */
@@ -144,12 +158,45 @@ describe('usage ledger', () => {
       await step;
       assert.equal(ledger.store.used('total'), 1300, 'the write is kept');
 
-      // The raced repository is measured again first, and that listing is taken.
+      // This server's own calls keep r current: the pass goes on (and ends) without walking r
+      // again, and the next pass's listing is taken.
+      storage.holdListing('r', Promise.resolve());
+      storage.resetWalks();
+      assert.equal(await ledger.step(), false, 'the pass ends');
+      assert.deepEqual(storage.walks, { listRepos: 0, list: 0 });
+      assert.equal(await ledger.step(), true);
+      assert.deepEqual(storage.walks, { listRepos: 1, list: 5 });
+      assert.equal(ledger.store.used('total'), 1300);
+    });
+  });
+
+  it('measures a repository it had to read again when that measurement raced', async () => {
+    await withLedger(async (ledger, storage) => {
+      await storage.createRepo(['r']);
+      await finishPass(ledger);
+      const snapshot = randomBytes(300);
+      await writeAndNote(storage, ledger, ['r'], snapshot, 'snapshots');
+      await finishPass(ledger);
+      // A deleted snapshot queues r (its newest snapshot time); that measurement races with a write.
+      await deleteAndNote(storage, ledger, ['r'], snapshot, 'snapshots');
+      let finish = (): void => undefined;
+      storage.holdListing(
+        'r',
+        new Promise<void>((resolve) => {
+          finish = resolve;
+        }),
+      );
+      const step = ledger.step();
+      while (storage.walks.list < 5) await new Promise((resolve) => setImmediate(resolve));
+      await writeAndNote(storage, ledger, ['r'], randomBytes(800));
+      finish();
+      await step;
       storage.holdListing('r', Promise.resolve());
       storage.resetWalks();
       assert.equal(await ledger.step(), true);
-      assert.deepEqual(storage.walks, { listRepos: 0, list: 5 });
-      assert.equal(ledger.store.used('total'), 1300);
+      assert.deepEqual(storage.walks, { listRepos: 0, list: 5 }, 'queued again, ahead of the pass');
+      assert.equal(ledger.store.used('total'), 800);
+      assert.equal(ledger.store.get('r')?.newestSnapshotMs, undefined);
     });
   });
 
