@@ -134,6 +134,11 @@ export function parseHtpasswd(input: string | Uint8Array): ParsedHtpasswd {
       warnings.push({ line: number, message: `user "${user}": ${check.reason}; the line is skipped` });
       continue;
     }
+    if (check.scheme === 'plain')
+      warnings.push({
+        line: number,
+        message: `user "${user}": the password is stored in plain text ({PLAIN}); replace it with a hash (ratchet user passwd ${user})`,
+      });
     users.set(user, hash);
   }
   return { users, warnings };

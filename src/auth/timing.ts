@@ -41,6 +41,8 @@ export function estimatedWork(info: HashInfo): number {
     case 'md5-crypt':
       return 2000;
     case 'sha1':
+    case 'ssha':
+    case 'plain':
       return 1;
   }
 }

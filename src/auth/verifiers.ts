@@ -4,7 +4,10 @@
  *
  * Supported: bcrypt `$2a$`/`$2b$`/`$2y$` (htpasswd -B, mkpasswd), apr1 `$apr1$` (htpasswd -m),
  * MD5-crypt `$1$` (openssl passwd -1), `{SHA}` (htpasswd -s), SHA-crypt `$5$`/`$6$` with or
- * without `rounds=` (mkpasswd, openssl passwd -5/-6, htpasswd -2/-5). Passwords are UTF-8.
+ * without `rounds=` (mkpasswd, openssl passwd -5/-6, htpasswd -2/-5), and what nginx's
+ * auth_basic_user_file reads besides: `{SSHA}` (salted SHA-1) and `{PLAIN}` (the password
+ * itself, accepted with a warning). Traditional DES crypt (13 characters) is recognised and
+ * refused with its own message: it keeps only 8 characters of a password. Passwords are UTF-8.
  */
 import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 
@@ -24,7 +27,8 @@ export async function bcryptHash(password: string, costOrSalt: number | string):
   return bcrypt.hash(password, costOrSalt);
 }
 
-export type HashScheme = 'bcrypt' | 'apr1' | 'md5-crypt' | 'sha1' | 'sha256-crypt' | 'sha512-crypt';
+export type HashScheme =
+  'bcrypt' | 'apr1' | 'md5-crypt' | 'sha1' | 'ssha' | 'plain' | 'sha256-crypt' | 'sha512-crypt';
 
 /** A recognised hash: its scheme and a key naming scheme + cost, to pick a decoy of equal cost. */
 export interface HashInfo {
@@ -55,6 +59,10 @@ const cryptAlphabet = './0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrs
 const bcryptPattern = /^\$2([aby])\$(\d\d)\$[./A-Za-z0-9]{53}$/;
 const md5Pattern = /^\$(apr1|1)\$([./0-9A-Za-z]{1,8})\$[./0-9A-Za-z]{22}$/;
 const sha1Pattern = /^\{SHA\}[A-Za-z0-9+/]{27}=$/;
+// SHA-1 digest (20 bytes) then the salt, in base64: at least one byte of salt.
+const sshaPattern = /^\{SSHA\}[A-Za-z0-9+/]{28,}={0,2}$/;
+const plainPrefix = '{PLAIN}';
+const desCryptPattern = /^[./0-9A-Za-z]{13}$/;
 const shaCryptPattern = /^\$([56])\$(?:rounds=(\d{1,10})\$)?([./0-9A-Za-z]{0,16})\$([./0-9A-Za-z]+)$/;
 const shaDigestLength = { '5': 43, '6': 86 } as const;
 
@@ -74,6 +82,10 @@ export function checkHash(hash: string): HashCheck {
     return { ok: true, scheme, costKey: scheme };
   }
   if (sha1Pattern.test(hash)) return { ok: true, scheme: 'sha1', costKey: 'sha1' };
+  if (sshaPattern.test(hash) && Buffer.from(hash.slice(6), 'base64').length > 20)
+    return { ok: true, scheme: 'ssha', costKey: 'ssha' };
+  if (hash.startsWith(plainPrefix) && hash.length > plainPrefix.length)
+    return { ok: true, scheme: 'plain', costKey: 'plain' };
   const shaMatch = shaCryptPattern.exec(hash);
   if (shaMatch) {
     const id = shaMatch[1] as '5' | '6';
@@ -92,6 +104,12 @@ export function checkHash(hash: string): HashCheck {
   if (/^\$2[aby]\$/.test(hash)) return invalid('malformed bcrypt hash');
   if (/^\$(apr1|1)\$/.test(hash)) return invalid('malformed MD5 hash');
   if (hash.startsWith('{SHA}')) return invalid('malformed {SHA} hash');
+  if (hash.startsWith('{SSHA}')) return invalid('malformed {SSHA} hash');
+  if (hash.startsWith(plainPrefix)) return invalid('empty {PLAIN} password');
+  if (desCryptPattern.test(hash))
+    return invalid(
+      'traditional DES crypt hash, which is not supported (it uses only the first 8 characters of a password); set a new password with `ratchet user passwd`',
+    );
   if (/^\$[56]\$/.test(hash)) return invalid('malformed SHA-crypt hash');
   return { ok: false, reason: 'unsupported hash scheme', unknownScheme: true };
 }
@@ -139,6 +157,10 @@ export async function verifyPassword(
       return verifyBcrypt(password, hash);
     case 'sha1':
       return verifySha1(password, hash);
+    case 'ssha':
+      return verifySsha(password, hash);
+    case 'plain':
+      return verifyPlain(password, hash);
     case 'apr1':
     case 'md5-crypt':
       // apache-md5 hashes each UTF-16 code unit as one byte; htpasswd hashes the UTF-8 bytes.
@@ -162,6 +184,19 @@ function verifySha1(password: string, hash: string): boolean {
   const expected = Buffer.from(hash.slice(5), 'base64');
   const actual = createHash('sha1').update(password, 'utf8').digest();
   return timingSafeEqual(actual, expected);
+}
+
+function verifySsha(password: string, hash: string): boolean {
+  const decoded = Buffer.from(hash.slice('{SSHA}'.length), 'base64');
+  const expected = decoded.subarray(0, 20);
+  const actual = createHash('sha1').update(password, 'utf8').update(decoded.subarray(20)).digest();
+  return timingSafeEqual(actual, expected);
+}
+
+function verifyPlain(password: string, hash: string): boolean {
+  // Digests of both, so that the comparison takes the same time whatever the lengths.
+  const digest = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest();
+  return timingSafeEqual(digest(password), digest(hash.slice(plainPrefix.length)));
 }
 
 async function verifyCrypt(
@@ -194,6 +229,10 @@ export function decoyHashLike(hash: string): string {
       return decoyBcryptHash(Number(hash.slice(4, 6)));
     case 'sha1':
       return `{SHA}${randomBytes(20).toString('base64')}`;
+    case 'ssha':
+      return `{SSHA}${randomBytes(28).toString('base64')}`;
+    case 'plain':
+      return `${plainPrefix}${randomBytes(24).toString('base64')}`;
     case 'apr1':
     case 'md5-crypt': {
       const prefix = check.scheme === 'apr1' ? '$apr1$' : '$1$';

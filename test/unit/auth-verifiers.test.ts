@@ -18,6 +18,7 @@ const passwords = JSON.parse(readFileSync(new URL('passwords.json', fixtures), '
   string
 >;
 const schemes = parseHtpasswd(readFileSync(new URL('schemes.htpasswd', fixtures)));
+const nginxSchemes = parseHtpasswd(readFileSync(new URL('nginx.htpasswd', fixtures)));
 
 function passwordOf(user: string): string {
   if (user.endsWith('-utf8')) return passwords.utf8;
@@ -41,7 +42,22 @@ describe('fixtures from the real tools', () => {
     );
   });
 
-  for (const [user, hash] of schemes.users) {
+  it("load nginx's {SSHA} and {PLAIN}, with a warning for each plain-text password", () => {
+    assert.equal(nginxSchemes.users.size, 6);
+    const kinds = [...nginxSchemes.users.values()]
+      .map((hash) => checkHash(hash))
+      .map((c) => c.ok && c.scheme);
+    assert.deepEqual([...new Set(kinds)].sort(), ['plain', 'ssha']);
+    assert.deepEqual(
+      nginxSchemes.warnings.map((w) => w.message),
+      ['plain-ascii', 'plain-utf8'].map(
+        (user) =>
+          `user "${user}": the password is stored in plain text ({PLAIN}); replace it with a hash (ratchet user passwd ${user})`,
+      ),
+    );
+  });
+
+  for (const [user, hash] of [...schemes.users, ...nginxSchemes.users]) {
     it(`${user}: accepts the right password and refuses wrong ones`, async () => {
       const password = passwordOf(user);
       assert.equal(await verifyPassword(password, hash, worker), true);
@@ -77,6 +93,8 @@ describe('checkHash', () => {
       ['$apr1$abcdefgh$' + 'a'.repeat(22), 'apr1'],
       ['$1$abc$' + 'a'.repeat(22), 'md5-crypt'],
       ['{SHA}' + 'A'.repeat(27) + '=', 'sha1'],
+      ['{SSHA}' + 'A'.repeat(28), 'ssha'],
+      ['{PLAIN}x', 'plain'],
       ['$5$salt$' + 'a'.repeat(43), 'sha256-crypt:5000'],
       ['$6$rounds=20000$salt$' + 'a'.repeat(86), 'sha512-crypt:20000'],
     ];
@@ -89,7 +107,9 @@ describe('checkHash', () => {
 
   it('refuses unknown schemes, malformed hashes and excessive costs with a reason', () => {
     const cases: [string, RegExp][] = [
-      ['tcDmEtk7dtJ/2', /unsupported hash scheme/],
+      ['tcDmEtk7dtJ/2', /traditional DES crypt hash, which is not supported/],
+      ['{SSHA}' + 'A'.repeat(27) + '=', /malformed \{SSHA\}/],
+      ['{PLAIN}', /empty \{PLAIN\} password/],
       ['plain text', /unsupported hash scheme/],
       ['$y$j9T$abc$def', /unsupported hash scheme/],
       ['$2y$05$short', /malformed bcrypt/],
@@ -117,7 +137,7 @@ describe('checkHash', () => {
 
 describe('decoys', () => {
   it('have the scheme and cost of the model and verify no password', async () => {
-    for (const hash of schemes.users.values()) {
+    for (const hash of [...schemes.users.values(), ...nginxSchemes.users.values()]) {
       const decoy = decoyHashLike(hash);
       const model = checkHash(hash);
       const check = checkHash(decoy);

@@ -114,7 +114,10 @@ describe('HtpasswdWatcher', () => {
     assert.equal(broken.status, 'failed');
     assert.deepEqual(users(), ['alice']);
     const error = lines.find((l) => l.level === 50);
-    assert.match(error?.msg ?? '', /could not be loaded; keeping the previous 1 users/);
+    assert.match(
+      error?.msg ?? '',
+      /the htpasswd file \/.+ could not be loaded; keeping the previous 1 users/,
+    );
     assert.match(error?.error ?? '', /line 2/);
 
     await writeFile(file, Buffer.from([0x61, 0x3a, 0xff, 0x0a]));
@@ -170,8 +173,13 @@ describe('HtpasswdWatcher', () => {
       warnings.filter((l) => l.line !== undefined).map((l) => l.line),
       [2, 3],
     );
-    assert.ok(warnings.some((l) => /htpasswd line 3: user "bob": unsupported hash scheme/.test(l.msg)));
-    assert.ok(warnings.some((l) => /readable by every local user/.test(l.msg)));
+    // Each names the file, so that an operator with several servers knows which one to fix.
+    assert.ok(
+      warnings.some(
+        (l) => l.msg === `${file} line 3: user "bob": unsupported hash scheme; the line is skipped`,
+      ),
+    );
+    assert.ok(warnings.some((l) => l.msg === `${file} is readable by every local user; chmod 600 it`));
   });
 
   it('refuses to start on a file that exists but cannot be used', async () => {
