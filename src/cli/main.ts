@@ -110,23 +110,37 @@ async function serve(resolve: () => Promise<ServerConfig>): Promise<void> {
   if (config.tls !== undefined) await loadTlsMaterial(config.tls);
   const auth = config.noAuth ? undefined : await startAuth(config, logger);
   const server = await startServer(config, { logger, credentials: auth, inheritedFds: takeSystemdSockets() });
+  // Only once the listeners are bound: a password printed by a start that then fails is lost.
+  if (auth !== undefined) {
+    try {
+      await createFirstAdmin(config, auth, logger);
+    } catch (err) {
+      await Promise.all([server.close(), auth.close()]);
+      throw err;
+    }
+  }
   announce(config, server, logger);
   handleSignals(resolve, server, auth, logger);
   await notifySystemd(`READY=1\nSTATUS=serving ${config.path}`, logger);
 }
 
-/** Loads the users; on a first start without any, creates an admin and shows its password once. */
+/** Loads the users (none yet on a first start) and watches the file. */
 async function startAuth(config: ServerConfig, logger: Logger): Promise<HtpasswdAuth> {
   await mkdir(path.dirname(config.htpasswdFile), { recursive: true, mode: 0o700 });
-  const password = await ensureInitialAdmin(config.htpasswdFile, logger, { user: config.adminUser });
-  if (password !== undefined) {
-    process.stdout.write(
-      `No users were configured, so user "${config.adminUser}" was created with the password:\n\n    ${password}\n\n` +
-        `It is shown only this once; only its hash is stored, in ${config.htpasswdFile}.\n` +
-        `Add users with: ratchet user add <name> --htpasswd-file ${config.htpasswdFile}\n`,
-    );
-  }
   return startHtpasswdAuth({ file: config.htpasswdFile, logger });
+}
+
+/** On a first start without users, creates an admin, shows its password once and loads it. */
+async function createFirstAdmin(config: ServerConfig, auth: HtpasswdAuth, logger: Logger): Promise<void> {
+  const password = await ensureInitialAdmin(config.htpasswdFile, logger, { user: config.adminUser });
+  if (password === undefined) return;
+  // Loaded before the password is shown, so that it works at once (not after the file watch).
+  await auth.reload();
+  process.stdout.write(
+    `No users were configured, so user "${config.adminUser}" was created with the password:\n\n    ${password}\n\n` +
+      `It is shown only this once; only its hash is stored, in ${config.htpasswdFile}.\n` +
+      `Add users with: ratchet user add <name> --htpasswd-file ${config.htpasswdFile}\n`,
+  );
 }
 
 /** One line per listener with the role ceiling in force there; a warning for each open one. */

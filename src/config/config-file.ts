@@ -67,7 +67,9 @@ function kindSchema(kind: OptionKind): z.ZodType {
 }
 
 const structuredSchema = z.object({
-  listeners: z.array(z.object({ address: listenText, 'max-role': z.enum(roles) }).strict()).min(1),
+  listeners: z
+    .array(z.object({ address: listenText, 'max-role': z.enum(roles), root: z.string().optional() }).strict())
+    .min(1),
   quotas: z
     .object({
       repos: z.array(z.object({ repos: z.array(pattern).min(1), 'max-size': size }).strict()),

@@ -101,6 +101,14 @@ export const options = {
     description: 'an extra listener that --append-only does not cap, for admins who prune; repeatable',
     doc: 'listeners not capped by `append-only`',
   }),
+  listenRoot: option({
+    flag: 'listen-root',
+    arg: 'folder',
+    kind: { type: 'text' },
+    description:
+      "the repository folder that / names on the --listen listeners, e.g. /{user}: each user reaches only their own folder there (the nginx recipe's per-user root); --admin-listen serves every repository by path",
+    doc: 'what `/` names on the `listen` listeners, e.g. `/{user}`',
+  }),
   tls: option({
     flag: 'tls',
     kind: { type: 'switch' },

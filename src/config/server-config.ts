@@ -9,6 +9,8 @@ import { defaultGrants } from '../access/grants.ts';
 import type { Role } from '../access/policy.ts';
 import type { ConfigFile } from './config-file.ts';
 import { parseListenAddress } from './listen-address.ts';
+import { parseRepoRoot, rootNeedsUser } from '../protocol/repo-root.ts';
+import type { RepoRoot } from '../protocol/repo-root.ts';
 import type { ListenAddress } from './listen-address.ts';
 import type { OptionLayer, OptionName, OptionValues } from './options.ts';
 import { flagName, mergeOptions, pickOptions, UsageError } from './options.ts';
@@ -19,6 +21,8 @@ export interface ListenerConfig {
   readonly address: ListenAddress;
   /** The most any request on this listener may do, whatever the user's grants. */
   readonly maxRole: Role;
+  /** The folder that `/` names on this listener (repo-root.ts); undefined: the data folder. */
+  readonly root?: RepoRoot;
 }
 
 export interface TlsConfig {
@@ -34,6 +38,8 @@ export interface TlsConfig {
 export interface ServerConfig {
   readonly path: string;
   readonly listeners: readonly ListenerConfig[];
+  /** --listen-root: the root of the --listen listeners, and of sockets systemd passes. */
+  readonly listenRoot: RepoRoot | undefined;
   readonly appendOnly: boolean;
   readonly noAuth: boolean;
   readonly htpasswdFile: string;
@@ -86,12 +92,18 @@ export function buildServerConfig(
   if (file?.listeners) refuseListenerOverrides(values, explicit);
   // Without a listen setting, an admin-listen setting stands alone rather than beside the default.
   const listen = explicit.has('listen') || !explicit.has('adminListen') ? values.listen : [];
+  const listenRoot = repoRootOption('--listen-root', values.listenRoot);
   const listeners: ListenerConfig[] = file?.listeners
-    ? file.listeners.map((l) => ({ address: parseListenAddress(l.address), maxRole: l['max-role'] }))
+    ? file.listeners.map((l) => ({
+        address: parseListenAddress(l.address),
+        maxRole: l['max-role'],
+        root: repoRootOption(`listener ${l.address}: root`, l.root),
+      }))
     : [
         ...listen.map((text) => ({
           address: parseListenAddress(text),
           maxRole: values.appendOnly ? ('append-only' as const) : ('admin' as const),
+          root: listenRoot,
         })),
         ...values.adminListen.map((text) => ({
           address: parseListenAddress(text),
@@ -101,6 +113,10 @@ export function buildServerConfig(
   if (listeners.length === 0) throw new UsageError('no listener: listen and admin-listen are both empty');
   const adminProblem = userNameProblem(values.adminUser);
   if (adminProblem !== undefined) throw new UsageError(`--admin-user: ${adminProblem}`);
+  if (values.noAuth && listeners.some((l) => l.root !== undefined && rootNeedsUser(l.root)))
+    throw new UsageError(
+      'a root with {user} needs users who log in, and --no-auth has none: remove one of them',
+    );
   if (values.noAuth && values.privateRepos)
     throw new UsageError(
       '--no-auth and --private-repos contradict each other: private repositories need users who log in; remove one',
@@ -109,6 +125,7 @@ export function buildServerConfig(
   return {
     path: dataPath,
     listeners,
+    listenRoot,
     appendOnly: values.appendOnly,
     noAuth: values.noAuth,
     htpasswdFile: values.htpasswdFile ?? path.join(dataPath, '.htpasswd'),
@@ -164,8 +181,18 @@ export function buildServerConfig(
  * append-only setting from anywhere would either replace those ceilings or be dropped, so the
  * combination is refused rather than one of them silently ignored.
  */
+/** A root setting parsed (repo-root.ts), or undefined when not given; a bad one is a UsageError. */
+function repoRootOption(what: string, text: string | undefined): RepoRoot | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return parseRepoRoot(text);
+  } catch (err) {
+    throw new UsageError(`${what}: ${(err as Error).message}`);
+  }
+}
+
 function refuseListenerOverrides(values: OptionValues, explicit: ReadonlySet<OptionName>): void {
-  const stray = (['listen', 'adminListen', 'appendOnly'] as const).filter(
+  const stray = (['listen', 'adminListen', 'appendOnly', 'listenRoot'] as const).filter(
     (name) => explicit.has(name) && (name !== 'appendOnly' || values.appendOnly),
   );
   if (stray.length > 0)

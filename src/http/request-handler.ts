@@ -9,6 +9,8 @@ import { RatchetError } from '../errors.ts';
 import type { AccessLog } from '../log/access-log.ts';
 import { handleOperation } from '../protocol/handlers.ts';
 import { operationFor, resourceOf } from '../protocol/operations.ts';
+import { checkRepoDepth, placeUnderRoot } from '../protocol/repo-root.ts';
+import type { RepoRoot } from '../protocol/repo-root.ts';
 import { parseRoute } from '../protocol/route.ts';
 import type { UserLimits } from '../limits/user-limits.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -36,6 +38,8 @@ export interface PipelineOptions {
   readonly access: AccessControl;
   /** The most any request on this listener may do (the seed's public vs admin vhost). */
   readonly maxRole: Role;
+  /** The folder `/` names on this listener (e.g. /{user}); undefined: the data folder. */
+  readonly root: RepoRoot | undefined;
   readonly quota: QuotaManager;
   readonly limits: UserLimits<boolean>;
   /** Undefined unless --prometheus. */
@@ -132,8 +136,10 @@ async function serve(
   exchange.user = user;
   if (options.limits.active) await options.limits.admit(user);
 
-  const route = parseRoute(path, options.maxRepoDepth);
-  if (route === undefined) throw new RatchetError('NOT_FOUND', 'not found');
+  const parsed = parseRoute(path);
+  if (parsed === undefined) throw new RatchetError('NOT_FOUND', 'not found');
+  const route = options.root === undefined ? parsed : placeUnderRoot(options.root, user, parsed);
+  checkRepoDepth(route.repo, options.maxRepoDepth);
   const operation = operationFor(req.method ?? 'GET', route);
   exchange.operation = operation;
 

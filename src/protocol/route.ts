@@ -23,8 +23,11 @@ function decodeComponent(raw: string): string | undefined {
   }
 }
 
-/** Parses the path part of a request URL (no query) into a Route, or undefined for any other shape. */
-export function parseRoute(path: string, maxRepoDepth: number): Route | undefined {
+/**
+ * Parses the path part of a request URL (no query) into a Route, or undefined for any other
+ * shape. The repository's depth is checked by the caller, once a listener's root is in front.
+ */
+export function parseRoute(path: string): Route | undefined {
   if (!path.startsWith('/') || path.includes('//')) return undefined;
   const trailingSlash = path.length > 1 && path.endsWith('/');
   const body = path.slice(1, trailingSlash ? -1 : undefined);
@@ -58,7 +61,6 @@ export function parseRoute(path: string, maxRepoDepth: number): Route | undefine
     route = { kind: 'repo', repo: parts };
   }
 
-  if (repoLength > maxRepoDepth) return undefined;
   for (let i = 0; i < repoLength; i++) {
     if (!isRepoComponent(parts[i] ?? '')) return undefined;
   }

@@ -163,6 +163,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
         identify,
         access,
         maxRole: listener.maxRole,
+        root: listener.root,
         quota,
         limits,
         metrics,
@@ -246,11 +247,11 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
   };
 }
 
-/** The configured listeners, or systemd's sockets with the ceiling --listen would give them. */
+/** The configured listeners, or systemd's sockets with the ceiling and root --listen would give them. */
 function listenersFor(config: ServerConfig, fds: readonly number[] | undefined): readonly ListenerConfig[] {
   if (fds === undefined || fds.length === 0) return config.listeners;
   const maxRole = config.appendOnly ? 'append-only' : 'admin';
-  return fds.map((fd) => ({ address: { kind: 'fd', fd }, maxRole }));
+  return fds.map((fd) => ({ address: { kind: 'fd', fd }, maxRole, root: config.listenRoot }));
 }
 
 function createHttpServer(handler: RequestListener, logger: Logger): Server {

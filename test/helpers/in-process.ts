@@ -29,6 +29,7 @@ export function testConfig(dataDir: string, overrides: Partial<ServerConfig> = {
         maxRole: overrides.appendOnly ? 'append-only' : 'admin',
       },
     ],
+    listenRoot: undefined,
     appendOnly: false,
     noAuth: true,
     htpasswdFile: `${dataDir}/.htpasswd`,

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { basic, blob, raw } from '../helpers/http.ts';
@@ -169,6 +169,29 @@ describe('ratchet command line', () => {
       const again = await startRatchet(dir);
       await again.stop();
       assert.doesNotMatch(again.stdout(), /password/);
+    });
+  });
+
+  it('creates no admin when the port is taken: the password is not lost in the error', async () => {
+    await withTempDir(async (dir) => {
+      const taken = createServer();
+      taken.listen(0, '127.0.0.1');
+      await once(taken, 'listening');
+      const address = taken.address();
+      assert.ok(address !== null && typeof address === 'object');
+      try {
+        const result = await runRatchet(['--path', dir, '--listen', `127.0.0.1:${address.port}`]);
+        assert.equal(result.code, 1);
+        assert.match(result.stderr, /EADDRINUSE/);
+        assert.doesNotMatch(result.stdout, /password/);
+        assert.equal(existsSync(path.join(dir, '.htpasswd')), false, 'no user made');
+      } finally {
+        taken.close();
+      }
+      // Once the port is free, the first start that serves creates the admin and shows its password.
+      const server = await startRatchet(dir);
+      await server.stop();
+      assert.match(server.stdout(), /user "admin" was created with the password/);
     });
   });
 

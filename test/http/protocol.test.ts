@@ -35,7 +35,9 @@ describe('restic REST protocol', () => {
 
     it('refuses repository paths deeper than the limit', async () => {
       const deep = '/' + Array.from({ length: 9 }, (_, i) => `d${i}`).join('/') + '/?create=true';
-      assert.equal((await raw(url, 'POST', deep)).status, 404);
+      const res = await raw(url, 'POST', deep);
+      assert.equal(res.status, 404);
+      assert.match(res.body.toString(), /the repository path has 9 folders; --max-repo-depth allows 8/);
     });
   });
 

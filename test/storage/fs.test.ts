@@ -186,6 +186,48 @@ describe('filesystem storage layout', () => {
     });
   });
 
+  it("moves the nginx recipe's data objects out of data/ at start, and refuses a listing that would omit some", async () => {
+    await withTempDir(async (dir) => {
+      // The recipe's WebDAV put /data/<id> at r/data/<id>: no fan-out folder.
+      await mkdir(path.join(dir, 'r', 'keys'), { recursive: true });
+      await mkdir(path.join(dir, 'r', 'data', 'ab'), { recursive: true });
+      const objects = Array.from({ length: 5 }, () => randomBytes(100 + Math.floor(Math.random() * 100)));
+      for (const data of objects) await writeFile(path.join(dir, 'r', 'data', sha256(data)), data);
+      // One also in its fan-out folder, damaged there: the good flat copy wins.
+      const twice = objects[0] ?? Buffer.alloc(0);
+      await mkdir(path.join(dir, 'r', 'data', sha256(twice).slice(0, 2)), { recursive: true });
+      await writeFile(path.join(dir, 'r', 'data', sha256(twice).slice(0, 2), sha256(twice)), randomBytes(7));
+      // A file that is no object name stays where it is.
+      await writeFile(path.join(dir, 'r', 'data', 'notes.txt'), 'x');
+
+      const storage = new FsStorage({ root: dir });
+      await storage.init();
+      const listed = async (): Promise<string[]> => {
+        const out: string[] = [];
+        for await (const entry of storage.list(['r'], 'data')) out.push(`${entry.name}:${entry.size}`);
+        return out.sort();
+      };
+      assert.deepEqual(await listed(), objects.map((data) => `${sha256(data)}:${data.length}`).sort());
+      assert.deepEqual(
+        (await readdir(path.join(dir, 'r', 'data'), { withFileTypes: true }))
+          .filter((e) => e.isFile())
+          .map((e) => e.name),
+        ['notes.txt'],
+      );
+      for (const data of objects)
+        assert.equal(await storage.stat({ repo: ['r'], type: 'data', name: sha256(data) }), data.length);
+
+      // Written there while serving (another server still running on the folder): refused, not omitted.
+      const late = randomBytes(50);
+      await writeFile(path.join(dir, 'r', 'data', sha256(late)), late);
+      await assert.rejects(
+        listed(),
+        (err: Error) => 'code' in err && err.code === 'UNAVAILABLE' && /directly in data\//.test(err.message),
+      );
+      await storage.close();
+    });
+  });
+
   it('sees objects that others add to or remove from the folders', async () => {
     await withTempDir(async (dir) => {
       const storage = new FsStorage({ root: dir });

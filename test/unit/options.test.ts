@@ -131,3 +131,62 @@ describe('option table', () => {
     );
   });
 });
+
+describe('listener roots', () => {
+  const cli = (name: OptionName): string | undefined =>
+    ['listen', 'listenRoot', 'adminListen', 'noAuth'].includes(name) ? 'cli' : undefined;
+
+  it('--listen-root applies to the --listen listeners, not to --admin-listen', () => {
+    const config = buildServerConfig(
+      { listen: ['127.0.0.1:9000'], listenRoot: '/{user}', adminListen: ['127.0.0.1:9001'] },
+      cli,
+      undefined,
+    );
+    assert.deepEqual(
+      config.listeners.map((listener) => listener.root),
+      [[{ user: true }], undefined],
+    );
+    assert.deepEqual(config.listenRoot, [{ user: true }]);
+  });
+
+  it('reads a root per listener from the file', () => {
+    const file = parseConfigFile(
+      'listeners:\n  - address: 127.0.0.1:9000\n    max-role: append-only\n    root: /hosts/{user}\n' +
+        '  - address: 127.0.0.1:9001\n    max-role: admin\n',
+      'f.yaml',
+    );
+    const config = buildServerConfig({}, () => undefined, file);
+    assert.deepEqual(
+      config.listeners.map((listener) => listener.root),
+      [[{ literal: 'hosts' }, { user: true }], undefined],
+    );
+  });
+
+  it('refuses a bad root, a {user} root without logins, and --listen-root beside file listeners', () => {
+    assert.throws(
+      () => buildServerConfig({ listenRoot: 'host1' }, cli, undefined),
+      (err: Error) =>
+        err instanceof UsageError && /^--listen-root: root "host1" must start with "\/"/.test(err.message),
+    );
+    const file = parseConfigFile(
+      'listeners:\n  - address: 127.0.0.1:9000\n    max-role: admin\n    root: /{host}\n',
+      'f.yaml',
+    );
+    assert.throws(
+      () => buildServerConfig({}, () => undefined, file),
+      (err: Error) => err instanceof UsageError && /^listener 127.0.0.1:9000: root/.test(err.message),
+    );
+    assert.throws(
+      () => buildServerConfig({ listenRoot: '/{user}', noAuth: true }, cli, undefined),
+      (err: Error) => err instanceof UsageError && /needs users who log in/.test(err.message),
+    );
+    const listeners = parseConfigFile(
+      'listeners:\n  - address: 127.0.0.1:9000\n    max-role: admin\n',
+      'f.yaml',
+    );
+    assert.throws(
+      () => buildServerConfig({ listenRoot: '/{user}' }, cli, listeners),
+      (err: Error) => err instanceof UsageError && /--listen-root .*cannot be combined/.test(err.message),
+    );
+  });
+});

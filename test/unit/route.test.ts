@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { parseRoute } from '../../src/protocol/route.ts';
 
 const name = 'a'.repeat(64);
-const parse = (path: string): unknown => parseRoute(path, 8);
+const parse = (path: string): unknown => parseRoute(path);
 
 describe('parseRoute', () => {
   it('parses every valid shape', () => {
@@ -77,13 +77,6 @@ describe('parseRoute', () => {
     assert.equal(parse('/alice/data'), undefined);
     assert.equal(parse('/config/'), undefined);
     assert.equal(parse(`/data/00/${name}`), undefined);
-  });
-
-  it('limits repository depth', () => {
-    assert.deepEqual(parseRoute('/a/b/config', 2), { kind: 'config', repo: ['a', 'b'] });
-    assert.equal(parseRoute('/a/b/c/config', 2), undefined);
-    assert.equal(parseRoute('/a/b/c/', 2), undefined);
-    assert.equal(parseRoute(`/a/b/c/data/${name}`, 2), undefined);
   });
 
   it('refuses over-long components', () => {

@@ -5,8 +5,9 @@
 import type { Dirent, Stats } from 'node:fs';
 import { mkdir, readdir, rmdir } from 'node:fs/promises';
 import path from 'node:path';
-import { errnoCode } from '../../errors.ts';
+import { errnoCode, RatchetError } from '../../errors.ts';
 import type { ObjectType } from '../../domain/object-types.ts';
+import { isObjectName } from '../../domain/object-types.ts';
 import type { RepoPath } from '../../domain/repo-path.ts';
 import { isRepoComponent } from '../../domain/repo-path.ts';
 import type { DirSyncer } from './dir-sync.ts';
@@ -90,9 +91,26 @@ export async function objectFolders(layout: FsLayout, repo: RepoPath, type: Obje
   if (type !== 'data') return [typeDir];
   // A data folder that is a symbolic link holds no objects (the index skips linked folders too).
   if (!(await lstatOrUndefined(typeDir))?.isDirectory()) return [];
-  return (await readdirOrEmpty(typeDir))
+  const entries = await readdirOrEmpty(typeDir);
+  // A listing never leaves objects out: one that would (flat-data.ts) is refused instead.
+  if (flatObjects(entries).length > 0) throw flatLayoutError(typeDir);
+  return entries
     .filter((sub) => sub.isDirectory() && /^[0-9a-f]{2}$/.test(sub.name))
     .map((sub) => path.join(typeDir, sub.name));
+}
+
+/** Data objects directly in a repository's data folder. */
+export function flatObjects(entries: readonly Dirent[]): Dirent[] {
+  return entries.filter((entry) => entry.isFile() && isObjectName(entry.name));
+}
+
+/** The listing's refusal for a data folder that holds objects directly. */
+export function flatLayoutError(dataDir: string): RatchetError {
+  return new RatchetError(
+    'UNAVAILABLE',
+    'this repository has data objects directly in data/ (the nginx recipe layout); restart the server to move them into data/<xx>/',
+    { cause: new Error(`${dataDir} holds data objects directly; is another server still writing there?`) },
+  );
 }
 
 /** A folder's entries; none when it is missing. */

@@ -31,15 +31,10 @@ import {
 import { isMissing, translateFsError } from './fs-errors.ts';
 import { Publisher } from './fs-publish.ts';
 import { readFile } from './fs-read.ts';
-import {
-  createRepoFolders,
-  objectFolders,
-  readdirOrEmpty,
-  repoRoot,
-  reposBelow,
-} from './fs-repos.ts';
+import { createRepoFolders, objectFolders, readdirOrEmpty, repoRoot, reposBelow } from './fs-repos.ts';
 import { writeBody } from './fs-upload.ts';
 import { NewFolders } from './new-folders.ts';
+import { moveFlatDataObjects } from './flat-data.ts';
 import { DataFolderState } from './data-folder-state.ts';
 import { FsLayout, tempPrefix } from './layout.ts';
 import { currentProcess } from './process-identity.ts';
@@ -116,12 +111,18 @@ export class FsStorage implements Storage {
 
   /**
    * Creates the data root if needed, takes its lock (UNAVAILABLE when another server holds it),
-   * loads the saved index, and in the background removes uploads a crash left behind and
+   * loads the saved index, moves data objects of the nginx recipe's flat layout into the fan-out
+   * folders (flat-data.ts), and in the background removes uploads a crash left behind and
    * starts the size check.
    */
   async init(): Promise<void> {
     await mkdir(this.layout.root, { recursive: true, mode: this.dirMode });
     await this.state.open(this.self);
+    // Under the lock and before anything is served: listings must find these objects. When they
+    // cannot be moved (a read-only disk), listings of those repositories refuse instead.
+    await moveFlatDataObjects(this.layout, this.dirSyncer, this.dirMode, this.logger).catch((err: unknown) =>
+      this.logger?.error({ err }, 'moving data objects out of data/ (nginx recipe layout) failed'),
+    );
     this.sizeChecker.start();
     void this.sweepTemporaryFiles(this.layout.root).catch((err: unknown) => {
       this.logger?.warn({ err }, 'sweeping leftover temporary files failed');
