@@ -145,5 +145,13 @@ function setOption<N extends OptionName>(layer: OptionLayer, name: N, value: unk
 
 /** Reads and validates the configuration file. */
 export async function loadConfigFile(file: string): Promise<ConfigFile> {
-  return parseConfigFile(await readFile(file, 'utf8'), file);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    // A wrong --config is a usage mistake (exit 2), like a bad flag.
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
+    throw new UsageError(`cannot read the configuration file ${file}: ${reason}`);
+  }
+  return parseConfigFile(text, file);
 }

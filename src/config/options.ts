@@ -276,8 +276,8 @@ export const options = {
   groupAccessibleRepos: option({
     flag: 'group-accessible-repos',
     kind: { type: 'switch' },
-    description: 'let the file group read and write repositories (0770/0660)',
-    doc: '0660 files, 0770 folders',
+    description: 'let the file group read and write repositories (0770/0660, whatever the umask)',
+    doc: '0660 files, 0770 folders, whatever the umask',
   }),
   maxRepoDepth: option({
     flag: 'max-repo-depth',

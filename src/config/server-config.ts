@@ -209,7 +209,10 @@ const tlsOnly = ['tlsCert', 'tlsKey', 'tlsMinVer', 'tlsClientCa'] as const;
 function tlsConfig(values: OptionValues, explicit: ReadonlySet<OptionName>): TlsConfig | undefined {
   if (!values.tls) {
     const stray = tlsOnly.filter((name) => explicit.has(name));
-    if (stray.length > 0) throw new UsageError(`${stray.map(flagName).join(', ')} need --tls (or tls: true)`);
+    if (stray.length > 0)
+      throw new UsageError(
+        `${stray.map(flagName).join(', ')} ${stray.length === 1 ? 'needs' : 'need'} --tls (or tls: true)`,
+      );
     return undefined;
   }
   return {

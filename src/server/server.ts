@@ -97,6 +97,9 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
   }
   let storage = deps.storage;
   if (storage === undefined) {
+    // Group access must not depend on the umask the server inherits (systemd's UMask=0077 would
+    // silently take it away): the group bits are cleared from this process's umask.
+    if (config.groupAccessibleRepos) process.umask(process.umask() & ~0o070);
     const fsStorage = new FsStorage({
       root: config.path,
       groupAccessible: config.groupAccessibleRepos,

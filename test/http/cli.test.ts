@@ -2,13 +2,15 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
 import { connect, createServer } from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { basic, blob, raw } from '../helpers/http.ts';
 import {
   projectRoot,
+  ratchetCommand,
   runRatchet,
   spawnRatchet,
   startRatchet,
@@ -169,6 +171,41 @@ describe('ratchet command line', () => {
       const again = await startRatchet(dir);
       await again.stop();
       assert.doesNotMatch(again.stdout(), /password/);
+    });
+  });
+
+  it('gives --group-accessible-repos its group modes under a umask of 077', async () => {
+    await withTempDir(async (dir) => {
+      const data = blob(10);
+      const script = `umask 077; exec "$0" "$@"`;
+      const child = spawn(
+        'sh',
+        [
+          '-c',
+          script,
+          ratchetCommand(),
+          '--path',
+          dir,
+          '--no-auth',
+          '--listen',
+          '127.0.0.1:0',
+          '--group-accessible-repos',
+        ],
+        { cwd: projectRoot },
+      );
+      let stdout = '';
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+      try {
+        await waitFor(() => /serving .* on (http:\/\/\S+)/.test(stdout), 'the server to listen');
+        const url = /serving .* on (http:\/\/\S+)/.exec(stdout)?.[1] ?? '';
+        assert.equal((await raw(url, 'POST', '/g/?create=true')).status, 200);
+        assert.equal((await raw(url, 'POST', `/g/keys/${data.name}`, { body: data.data })).status, 200);
+        assert.equal((await stat(path.join(dir, 'g'))).mode & 0o777, 0o770);
+        assert.equal((await stat(path.join(dir, 'g', 'keys', data.name))).mode & 0o777, 0o660);
+      } finally {
+        child.kill('SIGTERM');
+        await once(child, 'exit');
+      }
     });
   });
 

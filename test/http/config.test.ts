@@ -58,6 +58,13 @@ describe('configuration file', () => {
         assert.equal(result.code, 2, text);
         assert.match(result.stderr, message, text);
       }
+      const missing = path.join(dir, 'missing.yaml');
+      const result = await runRatchet(['--config', missing, '--listen', '127.0.0.1:0']);
+      assert.equal(result.code, 2);
+      assert.equal(
+        result.stderr.trim(),
+        `ratchet: cannot read the configuration file ${missing}: no such file`,
+      );
     });
   });
 

@@ -665,7 +665,7 @@ describe('TLS', () => {
     assert.equal(buildServerConfig({ tlsMinVer: '1.2' }, () => 'default', undefined).tls, undefined);
     assert.throws(
       () => buildServerConfig({ tlsKey: '/k.pem' }, () => 'default', parseConfigFile('tls-key: /k.pem', 'f')),
-      (err: Error) => err instanceof UsageError && /--tls-key need --tls/.test(err.message),
+      (err: Error) => err instanceof UsageError && /--tls-key needs --tls/.test(err.message),
     );
     assert.throws(() => parseConfigFile('tls-min-ver: 1.1', 'f'), /tls-min-ver/);
   });
@@ -677,8 +677,8 @@ describe('TLS', () => {
         assert.equal(missing.code, 1, missing.stderr);
         assert.match(missing.stderr, /TLS certificate \S*public_key does not exist/);
         const cases: [string[], RegExp][] = [
-          [['--tls-cert', certs.serverA.cert], /--tls-cert need --tls/],
-          [['--tls-min-ver', '1.3'], /--tls-min-ver need --tls/],
+          [['--tls-cert', certs.serverA.cert], /--tls-cert needs --tls/],
+          [['--tls-min-ver', '1.3'], /--tls-min-ver needs --tls/],
           [['--tls', '--tls-min-ver', '1.1'], /--tls-min-ver must be 1.2 or 1.3/],
         ];
         for (const [args, message] of cases) {

@@ -8,13 +8,13 @@
  * Shutdown: save the index (only if the generation was advanced), then release the lock.
  * Failures to save are logged and the temporary file removed: the next start reads the folders.
  */
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { errnoCode } from '../../errors.ts';
 import { advanceGeneration, readDataIdentity } from './data-identity.ts';
 import type { DataIdentity } from './data-identity.ts';
 import { acquireDataLock } from './data-lock.ts';
+import { makeFolder } from './fs-repos.ts';
 import type { DataLock } from './data-lock.ts';
 import type { DirectoryIndex } from './dir-index.ts';
 import { loadIndex, saveIndex } from './index-file.ts';
@@ -44,7 +44,8 @@ export class DataFolderState {
    */
   async open(self: ProcessIdentity): Promise<void> {
     try {
-      await mkdir(this.stateDir, { recursive: true, mode: this.dirMode });
+      // One mkdir(2): a recursive one reports ENOENT for a read-only or full file system.
+      await makeFolder(this.stateDir, this.dirMode);
       this.lock = await acquireDataLock(this.stateDir, this.root, self);
     } catch (err) {
       // A full or read-only disk must not stop a restore: serve without the lock (nothing can

@@ -4,6 +4,7 @@
  * thread pool instead of running on the event loop (see SyncGuard in fast-fs.ts).
  */
 import { statfs } from 'node:fs/promises';
+import { errnoCode } from '../../errors.ts';
 import path from 'node:path';
 import { isMissing } from './fs-errors.ts';
 
@@ -41,7 +42,8 @@ export async function remoteFilesystemOf(dir: string): Promise<string | undefine
       return remoteFilesystemName((await statfs(at)).type);
     } catch (err) {
       const parent = path.dirname(at);
-      if (!isMissing(err) || parent === at) throw err;
+      // A folder this user may not enter is judged by its parent; starting then says what is wrong.
+      if ((!isMissing(err) && errnoCode(err) !== 'EACCES') || parent === at) throw err;
       at = parent;
     }
   }

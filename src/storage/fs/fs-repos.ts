@@ -45,6 +45,19 @@ export async function createRepoFolders(
   }
 }
 
+/**
+ * Makes a folder and its missing ancestors one mkdir(2) at a time: Node's recursive mkdir reports
+ * ENOENT for a read-only or full file system, which would name the wrong cause.
+ */
+export async function makeFolderPath(dir: string, mode: number): Promise<void> {
+  const missing: string[] = [];
+  for (let at = dir; (await lstatOrUndefined(at)) === undefined; at = path.dirname(at)) {
+    missing.unshift(at);
+    if (path.dirname(at) === at) break;
+  }
+  for (const folder of missing) await makeFolder(folder, mode);
+}
+
 /** mkdir(2) of one folder; false when it already existed. */
 export async function makeFolder(dir: string, mode: number): Promise<boolean> {
   try {

@@ -28,10 +28,17 @@ import {
   SyncGuard,
   unlinkPath,
 } from './fast-fs.ts';
-import { isMissing, translateFsError } from './fs-errors.ts';
+import { dataFolderError, isMissing, translateFsError } from './fs-errors.ts';
 import { Publisher } from './fs-publish.ts';
 import { readFile } from './fs-read.ts';
-import { createRepoFolders, objectFolders, readdirOrEmpty, repoRoot, reposBelow } from './fs-repos.ts';
+import {
+  createRepoFolders,
+  makeFolderPath,
+  objectFolders,
+  readdirOrEmpty,
+  repoRoot,
+  reposBelow,
+} from './fs-repos.ts';
 import { writeBody } from './fs-upload.ts';
 import { NewFolders } from './new-folders.ts';
 import { moveFlatDataObjects } from './flat-data.ts';
@@ -116,8 +123,12 @@ export class FsStorage implements Storage {
    * starts the size check.
    */
   async init(): Promise<void> {
-    await mkdir(this.layout.root, { recursive: true, mode: this.dirMode });
-    await this.state.open(this.self);
+    try {
+      await makeFolderPath(this.layout.root, this.dirMode);
+      await this.state.open(this.self);
+    } catch (err) {
+      throw err instanceof RatchetError ? err : dataFolderError(this.layout.root, err);
+    }
     // Under the lock and before anything is served: listings must find these objects. When they
     // cannot be moved (a read-only disk), listings of those repositories refuse instead.
     await moveFlatDataObjects(this.layout, this.dirSyncer, this.dirMode, this.logger).catch((err: unknown) =>
