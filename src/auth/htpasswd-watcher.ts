@@ -123,19 +123,13 @@ export class HtpasswdWatcher {
     if (unusable) return this.#failed(unusable);
     // Password hashes readable by everyone invite offline guessing.
     if ((mode & 0o004) !== 0)
-      this.#logger.warn({ file: this.#file }, `${this.#file} is readable by every local user; chmod 600 it`);
+      this.#logger.warn(`${this.#file} is readable by every local user; chmod 600 it`);
     for (const warning of parsed.warnings)
-      this.#logger.warn(
-        { file: this.#file, line: warning.line },
-        `${this.#file} line ${warning.line}: ${warning.message}`,
-      );
+      this.#logger.warn({ line: warning.line }, `${this.#file} line ${warning.line}: ${warning.message}`);
     this.#options.onUsers(parsed.users);
     this.#applied = digest;
     this.#users = parsed.users.size;
-    this.#logger.info(
-      { file: this.#file, users: parsed.users.size, warnings: parsed.warnings.length },
-      'htpasswd file loaded',
-    );
+    this.#logger.info({ users: parsed.users.size, warnings: parsed.warnings.length }, 'htpasswd file loaded');
     return { status: 'loaded', users: parsed.users.size, warnings: parsed.warnings };
   }
 
@@ -144,10 +138,7 @@ export class HtpasswdWatcher {
       this.#options.onUsers(new Map());
       this.#applied = missing;
       this.#users = 0;
-      this.#logger.warn(
-        { file: this.#file },
-        `the htpasswd file ${this.#file} does not exist: no user can log in`,
-      );
+      this.#logger.warn(`the htpasswd file ${this.#file} does not exist: no user can log in`);
     }
     return { status: 'missing' };
   }
@@ -155,10 +146,7 @@ export class HtpasswdWatcher {
   #failed(err: unknown): ReloadOutcome {
     const error = errorMessage(err);
     const keeping = this.#applied === undefined ? '' : `; keeping the previous ${this.#users} users`;
-    this.#logger.error(
-      { file: this.#file, error },
-      `the htpasswd file ${this.#file} could not be loaded${keeping}`,
-    );
+    this.#logger.error({ error }, `the htpasswd file ${this.#file} could not be loaded${keeping}`);
     return { status: 'failed', error };
   }
 }

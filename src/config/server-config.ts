@@ -23,6 +23,11 @@ export interface ListenerConfig {
   readonly maxRole: Role;
   /** The folder that `/` names on this listener (repo-root.ts); undefined: the data folder. */
   readonly root?: RepoRoot;
+  /**
+   * A hosts' listener (--listen, or a file listener below admin): sockets systemd passes take
+   * the place of these, while admin listeners are still opened by the server itself.
+   */
+  readonly forHosts: boolean;
 }
 
 export interface TlsConfig {
@@ -38,8 +43,6 @@ export interface TlsConfig {
 export interface ServerConfig {
   readonly path: string;
   readonly listeners: readonly ListenerConfig[];
-  /** --listen-root: the root of the --listen listeners, and of sockets systemd passes. */
-  readonly listenRoot: RepoRoot | undefined;
   readonly appendOnly: boolean;
   readonly noAuth: boolean;
   readonly htpasswdFile: string;
@@ -98,16 +101,19 @@ export function buildServerConfig(
         address: parseListenAddress(l.address),
         maxRole: l['max-role'],
         root: repoRootOption(`listener ${l.address}: root`, l.root),
+        forHosts: l['max-role'] !== 'admin',
       }))
     : [
         ...listen.map((text) => ({
           address: parseListenAddress(text),
           maxRole: values.appendOnly ? ('append-only' as const) : ('admin' as const),
           root: listenRoot,
+          forHosts: true,
         })),
         ...values.adminListen.map((text) => ({
           address: parseListenAddress(text),
           maxRole: 'admin' as const,
+          forHosts: false,
         })),
       ];
   if (listeners.length === 0) throw new UsageError('no listener: listen and admin-listen are both empty');
@@ -125,7 +131,6 @@ export function buildServerConfig(
   return {
     path: dataPath,
     listeners,
-    listenRoot,
     appendOnly: values.appendOnly,
     noAuth: values.noAuth,
     htpasswdFile: values.htpasswdFile ?? path.join(dataPath, '.htpasswd'),

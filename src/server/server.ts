@@ -250,11 +250,23 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
   };
 }
 
-/** The configured listeners, or systemd's sockets with the ceiling and root --listen would give them. */
+/**
+ * The configured listeners; with sockets from systemd, those take the place of the hosts'
+ * listeners (with the first one's ceiling and root), and admin listeners are opened as configured.
+ */
 function listenersFor(config: ServerConfig, fds: readonly number[] | undefined): readonly ListenerConfig[] {
   if (fds === undefined || fds.length === 0) return config.listeners;
-  const maxRole = config.appendOnly ? 'append-only' : 'admin';
-  return fds.map((fd) => ({ address: { kind: 'fd', fd }, maxRole, root: config.listenRoot }));
+  const hosts = config.listeners.find((listener) => listener.forHosts);
+  const maxRole = hosts?.maxRole ?? (config.appendOnly ? 'append-only' : 'admin');
+  return [
+    ...fds.map((fd) => ({
+      address: { kind: 'fd' as const, fd },
+      maxRole,
+      root: hosts?.root,
+      forHosts: true,
+    })),
+    ...config.listeners.filter((listener) => !listener.forHosts),
+  ];
 }
 
 function createHttpServer(handler: RequestListener, logger: Logger): Server {

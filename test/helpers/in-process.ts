@@ -27,9 +27,9 @@ export function testConfig(dataDir: string, overrides: Partial<ServerConfig> = {
       {
         address: { kind: 'tcp', host: '127.0.0.1', port: 0 },
         maxRole: overrides.appendOnly ? 'append-only' : 'admin',
+        forHosts: true,
       },
     ],
-    listenRoot: undefined,
     appendOnly: false,
     noAuth: true,
     htpasswdFile: `${dataDir}/.htpasswd`,

@@ -50,8 +50,8 @@ describe('authentication and access', () => {
     config: {
       proxyAuthUsername: 'X-Forwarded-User',
       listeners: [
-        { address: loopback, maxRole: 'append-only' },
-        { address: loopback, maxRole: 'admin' },
+        { address: loopback, maxRole: 'append-only', forHosts: true },
+        { address: loopback, maxRole: 'admin', forHosts: false },
       ],
       grants: [
         { users: ['*'], repos: ['/{user}/**'], role: 'append-only' },

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, readlink, realpath, stat, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { connect, createServer } from 'node:net';
 import path from 'node:path';
@@ -205,6 +205,43 @@ describe('ratchet command line', () => {
       } finally {
         child.kill('SIGTERM');
         await once(child, 'exit');
+      }
+    });
+  });
+
+  it('npm start runs the server as the process npm made, so a SIGTERM to it stops the server', async () => {
+    await withTempDir(async (dir) => {
+      const npm = spawn(
+        'npm',
+        ['start', '--silent', '--', '--path', dir, '--no-auth', '--listen', '127.0.0.1:0'],
+        {
+          cwd: projectRoot,
+        },
+      );
+      let stdout = '';
+      npm.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+      const npmExited = once(npm, 'exit');
+      try {
+        await waitFor(() => /serving .* on http:\/\/\S+/.test(stdout), 'the server to listen', 30_000);
+        const url = /serving .* on (http:\/\/\S+)/.exec(stdout)?.[1] ?? '';
+        // The process npm made (its script's shell) is the server itself: `exec`, no wrapper.
+        const children = (await readFile(`/proc/${npm.pid}/task/${npm.pid}/children`, 'utf8'))
+          .trim()
+          .split(/\s+/);
+        assert.equal(children.length, 1, `npm has one child: ${children.join(' ')}`);
+        const server = Number(children[0]);
+        assert.equal(
+          await readlink(`/proc/${server}/exe`),
+          await realpath(process.execPath),
+          'node, not a shell',
+        );
+        assert.match(await readFile(`/proc/${server}/cmdline`, 'utf8'), /dist\/cli\/main\.js/);
+        process.kill(server, 'SIGTERM');
+        await npmExited;
+        await assert.rejects(raw(url, 'GET', '/'), /ECONNREFUSED/);
+        assert.equal(existsSync(`/proc/${server}`), false, 'no orphaned server');
+      } finally {
+        npm.kill('SIGKILL');
       }
     });
   });

@@ -134,7 +134,9 @@ describe('the client behind a trusted proxy', () => {
   it('resolves clients of a proxy on a unix socket (--trusted-proxy unix)', async () => {
     await withTempDir(async (sockets) => {
       const socket = path.join(sockets, 'ratchet.sock');
-      const listeners = [{ address: { kind: 'unix' as const, path: socket }, maxRole: 'admin' as const }];
+      const listeners = [
+        { address: { kind: 'unix' as const, path: socket }, maxRole: 'admin' as const, forHosts: true },
+      ];
       await withProxyServer({ listeners, trustedProxies: ['unix'] }, async (started) => {
         await exhaustAddress(started, '', () => '198.51.100.7');
         assert.equal(await started.send('', 'POST', '/bob/?create=true', bobCreates('198.51.100.7')), 429);

@@ -40,9 +40,10 @@ describe('documentation', () => {
     assert.equal(packageJson.bin.ratchet, 'bin/ratchet');
     assert.ok(packageJson.scripts.start?.endsWith(`node ${flags} dist/cli/main.js`), 'npm start');
     assert.equal(packageJson.scripts.ratchet, `node ${flags} dist/cli/main.js`);
+    // The unit runs the installed launcher itself, so it gets the launcher's flags.
     assert.match(
       await read('contrib', 'systemd', 'ratchet.service'),
-      new RegExp(`ExecStart=/usr/bin/node ${flags} /`),
+      /^ExecStart=\/usr\/local\/bin\/ratchet /m,
     );
   });
 });

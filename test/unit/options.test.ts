@@ -146,7 +146,10 @@ describe('listener roots', () => {
       config.listeners.map((listener) => listener.root),
       [[{ user: true }], undefined],
     );
-    assert.deepEqual(config.listenRoot, [{ user: true }]);
+    assert.deepEqual(
+      config.listeners.map((listener) => listener.forHosts),
+      [true, false],
+    );
   });
 
   it('reads a root per listener from the file', () => {
