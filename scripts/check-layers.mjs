@@ -20,7 +20,7 @@ const tiers = [
   ['config'],
   ['http'],
   ['protocol'],
-  ['access', 'auth', 'quota', 'limits', 'metrics', 'log', 'usage', 'state'],
+  ['access', 'auth', 'quota', 'limits', 'metrics', 'log', 'usage', 'state', 'scrub'],
   ['storage'],
   ['domain'],
   ['errors', 'util'],

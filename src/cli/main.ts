@@ -25,7 +25,8 @@ import { startServer } from '../server/server.ts';
 import { notifySystemd, takeSystemdSockets } from '../server/systemd.ts';
 import type { RunningServer } from '../server/server.ts';
 import { loadTlsMaterial } from '../server/tls-material.ts';
-import { ensureInitialAdmin, registerUserCommands, userCommandFailure } from './user-command.ts';
+import { registerScrubCommand } from './scrub-command.ts';
+import { ensureInitialAdmin, registerUserCommands } from './user-command.ts';
 import { errorMessage } from '../errors.ts';
 
 const usageExitCode = 2;
@@ -63,6 +64,7 @@ export function buildProgram(): Command {
     serve(() => resolveConfig({ ...env, ...flags }, (name) => (flags[name] === undefined ? 'env' : 'cli'))),
   );
   registerUserCommands(program);
+  registerScrubCommand(program);
   return program;
 }
 
@@ -216,8 +218,9 @@ async function main(argv: string[]): Promise<void> {
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      // --help and --version end with 0, failures of the user commands with 1, usage errors with 2.
-      process.exit(err.exitCode === 0 ? 0 : err.code === userCommandFailure ? 1 : usageExitCode);
+      // --help and --version end with 0; the subcommands' own errors carry their exit code
+      // (user: 1 failed; scrub: 1 corrupt, 2 error); commander's usage errors are 2.
+      process.exit(err.exitCode === 0 ? 0 : err.code.startsWith('ratchet.') ? err.exitCode : usageExitCode);
     }
     throw err;
   }

@@ -141,7 +141,7 @@ function run(
 }
 
 /** The value of an option on the command or an ancestor: an explicit value wins over defaults. */
-function optionValue(command: Command, key: string): { value: string; explicit: boolean } | undefined {
+export function optionValue(command: Command, key: string): { value: string; explicit: boolean } | undefined {
   let fallback: string | undefined;
   for (let current: Command | null = command; current; current = current.parent) {
     const value: unknown = current.getOptionValue(key);

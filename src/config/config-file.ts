@@ -13,6 +13,7 @@ import { parseListenAddress } from './listen-address.ts';
 import type { OptionKind, OptionLayer, OptionName, OptionValue } from './options.ts';
 import { fileKey, fileOptionNames, options, UsageError } from './options.ts';
 import { parseSize } from './sizes.ts';
+import { parseDuration } from './durations.ts';
 
 /** A string the given parser accepts; its Error becomes the schema's message. */
 function parsedBy(parse: (text: string) => unknown, message: string): z.ZodType<string> {
@@ -36,14 +37,18 @@ const peerText = parsedBy(
 );
 const pattern = parsedBy(compilePattern, 'expected a repository pattern such as /{user}/** or /servers/*/');
 
-const size = z.union([z.number(), z.string()]).transform((value, ctx) => {
-  try {
-    return parseSize(value);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message });
-    return z.NEVER;
-  }
-});
+/** A number or text read by `parse` (sizes, durations), its error as the schema's message. */
+const readBy = (parse: (value: string | number) => number) =>
+  z.union([z.number(), z.string()]).transform((value, ctx) => {
+    try {
+      return parse(value);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+  });
+const size = readBy(parseSize);
+const duration = readBy(parseDuration);
 
 /** The schema of an option's file value, from its kind in the option table. */
 function kindSchema(kind: OptionKind): z.ZodType {
@@ -56,6 +61,8 @@ function kindSchema(kind: OptionKind): z.ZodType {
       return z.number().int().min(kind.min).max(kind.max);
     case 'size':
       return size;
+    case 'duration':
+      return duration;
     case 'choice':
       // YAML reads an unquoted 1.2 as a number.
       return z.union([z.enum(kind.values), z.number().transform(String).pipe(z.enum(kind.values))]);

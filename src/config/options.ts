@@ -9,6 +9,7 @@
 import { parseListenAddress } from './listen-address.ts';
 import { parseTrustedPeers } from '../http/client-address.ts';
 import { parseSize } from './sizes.ts';
+import { parseDuration } from './durations.ts';
 import { defaultHardeningLimits } from '../http/hardening-limits.ts';
 import {
   defaultMaxLockBytes,
@@ -24,6 +25,8 @@ export type OptionKind =
   | { readonly type: 'integer'; readonly min: number; readonly max: number }
   /** Bytes, or a number with a unit (sizes.ts). */
   | { readonly type: 'size' }
+  /** A duration (durations.ts), kept in milliseconds; 0 turns the feature off where documented. */
+  | { readonly type: 'duration' }
   | { readonly type: 'choice'; readonly values: readonly [string, ...string[]] }
   /** Listen addresses; the flag may be repeated. */
   | { readonly type: 'addresses' }
@@ -33,7 +36,7 @@ export type OptionKind =
 /** The value an option of this kind holds. */
 export type KindValue<K extends OptionKind> = K extends { readonly type: 'switch' }
   ? boolean
-  : K extends { readonly type: 'integer' | 'size' }
+  : K extends { readonly type: 'integer' | 'size' | 'duration' }
     ? number
     : K extends { readonly type: 'choice'; readonly values: readonly (infer V)[] }
       ? V
@@ -233,6 +236,24 @@ export const options = {
       'the most lock objects one repository may hold; one more gets 507 (restic unlock removes stale ones)',
     doc: 'lock objects one repository may hold; one more gets 507',
   }),
+  scrubInterval: option({
+    flag: 'scrub-interval',
+    arg: 'duration',
+    kind: { type: 'duration' },
+    default: 0,
+    description:
+      'start a background scrub (every stored object re-read and checked against its SHA-256 name) this long after the previous one started, e.g. 7d; 0: off',
+    doc: 'background scrub: a pass every this long (e.g. `7d`); 0 is off',
+  }),
+  scrubRate: option({
+    flag: 'scrub-rate',
+    arg: 'size',
+    kind: { type: 'size' },
+    default: 50 * 1024 ** 2,
+    defaultText: '50MiB',
+    description: 'bytes per second the background scrub reads at most',
+    doc: 'bytes per second the background scrub reads at most',
+  }),
   prometheus: option({
     flag: 'prometheus',
     kind: { type: 'switch' },
@@ -411,6 +432,12 @@ function parseKindText(kind: OptionKind, text: string, label: string, previous: 
       } catch (err) {
         throw new Error(`${label}: ${(err as Error).message}`, { cause: err });
       }
+    case 'duration':
+      try {
+        return parseDuration(text);
+      } catch (err) {
+        throw new Error(`${label}: ${(err as Error).message}`, { cause: err });
+      }
     case 'choice':
       if (!kind.values.includes(text)) throw new Error(`${label} must be ${choicePhrase(kind.values)}`);
       return text;
@@ -516,6 +543,8 @@ export function typeText(name: OptionName): string {
       return `integer ${kind.min}-${kind.max}`;
     case 'size':
       return 'size';
+    case 'duration':
+      return 'duration';
     case 'choice':
       return choicePhrase(kind.values.map((value) => `\`${value}\``));
     case 'addresses':

@@ -71,6 +71,10 @@ export interface ServerConfig {
   readonly quotas: QuotaLimits;
   readonly limits: readonly LimitRule[];
   readonly prometheus: boolean;
+  /** Background scrub: a pass every this many ms; 0 is off. */
+  readonly scrubIntervalMs: number;
+  /** Bytes per second the background scrub reads at most. */
+  readonly scrubRate: number;
   readonly prometheusNoAuth: boolean;
 }
 
@@ -177,6 +181,8 @@ export function buildServerConfig(
       downloadBytesPerSecond: rule['download-bytes-per-second'],
     })),
     prometheus: values.prometheus,
+    scrubIntervalMs: values.scrubInterval,
+    scrubRate: values.scrubRate,
     prometheusNoAuth: values.prometheusNoAuth,
   };
 }

@@ -121,17 +121,21 @@ export class Metrics {
     this.authFailures.inc({ reason });
   }
 
+  /** Registers a counter whose values another module keeps (e.g. the scrub), read at scrape time. */
+  counter(name: string, help: string, labelNames: string[], collect: (counter: Counter) => void): void {
+    new Counter({ name, help, labelNames, registers: [this.registry], collect: collectAfresh(collect) });
+  }
+
   /** Registers gauges computed by another module (e.g. quotas) at scrape time. */
   gauge(name: string, help: string, labelNames: string[], collect: (gauge: Gauge) => void): void {
-    new Gauge({
-      name,
-      help,
-      labelNames,
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        collect(this);
-      },
-    });
+    new Gauge({ name, help, labelNames, registers: [this.registry], collect: collectAfresh(collect) });
   }
+}
+
+/** A prom-client collect hook that clears the metric, then lets `fill` set this scrape's values. */
+function collectAfresh<M extends Counter | Gauge>(fill: (metric: M) => void): (this: M) => void {
+  return function (this: M) {
+    this.reset();
+    fill(this);
+  };
 }

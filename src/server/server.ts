@@ -7,6 +7,7 @@
  * HTTP/1.1: they are reached only from this machine, their file permissions guard them, and the
  * usual client is a local reverse proxy that has already terminated TLS.
  */
+import path from 'node:path';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { Server as NetServer } from 'node:net';
@@ -19,6 +20,7 @@ import { UserLimits } from '../limits/user-limits.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { QuotaManager } from '../quota/quota-manager.ts';
 import { UsageLedger } from '../usage/usage-ledger.ts';
+import { BackgroundScrub, FileScrubState } from '../scrub/background-scrub.ts';
 import { MemoryUsageStore } from '../usage/usage-store.ts';
 import { isTrustedPeer, parseTrustedPeers } from '../http/client-address.ts';
 import { createIdentify } from '../http/identify.ts';
@@ -131,6 +133,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
   metrics?.gauge('ratchet_quota_used_bytes', 'Bytes counted against each quota', ['scope'], (gauge) => {
     for (const entry of quota.report()) gauge.set({ scope: entry.scope }, entry.used);
   });
+  const scrubber = startBackgroundScrub(config, storage, logger, metrics);
   const listeners = listenersFor(config, deps.inheritedFds);
   const identify = createIdentify({
     noAuth: config.noAuth,
@@ -213,7 +216,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     }
   } catch (err) {
     for (const { server } of servers) server.close();
-    await usage.stop();
+    await Promise.all([usage.stop(), scrubber?.stop()]);
     throw err;
   }
 
@@ -223,7 +226,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     closing ??= (async () => {
       watcher?.close();
       await Promise.all(servers.map((served) => served.drain(config.shutdownTimeout * 1000)));
-      await usage.stop();
+      await Promise.all([usage.stop(), scrubber?.stop()]);
       await Promise.all(addresses.map(removeSocketFile));
       await accessLog?.close();
       await finalStorage.close();
@@ -248,6 +251,52 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     reloadCertificates,
     close,
   };
+}
+
+/** The background scrub when --scrub-interval is set, with its metrics; undefined otherwise. */
+function startBackgroundScrub(
+  config: ServerConfig,
+  storage: Storage,
+  logger: Logger,
+  metrics: Metrics | undefined,
+): BackgroundScrub | undefined {
+  if (config.scrubIntervalMs <= 0) return undefined;
+  const scrubber = new BackgroundScrub(
+    storage,
+    new FileScrubState(path.join(config.path, '.ratchet', 'scrub.json')),
+    logger,
+    // Start-up work goes first: a minute, or a tenth of a short interval.
+    {
+      intervalMs: config.scrubIntervalMs,
+      bytesPerSecond: config.scrubRate,
+      startDelayMs: Math.min(60_000, config.scrubIntervalMs / 10),
+    },
+  );
+  const { stats } = scrubber;
+  metrics?.counter('ratchet_scrub_objects_total', 'Objects the background scrub has checked', [], (c) =>
+    c.inc(stats.objects),
+  );
+  metrics?.counter('ratchet_scrub_bytes_total', 'Bytes the background scrub has read', [], (c) =>
+    c.inc(stats.bytes),
+  );
+  metrics?.counter(
+    'ratchet_scrub_corrupt_objects_total',
+    'Stored objects the background scrub found not matching their names',
+    ['repo'],
+    (c) => {
+      for (const [repo, count] of stats.corrupt) c.inc({ repo }, count);
+    },
+  );
+  metrics?.gauge(
+    'ratchet_scrub_last_pass_timestamp_seconds',
+    'When the background scrub last checked a repository to its end (Unix time)',
+    ['repo'],
+    (g) => {
+      for (const [repo, ms] of stats.lastPassMs) g.set({ repo }, ms / 1000);
+    },
+  );
+  scrubber.start();
+  return scrubber;
 }
 
 /**

@@ -42,6 +42,8 @@ export function testConfig(dataDir: string, overrides: Partial<ServerConfig> = {
     quotas: noQuotas,
     limits: [],
     prometheus: false,
+    scrubIntervalMs: 0,
+    scrubRate: 50 * 1024 ** 2,
     prometheusNoAuth: false,
     verifyUpload: true,
     syncFsReads: 'auto',

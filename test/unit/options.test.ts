@@ -14,6 +14,7 @@ import {
 } from '../../src/config/options.ts';
 import { buildServerConfig } from '../../src/config/server-config.ts';
 import { parseSize } from '../../src/config/sizes.ts';
+import { parseDuration } from '../../src/config/durations.ts';
 
 /** A YAML value of the kind that is not its default, and what it should read as. */
 function sample(kind: OptionKind): [string, unknown] {
@@ -26,6 +27,8 @@ function sample(kind: OptionKind): [string, unknown] {
       return [String(kind.max), kind.max];
     case 'size':
       return ['3KiB', 3072];
+    case 'duration':
+      return ['2h', 7_200_000];
     case 'choice':
       return [`'${kind.values.at(-1)}'`, kind.values.at(-1)];
     case 'addresses':
@@ -106,6 +109,21 @@ describe('option table', () => {
     }
     assert.throws(() => parseConfigFile('max-size: 5constructor\n', 'f.yaml'), /max-size: invalid size/);
     assert.throws(() => parseConfigFile('config: other.yaml\n', 'f.yaml'), /config/, 'no key for --config');
+  });
+
+  it('parses durations: seconds or a unit, nothing looked up on a prototype', () => {
+    assert.equal(parseDuration('7d'), 7 * 86_400_000);
+    assert.equal(parseDuration('36h'), 36 * 3_600_000);
+    assert.equal(parseDuration('1.5m'), 90_000);
+    assert.equal(parseDuration(90), 90_000);
+    assert.equal(parseDuration('0'), 0);
+    for (const bad of ['5constructor', '7 days', '-1s', 'd', ''])
+      assert.throws(() => parseDuration(bad), /invalid duration/, bad);
+    assert.throws(
+      () => parseConfigFile('scrub-interval: 1y\n', 'f.yaml'),
+      /scrub-interval: invalid duration "1y"/,
+    );
+    assert.equal(readEnvironment({ RATCHET_SCRUB_INTERVAL: '2w' }).scrubInterval, 14 * 86_400_000);
   });
 
   it('merges defaults < file < environment < flags', () => {

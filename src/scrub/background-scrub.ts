@@ -1,0 +1,185 @@
+/**
+ * The background scrub (`--scrub-interval`): a pass over every repository (scrub.ts) starts this
+ * long after the previous one started, reads at most `--scrub-rate` bytes a second, and runs on
+ * its own timer, never on a request's path. Where a pass stands is saved every few seconds and
+ * on shutdown, so a restart resumes it instead of starting over. One scrub per data folder: the
+ * data folder's lock keeps a second server off it.
+ */
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Storage } from '../storage/storage.ts';
+import { reposInOrder, scrub } from './scrub.ts';
+import type { CheckedObject, ScrubPosition } from './scrub.ts';
+
+/** What survives a restart. */
+export interface ScrubState {
+  /** When the latest pass started (ms); undefined before the first. */
+  readonly passStartedMs?: number;
+  /** The last object checked of the pass in progress; undefined when no pass is in progress. */
+  readonly position?: ScrubPosition;
+  readonly inProgress?: boolean;
+}
+
+export interface ScrubStateStore {
+  load(): Promise<ScrubState>;
+  save(state: ScrubState): Promise<void>;
+}
+
+/** The state as a small JSON file, replaced atomically; a missing or unreadable file is a fresh start. */
+export class FileScrubState implements ScrubStateStore {
+  private readonly file: string;
+
+  constructor(file: string) {
+    this.file = file;
+  }
+
+  async load(): Promise<ScrubState> {
+    try {
+      const parsed = JSON.parse(await readFile(this.file, 'utf8')) as ScrubState;
+      return typeof parsed === 'object' && parsed !== null ? parsed : {};
+    } catch {
+      return {};
+    }
+  }
+
+  async save(state: ScrubState): Promise<void> {
+    const temp = `${this.file}.tmp`;
+    await writeFile(temp, JSON.stringify(state), { mode: 0o600 });
+    await rename(temp, this.file);
+  }
+}
+
+/** Counts for metrics and the web view. */
+export class ScrubStats {
+  objects = 0;
+  bytes = 0;
+  /** Corrupt objects found, per repository (cumulative). */
+  readonly corrupt = new Map<string, number>();
+  /** When each repository was last checked to its end (ms). */
+  readonly lastPassMs = new Map<string, number>();
+  passes = 0;
+}
+
+export interface BackgroundScrubOptions {
+  readonly intervalMs: number;
+  readonly bytesPerSecond: number;
+  /** Delay before the first work after start, so start-up work goes first (default 60 s). */
+  readonly startDelayMs?: number;
+  /** How often the position is saved while a pass runs (default 10 s). */
+  readonly saveEveryMs?: number;
+}
+
+export class BackgroundScrub {
+  readonly stats = new ScrubStats();
+  private readonly storage: Storage;
+  private readonly store: ScrubStateStore;
+  private readonly logger: Logger;
+  private readonly options: BackgroundScrubOptions;
+  private readonly abort = new AbortController();
+  private running: Promise<void> | undefined;
+
+  constructor(storage: Storage, store: ScrubStateStore, logger: Logger, options: BackgroundScrubOptions) {
+    this.storage = storage;
+    this.store = store;
+    this.logger = logger;
+    this.options = options;
+  }
+
+  start(): void {
+    this.running ??= this.loop().catch((err: unknown) => {
+      if (!this.abort.signal.aborted) this.logger.error({ err }, 'the background scrub stopped');
+    });
+  }
+
+  /** Stops the scrub; resolves once its position is saved. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.running;
+  }
+
+  private async loop(): Promise<void> {
+    const signal = this.abort.signal;
+    let state = await this.store.load();
+    await sleep(this.options.startDelayMs ?? 60_000, undefined, { signal, ref: false });
+    for (;;) {
+      if (state.inProgress !== true) {
+        const due = (state.passStartedMs ?? 0) + this.options.intervalMs;
+        if (due > Date.now()) await sleep(due - Date.now(), undefined, { signal, ref: false });
+        state = { passStartedMs: Date.now(), inProgress: true };
+        await this.store.save(state);
+        this.logger.info('background scrub: pass started');
+      } else {
+        this.logger.info({ after: state.position }, 'background scrub: resuming the pass');
+      }
+      try {
+        state = await this.pass(state);
+      } catch (err) {
+        if (signal.aborted) throw err;
+        // A storage error: the position is saved; try again in a while rather than give up.
+        this.logger.warn({ err }, 'background scrub: the pass failed; it resumes in a minute');
+        await sleep(60_000, undefined, { signal, ref: false });
+        state = await this.store.load();
+      }
+    }
+  }
+
+  /** Runs (the rest of) a pass; returns the state after it. */
+  private async pass(state: ScrubState): Promise<ScrubState> {
+    const signal = this.abort.signal;
+    let position = state.position;
+    let savedAt = Date.now();
+    const save = (): Promise<void> => this.store.save({ ...state, position });
+    const before = { objects: this.stats.objects, bytes: this.stats.bytes };
+    let corrupt = 0;
+    try {
+      await scrub(this.storage, await reposInOrder(this.storage, signal), {
+        bytesPerSecond: this.options.bytesPerSecond,
+        after: position,
+        signal,
+        onChecked: async (object: CheckedObject) => {
+          this.stats.objects++;
+          this.stats.bytes += object.size;
+          if (object.actual !== object.name) {
+            corrupt++;
+            this.stats.corrupt.set(object.repo, (this.stats.corrupt.get(object.repo) ?? 0) + 1);
+            this.logger.error(
+              {
+                repo: object.repo,
+                type: object.type,
+                name: object.name,
+                size: object.size,
+                actual: object.actual,
+              },
+              'scrub: a stored object does not match its name (corrupt); a verified re-upload replaces it',
+            );
+          }
+          position = { repo: object.repo, type: object.type, name: object.name };
+          if (Date.now() - savedAt >= (this.options.saveEveryMs ?? 10_000)) {
+            savedAt = Date.now();
+            await save();
+          }
+        },
+        onRepoDone: (repo) => {
+          this.stats.lastPassMs.set(repo, Date.now());
+        },
+      });
+    } catch (err) {
+      // Stopped (or failed): keep the position, so the next start resumes here.
+      await save();
+      throw err;
+    }
+    this.stats.passes++;
+    this.logger.info(
+      {
+        objects: this.stats.objects - before.objects,
+        bytes: this.stats.bytes - before.bytes,
+        corrupt,
+      },
+      'background scrub: pass complete',
+    );
+    const done: ScrubState = { passStartedMs: state.passStartedMs };
+    await this.store.save(done);
+    return done;
+  }
+}
