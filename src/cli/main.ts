@@ -196,7 +196,12 @@ function handleSignals(
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
-    logger.info('SIGHUP: reloading users, TLS certificate and configuration');
+    logger.info('SIGHUP: reloading users, TLS certificate and configuration; reopening the audit trail');
+    try {
+      server.reopenLogs();
+    } catch (err) {
+      logger.error({ err }, 'reopening the audit trail failed');
+    }
     auth?.reload().catch((err: unknown) => logger.error({ err }, 'reloading users failed'));
     server
       .reloadCertificates()

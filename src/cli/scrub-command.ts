@@ -5,6 +5,7 @@
  * rewritten in place on a terminal, a line every few seconds otherwise). Exit code 0 when
  * everything is sound, 1 when corruption was found, 2 on an error.
  */
+import { stat } from 'node:fs/promises';
 import { CommanderError, Option } from 'commander';
 import type { Command } from 'commander';
 import { parseSize } from '../config/sizes.ts';
@@ -66,26 +67,39 @@ async function runScrub(
   opts: { repo?: string; rate?: string },
 ): Promise<number> {
   const rate = opts.rate === undefined ? undefined : parseRate(opts.rate);
+  // A mistyped --path must not pass as an empty, sound data folder.
+  const root = await stat(dataDir).catch(() => undefined);
+  if (!root?.isDirectory()) throw new UsageError(`--path: ${dataDir} is not a folder`);
   // No init(): no lock, no sweep; listings read the folders, reads open the files.
   const storage = new FsStorage({ root: dataDir });
   const repos = opts.repo === undefined ? await reposInOrder(storage) : [await namedRepo(storage, opts.repo)];
   const total = await totals(storage, repos);
   const progress = new Progress(io, total);
   let corrupt = 0;
+  let listErrors = 0;
   await scrub(storage, repos, {
     bytesPerSecond: rate,
+    onListError: (repo, type, err) => {
+      listErrors++;
+      progress.clear();
+      io.stderr.write(`error: cannot list /${repo}/ ${type}/: ${errorMessage(err)}\n`);
+    },
     onChecked: (object: CheckedObject) => {
       if (object.actual !== object.name) {
         corrupt++;
         progress.clear();
         io.stdout.write(
-          `corrupt: /${object.repo}/ ${object.type}/${object.name} ${object.size} bytes (content hashes to ${object.actual})\n`,
+          object.error !== undefined
+            ? `unreadable: /${object.repo}/ ${object.type}/${object.name} (${object.error})\n`
+            : `corrupt: /${object.repo}/ ${object.type}/${object.name} ${object.size} bytes (content hashes to ${object.actual})\n`,
         );
       }
       progress.add(object.size, corrupt);
     },
   });
   progress.done(corrupt);
+  // Folders that could not be listed were not checked: an error, whatever else was found.
+  if (listErrors > 0) throw new Error(`${listErrors} folders could not be listed (see above)`);
   return corrupt;
 }
 

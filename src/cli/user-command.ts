@@ -7,6 +7,7 @@
  * invalid user name), 1 for everything else (file errors, user exists or missing, password
  * problems). The caller parses with `parseAsync` and exits with `err.exitCode`.
  */
+import { userInfo } from 'node:os';
 import path from 'node:path';
 import { CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Command } from 'commander';
@@ -23,6 +24,8 @@ import {
 import { userNameProblem } from '../auth/htpasswd.ts';
 import { maxBcryptCost } from '../auth/verifiers.ts';
 import { errorMessage } from '../errors.ts';
+import { AuditLog } from '../log/audit-log.ts';
+import type { AuditAction } from '../log/audit-log.ts';
 
 export { ensureInitialAdmin } from '../auth/htpasswd-file.ts';
 
@@ -192,9 +195,24 @@ async function setPassword(
     if (problem !== undefined) throw new Failure(problem);
     return setUserHash(state.text, name, hash);
   });
+  auditUserChange(command, adding ? 'user-add' : 'user-passwd', name, file);
   io.stdout.write(
     adding ? `added user "${name}" to ${file}\n` : `changed the password of "${name}" in ${file}\n`,
   );
+}
+
+/** A line in the audit trail (--audit-log or RATCHET_AUDIT_LOG), if one is kept: who changed which user. */
+function auditUserChange(command: Command, action: AuditAction, subject: string, file: string): void {
+  const target = optionValue(command, 'auditLog')?.value;
+  if (target === undefined) return;
+  const audit = AuditLog.open(target);
+  try {
+    // Who: the operator's login (through sudo, the one who called it), not the account it runs as.
+    const operator = process.env.SUDO_USER ?? userInfo().username;
+    audit.record({ action, user: operator, subject, file, status: 0 });
+  } finally {
+    audit.close();
+  }
 }
 
 async function removeUser(io: UserCommandIo, command: Command, name: string): Promise<void> {
@@ -203,6 +221,7 @@ async function removeUser(io: UserCommandIo, command: Command, name: string): Pr
     if (!hasUserLine(state.text, name)) throw new Failure(`there is no user "${name}" in ${file}`);
     return removeUserLines(state.text, name);
   });
+  auditUserChange(command, 'user-remove', name, file);
   io.stdout.write(`removed user "${name}" from ${file}\n`);
 }
 

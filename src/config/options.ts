@@ -288,6 +288,14 @@ export const options = {
     description: 'write an Apache combined access log to file, or - for standard output',
     doc: 'Apache combined access log file, `-` for stdout',
   }),
+  auditLog: option({
+    flag: 'audit-log',
+    arg: 'file',
+    kind: { type: 'text' },
+    description:
+      'write one JSON line per change and refused change (who, from where, what, outcome) to file, or - for standard error; reopened on SIGHUP',
+    doc: 'audit trail file (JSON lines), `-` for stderr',
+  }),
   debug: option({
     flag: 'debug',
     kind: { type: 'switch' },
@@ -297,7 +305,8 @@ export const options = {
   groupAccessibleRepos: option({
     flag: 'group-accessible-repos',
     kind: { type: 'switch' },
-    description: 'let the file group read and write repositories (0770/0660, whatever the umask)',
+    description:
+      'let the file group read and write repositories (0770/0660, whatever the umask: the group bits are cleared from the umask of the whole process, so the access log and unix sockets are group-accessible too)',
     doc: '0660 files, 0770 folders, whatever the umask',
   }),
   maxRepoDepth: option({

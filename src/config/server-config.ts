@@ -57,6 +57,8 @@ export interface ServerConfig {
   /** Whether the read paths' filesystem calls may run on the event loop (auto: unless remote). */
   readonly syncFsReads: 'auto' | 'on' | 'off';
   readonly log: string | undefined;
+  /** --audit-log: the audit trail's file, `-` for stderr. */
+  readonly auditLog: string | undefined;
   readonly debug: boolean;
   readonly groupAccessibleRepos: boolean;
   readonly maxRepoDepth: number;
@@ -151,6 +153,7 @@ export function buildServerConfig(
     verifyUpload: !values.noVerifyUpload,
     syncFsReads: values.syncFsReads,
     log: values.log,
+    auditLog: values.auditLog,
     debug: values.debug,
     groupAccessibleRepos: values.groupAccessibleRepos,
     maxRepoDepth: values.maxRepoDepth,

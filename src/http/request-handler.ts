@@ -8,6 +8,9 @@ import type { Role } from '../access/policy.ts';
 import { RatchetError } from '../errors.ts';
 import type { AccessLog } from '../log/access-log.ts';
 import { handleOperation } from '../protocol/handlers.ts';
+import type { Exchange } from '../protocol/handlers.ts';
+import type { AuditLog } from '../log/audit-log.ts';
+import { isChange, watchChange } from './change-audit.ts';
 import { operationFor, resourceOf } from '../protocol/operations.ts';
 import { checkRepoDepth, placeUnderRoot } from '../protocol/repo-root.ts';
 import type { RepoRoot } from '../protocol/repo-root.ts';
@@ -49,6 +52,10 @@ export interface PipelineOptions {
   readonly hardening: HardeningLimits;
   /** The proxies whose X-Forwarded-For and user header count (--trusted-proxy). */
   readonly trustedPeers: TrustedPeers;
+  /** The audit trail (--audit-log); undefined when off. */
+  readonly audit: AuditLog | undefined;
+  /** This listener, as `127.0.0.1:8000`, for the audit trail (known once bound). */
+  readonly listenerName: () => string;
 }
 
 /** What the pipeline learns about a request as it goes, for logs and metrics. */
@@ -57,6 +64,8 @@ interface ExchangeState {
   readonly client: ClientAddress;
   user: string | undefined;
   operation: string;
+  /** Set for a change request watched by change-audit.ts: hears of its failure. */
+  onFailure?: (err: unknown) => void;
 }
 
 export type RequestListener = (req: HttpRequest, res: HttpResponse) => void;
@@ -101,6 +110,7 @@ export function createRequestHandler(pipelineOptions: PipelineOptions): RequestL
     });
     serve(options, req, res, abort, exchange).catch((err: unknown) => {
       try {
+        exchange.onFailure?.(err);
         sendError(req, res, err, options.logger, {
           user: exchange.user,
           client: client.address,
@@ -143,10 +153,8 @@ async function serve(
   const operation = operationFor(req.method ?? 'GET', route);
   exchange.operation = operation;
 
-  authorize(options, user, route.repo, operation, resourceOf(route), 'this repository');
-
   const query = new URLSearchParams(queryStart < 0 ? '' : url.slice(queryStart + 1));
-  await handleOperation(options, operation, {
+  const handling: Exchange = {
     req,
     res,
     route,
@@ -155,7 +163,26 @@ async function serve(
       return abort.signal;
     },
     user,
-  });
+  };
+  if ((options.audit !== undefined || options.metrics !== undefined) && isChange(operation)) {
+    const watch = {
+      audit: options.audit,
+      metrics: options.metrics,
+      logger: options.logger,
+      listener: options.listenerName,
+    };
+    exchange.onFailure = watchChange(watch, {
+      req,
+      res,
+      route,
+      operation,
+      user,
+      client: exchange.client.address,
+      changedBytes: () => handling.changedBytes,
+    });
+  }
+  authorize(options, user, route.repo, operation, resourceOf(route), 'this repository');
+  await handleOperation(options, operation, handling);
 }
 
 /** The options with an identify that counts refusals in the metrics (unchanged without metrics). */

@@ -22,6 +22,7 @@ export class Metrics {
   private readonly duration: Histogram<'method' | 'operation' | 'status'>;
   private readonly inFlight: Gauge;
   private readonly authFailures: Counter<'reason'>;
+  private readonly refusedChanges: Counter<'repo' | 'user' | 'reason'>;
 
   constructor(usage: UsageLedger) {
     const registry = this.registry;
@@ -62,6 +63,13 @@ export class Metrics {
       name: 'ratchet_auth_failures_total',
       help: 'Requests refused by authentication (401) or login throttling (429)',
       labelNames: ['reason'],
+      registers: [registry],
+    });
+
+    this.refusedChanges = new Counter({
+      name: 'ratchet_refused_changes_total',
+      help: 'Refused changes (403: append-only deletes, overwrites; 507: quota, full disk), by reason',
+      labelNames: ['repo', 'user', 'reason'],
       registers: [registry],
     });
 
@@ -119,6 +127,11 @@ export class Metrics {
   /** Counts a request refused by authentication. */
   authFailure(reason: 'unauthorized' | 'throttled'): void {
     this.authFailures.inc({ reason });
+  }
+
+  /** Counts a refused change (reason: the error code, e.g. forbidden, quota_exceeded). */
+  refusedChange(repo: string, user: string | undefined, reason: string): void {
+    this.refusedChanges.inc({ repo, user: user ?? '', reason });
   }
 
   /** Registers a counter whose values another module keeps (e.g. the scrub), read at scrape time. */

@@ -33,6 +33,8 @@ export interface Exchange {
   readonly signal: AbortSignal;
   /** The authenticated user; undefined without authentication. */
   readonly user: string | undefined;
+  /** Bytes a change stored or removed, once known (for the audit trail). */
+  changedBytes?: number;
 }
 
 /** Runs the operation on the route and writes the response. */
@@ -110,11 +112,8 @@ async function readObject(ctx: HandlerContext, ref: ObjectRef, { req, res, user 
   ctx.metrics?.blob('read', user, repoKey(ref.repo), ref.type, length);
 }
 
-async function writeObject(
-  ctx: HandlerContext,
-  ref: ObjectRef,
-  { req, res, signal, user }: Exchange,
-): Promise<void> {
+async function writeObject(ctx: HandlerContext, ref: ObjectRef, exchange: Exchange): Promise<void> {
+  const { req, res, signal, user } = exchange;
   const contentLength = declaredLength(req);
   const reservation = await ctx.quota.reserve(ref, user, contentLength);
   // Accepted (identity, access, quota): a client waiting on `Expect: 100-continue` may send now.
@@ -128,6 +127,7 @@ async function writeObject(
     };
     const result = await writeChecked(ctx.storage, ref, reservation.limit(body), expected, signal);
     reservation.commit(result.created ? result.size : 0);
+    exchange.changedBytes = result.size;
     ctx.metrics?.blob('write', user, repoKey(ref.repo), ref.type, result.size);
   } catch (err) {
     reservation.release();
@@ -136,8 +136,10 @@ async function writeObject(
   ok(res);
 }
 
-async function deleteObject(ctx: HandlerContext, ref: ObjectRef, { res, user }: Exchange): Promise<void> {
+async function deleteObject(ctx: HandlerContext, ref: ObjectRef, exchange: Exchange): Promise<void> {
+  const { res, user } = exchange;
   const { existed, bytes } = await ctx.storage.delete(ref);
+  exchange.changedBytes = bytes;
   if (existed) {
     ctx.quota.deleted(ref, bytes);
     ctx.metrics?.blob('delete', user, repoKey(ref.repo), ref.type, bytes);

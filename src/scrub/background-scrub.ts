@@ -105,7 +105,7 @@ export class BackgroundScrub {
     for (;;) {
       if (state.inProgress !== true) {
         const due = (state.passStartedMs ?? 0) + this.options.intervalMs;
-        if (due > Date.now()) await sleep(due - Date.now(), undefined, { signal, ref: false });
+        await sleepUntil(due, signal);
         state = { passStartedMs: Date.now(), inProgress: true };
         await this.store.save(state);
         this.logger.info('background scrub: pass started');
@@ -143,16 +143,14 @@ export class BackgroundScrub {
           if (object.actual !== object.name) {
             corrupt++;
             this.stats.corrupt.set(object.repo, (this.stats.corrupt.get(object.repo) ?? 0) + 1);
-            this.logger.error(
-              {
-                repo: object.repo,
-                type: object.type,
-                name: object.name,
-                size: object.size,
-                actual: object.actual,
-              },
-              'scrub: a stored object does not match its name (corrupt); a verified re-upload replaces it',
-            );
+            const { repo, type, name, size, actual, error } = object;
+            if (error !== undefined)
+              this.logger.error({ repo, type, name, error }, 'scrub: a stored object cannot be read');
+            else
+              this.logger.error(
+                { repo, type, name, size, actual },
+                'scrub: a stored object does not match its name (corrupt); a verified re-upload replaces it',
+              );
           }
           position = { repo: object.repo, type: object.type, name: object.name };
           if (Date.now() - savedAt >= (this.options.saveEveryMs ?? 10_000)) {
@@ -163,6 +161,11 @@ export class BackgroundScrub {
         onRepoDone: (repo) => {
           this.stats.lastPassMs.set(repo, Date.now());
         },
+        onListError: (repo, type, err) =>
+          this.logger.error(
+            { repo, type, err },
+            'scrub: a folder of the repository cannot be listed; skipped',
+          ),
       });
     } catch (err) {
       // Stopped (or failed): keep the position, so the next start resumes here.
@@ -181,5 +184,15 @@ export class BackgroundScrub {
     const done: ScrubState = { passStartedMs: state.passStartedMs };
     await this.store.save(done);
     return done;
+  }
+}
+
+// setTimeout fires at once for delays beyond 2^31 - 1 ms (about 24.8 days): wait in steps.
+const longestTimerMs = 2 ** 31 - 1;
+
+/** Waits until the time `due` (ms), however far ahead, without keeping the process alive. */
+async function sleepUntil(due: number, signal: AbortSignal): Promise<void> {
+  for (let left = due - Date.now(); left > 0; left = due - Date.now()) {
+    await sleep(Math.min(left, longestTimerMs), undefined, { signal, ref: false });
   }
 }

@@ -29,8 +29,10 @@ export interface ScrubPosition {
 
 export interface CheckedObject extends ScrubPosition {
   readonly size: number;
-  /** The content's SHA-256; equal to `name` when the object is sound. */
+  /** The content's SHA-256; equal to `name` when the object is sound, '' when unreadable. */
   readonly actual: string;
+  /** Why the object could not be read (an I/O error is what bit rot often looks like). */
+  readonly error?: string;
 }
 
 export interface ScrubOptions {
@@ -43,6 +45,8 @@ export interface ScrubOptions {
   readonly onChecked: (object: CheckedObject) => void | Promise<void>;
   /** Called when a repository has been checked to its end. */
   readonly onRepoDone?: (repo: string) => void | Promise<void>;
+  /** Called when a type of a repository cannot be listed; the scrub goes on with the next. */
+  readonly onListError?: (repo: string, type: ObjectType, err: unknown) => void;
 }
 
 /** Paces reads so that the bytes read since the start stay within the rate. */
@@ -85,10 +89,25 @@ export async function scrub(
     for (const type of scrubbedTypes) {
       if (after !== undefined && key === after.repo && typeOrder(type) < typeOrder(after.type)) continue;
       const from = after !== undefined && key === after.repo && type === after.type ? after.name : undefined;
-      for (const name of await namesOf(storage, repo, type, options.signal)) {
+      let names: string[];
+      try {
+        names = await namesOf(storage, repo, type, options.signal);
+      } catch (err) {
+        if (options.signal?.aborted === true) throw err;
+        options.onListError?.(key, type, err);
+        continue;
+      }
+      for (const name of names) {
         if (from !== undefined && compare(name, from) <= 0) continue;
         options.signal?.throwIfAborted();
-        const checked = await checkObject(storage, repo, type, name, pacer, options.signal);
+        let checked: { size: number; actual: string; error?: string } | undefined;
+        try {
+          checked = await checkObject(storage, repo, type, name, pacer, options.signal);
+        } catch (err) {
+          if (options.signal?.aborted === true) throw err;
+          // Reported like a corrupt object, and the scrub goes on: one bad sector must not stop it.
+          checked = { size: 0, actual: '', error: err instanceof Error ? err.message : String(err) };
+        }
         if (checked !== undefined) await options.onChecked({ repo: key, type, name, ...checked });
       }
     }

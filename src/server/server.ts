@@ -27,6 +27,8 @@ import { createIdentify } from '../http/identify.ts';
 import type { CredentialChecker } from '../http/identify.ts';
 import { createRequestHandler } from '../http/request-handler.ts';
 import { openAccessLog } from '../log/access-log.ts';
+import { AuditLog } from '../log/audit-log.ts';
+import { describeAddress } from '../config/listen-address.ts';
 import { FsStorage } from '../storage/fs/fs-storage.ts';
 import { remoteFilesystemOf } from '../storage/fs/filesystem-type.ts';
 import type { Storage } from '../storage/storage.ts';
@@ -76,6 +78,8 @@ export interface RunningServer {
    * current one kept. Undefined when no listener serves TLS.
    */
   reloadCertificates(): Promise<CertificateReloadOutcome | undefined>;
+  /** Opens the audit trail's file again (SIGHUP, after logrotate moved it). */
+  reopenLogs(): void;
   /** Stops accepting, lets in-flight requests finish up to the deadline, then cuts the rest. */
   close(): Promise<void>;
 }
@@ -112,6 +116,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     storage = fsStorage;
   }
   const accessLog = config.log === undefined ? undefined : openAccessLog(config.log);
+  const audit = config.auditLog === undefined ? undefined : AuditLog.open(config.auditLog);
   const access = new AccessControl(config.grants);
   // Counted in the background from here; quota decisions wait for the count, listeners do not.
   const usage = new UsageLedger(storage, new MemoryUsageStore(), logger, { tickMs: deps.usageTickMs });
@@ -160,6 +165,8 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
   let watcher: CertificateWatcher | undefined;
   try {
     for (const listener of listeners) {
+      // Named by its bound address once it is bound (port 0 until then).
+      let listenerName = describeAddress(listener.address);
       const handler = createRequestHandler({
         storage,
         logger,
@@ -176,6 +183,8 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
         metricsNeedAuth: !config.prometheusNoAuth && !config.noAuth,
         hardening,
         trustedPeers,
+        audit,
+        listenerName: () => listenerName,
       });
       let served: Served;
       const isSecure = tls !== undefined && material !== undefined && listener.address.kind !== 'unix';
@@ -201,7 +210,9 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
       served.server.on('checkContinue', answerContinueLater(handler));
       servers.push(served);
       secure.push(isSecure);
-      addresses.push(await listenOn(served.server, listener.address));
+      const bound = await listenOn(served.server, listener.address);
+      listenerName = describeAddress(bound, isSecure);
+      addresses.push(bound);
     }
     if (tls !== undefined && material !== undefined && secureServers.length > 0) {
       watcher = await CertificateWatcher.start({
@@ -229,6 +240,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
       await Promise.all([usage.stop(), scrubber?.stop()]);
       await Promise.all(addresses.map(removeSocketFile));
       await accessLog?.close();
+      audit?.close();
       await finalStorage.close();
     })();
     return closing;
@@ -249,6 +261,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     access,
     reloadPolicies,
     reloadCertificates,
+    reopenLogs: () => audit?.reopen(),
     close,
   };
 }
@@ -307,6 +320,9 @@ function listenersFor(config: ServerConfig, fds: readonly number[] | undefined):
   if (fds === undefined || fds.length === 0) return config.listeners;
   const hosts = config.listeners.find((listener) => listener.forHosts);
   const maxRole = hosts?.maxRole ?? (config.appendOnly ? 'append-only' : 'admin');
+  // Only admin listeners configured: the sockets replace them all, as they always did.
+  if (hosts === undefined)
+    return fds.map((fd) => ({ address: { kind: 'fd' as const, fd }, maxRole, forHosts: true }));
   return [
     ...fds.map((fd) => ({
       address: { kind: 'fd' as const, fd },

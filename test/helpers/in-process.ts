@@ -48,6 +48,7 @@ export function testConfig(dataDir: string, overrides: Partial<ServerConfig> = {
     verifyUpload: true,
     syncFsReads: 'auto',
     log: undefined,
+    auditLog: undefined,
     debug: false,
     groupAccessibleRepos: false,
     maxRepoDepth: 8,

@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { raw } from '../helpers/http.ts';
@@ -105,6 +106,42 @@ print(json.dumps("BOUND"), flush=True)
 while True:
     print(json.dumps(s.recv(65536).decode()), flush=True)
 `;
+
+describe('systemd socket activation with a configuration file', () => {
+  it(
+    'replaces the only listener when it is an admin one, instead of binding its port too',
+    bounded,
+    async () => {
+      const { dir, cleanup } = await makeTempDir();
+      const port = await freePort();
+      const config = path.join(dir, 'ratchet.yaml');
+      await writeFile(
+        config,
+        `no-auth: true\npath: ${JSON.stringify(path.join(dir, 'data'))}\n` +
+          `listeners:\n  - address: 127.0.0.1:${port}\n    max-role: admin\n`,
+      );
+      const activator = start('systemd-socket-activate', [
+        '-l',
+        `127.0.0.1:${port}`,
+        ratchetCommand(),
+        '--config',
+        config,
+      ]);
+      try {
+        await waitFor(() => activator.stderr().includes(`Listening on 127.0.0.1:${port}`), 'the socket');
+        const base = `http://127.0.0.1:${port}`;
+        assert.equal((await raw(base, 'POST', '/r/?create=true')).status, 200, activator.stderr());
+        await waitFor(() => /serving .* on /.test(activator.stdout()), 'the serving line');
+        assert.match(activator.stdout(), new RegExp(`on http://127\\.0\\.0\\.1:${port} \\(at most admin\\)`));
+        assert.equal(activator.stdout().match(/serving /g)?.length, 1, 'one listener, the inherited socket');
+      } finally {
+        const code = await activator.stop();
+        await cleanup();
+        assert.equal(code, 0, `clean exit on SIGTERM: ${activator.stderr()}`);
+      }
+    },
+  );
+});
 
 describe('systemd readiness notification', () => {
   it('sends READY=1 once serving and STOPPING=1 on SIGTERM to NOTIFY_SOCKET', bounded, async () => {

@@ -87,6 +87,23 @@ describe('scrub', () => {
     });
   });
 
+  it('waits out an interval longer than a timer can hold (24.8 days) instead of starting again', async () => {
+    await withTempDir(async (dir) => {
+      const storage = new FsStorage({ root: dir });
+      await fill(storage, ['a'], 1);
+      const store = new FileScrubState(path.join(dir, 'scrub-state.json'));
+      const options = { intervalMs: 30 * 86_400_000, bytesPerSecond: 0, startDelayMs: 0 };
+      const scrubber = new BackgroundScrub(storage, store, silentLogger(), options);
+      scrubber.start();
+      await waitFor(() => scrubber.stats.passes === 1, 'the first pass');
+      // A delay beyond 2^31 - 1 ms fires at once in Node: a second pass would follow within ms.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await scrubber.stop();
+      assert.equal(scrubber.stats.passes, 1);
+      assert.equal(scrubber.stats.objects, 4);
+    });
+  });
+
   it('saves its position when stopped and resumes from it on the next start', async () => {
     await withTempDir(async (dir) => {
       const storage = new FsStorage({ root: dir });

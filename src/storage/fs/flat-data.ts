@@ -18,7 +18,7 @@ import type { Logger } from 'pino';
 import { errnoCode } from '../../errors.ts';
 import type { DirSyncer } from './dir-sync.ts';
 import { sha256OfFile } from './durable.ts';
-import { linkPath, unlinkPath } from './fast-fs.ts';
+import { linkPath, lstatOrUndefined, unlinkPath } from './fast-fs.ts';
 import { flatObjects, makeFolder, readdirOrEmpty, reposBelow } from './fs-repos.ts';
 import type { FsLayout } from './layout.ts';
 
@@ -97,6 +97,9 @@ async function linkOrKeepGood(
   } catch (err) {
     if (errnoCode(err) !== 'EEXIST') throw err;
   }
+  // A move interrupted after its link: both names are the same file, nothing to compare.
+  const [fromInfo, toInfo] = await Promise.all([lstatOrUndefined(from), lstatOrUndefined(to)]);
+  if (fromInfo !== undefined && toInfo?.ino === fromInfo.ino && toInfo.dev === fromInfo.dev) return true;
   if ((await sha256OfFile(to).catch(() => undefined)) === name) return true;
   if ((await sha256OfFile(from)) === name) {
     // The fan-out copy is damaged and the flat one is good: the good one replaces it.
