@@ -24,15 +24,32 @@ export function checkUpload(
   let size = 0;
   let ended = false;
   let sha256: string | undefined;
-  async function* counted(): AsyncIterable<Uint8Array> {
-    for await (const chunk of body) {
-      size += chunk.length;
-      if (expected.length !== undefined && size > expected.length) throw overLength(size, expected.length);
-      hash.update(chunk);
-      yield chunk;
-    }
-    ended = true;
-  }
+  // A plain iterator rather than an async generator: one promise per chunk instead of a
+  // generator's queue, on the path of every upload.
+  const counted: AsyncIterable<Uint8Array> = {
+    [Symbol.asyncIterator]() {
+      const source = body[Symbol.asyncIterator]();
+      return {
+        async next(): Promise<IteratorResult<Uint8Array>> {
+          const step = await source.next();
+          if (step.done === true) {
+            ended = true;
+            return step;
+          }
+          const chunk = step.value;
+          size += chunk.length;
+          if (expected.length !== undefined && size > expected.length)
+            throw overLength(size, expected.length);
+          hash.update(chunk);
+          return step;
+        },
+        async return(): Promise<IteratorResult<Uint8Array>> {
+          await source.return?.();
+          return { done: true, value: undefined };
+        },
+      };
+    },
+  };
   let approved: ApprovedUpload | undefined;
   const check: UploadCheck = {
     approve() {
@@ -53,7 +70,7 @@ export function checkUpload(
       return approved;
     },
   };
-  return { body: counted(), check };
+  return { body: counted, check };
 }
 
 function overLength(size: number, declared: number): RatchetError {
