@@ -2,7 +2,8 @@
  * docs/install.md, followed by a test without systemd as PID 1: pack the project, unpack the
  * tarball into a fresh folder and install its locked dependencies without development ones
  * (offline, from npm's cache that `npm ci` filled), link the command, check the shipped unit with the real `systemd-analyze verify`, then run the
- * unit's own command line with the shipped example configuration under the real
+ * unit's own command line with the shipped example configuration (TLS turned on as the guide
+ * says, with a test CA) under the real
  * `systemd-socket-activate` (as ratchet.socket would pass the hosts' port), add users with the
  * installed command, back up as a host, prune as the admin on the admin listener, and read
  * metrics as the `metrics` user.
@@ -17,7 +18,9 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
-import { basic, raw } from '../helpers/http.ts';
+import https from 'node:https';
+import { makeCa, makeLeaf } from '../helpers/certificates.ts';
+import { basic } from '../helpers/http.ts';
 import { projectRoot } from '../helpers/ratchet-process.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { inTest, resticEnvironment, step } from './fixture.ts';
@@ -38,6 +41,29 @@ async function freePort(): Promise<number> {
   await new Promise((resolve) => server.close(resolve));
   assert.ok(address !== null && typeof address === 'object');
   return address.port;
+}
+
+/** One HTTPS request trusting the test CA: status and body. */
+function httpsRequest(
+  url: string,
+  method: string,
+  ca: Buffer,
+  authorization: string,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      url,
+      { method, ca, headers: { Authorization: authorization }, agent: false },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 /** The value of `Key=` in a unit file (the first one). */
@@ -94,8 +120,16 @@ describe('install: from a packed tarball to a running service', { timeout: 300_0
       .replace('path: /var/lib/ratchet', `path: ${env.dataDir}`)
       .replace('address: 0.0.0.0:8000', `address: 127.0.0.1:${hostsPort}`)
       .replace('address: 127.0.0.1:8001', `address: 127.0.0.1:${adminPort}`);
+    // TLS as docs/install.md step 7: the example's lines uncommented, with a test CA's certificate.
+    const ca = await makeCa(env.dir, 'ca');
+    const leaf = await makeLeaf(env.dir, 'server', 'localhost', ca, 'server');
+    const withTls = config
+      .replace('# tls: true', 'tls: true')
+      .replace('# tls-cert: /etc/ratchet/tls/fullchain.pem', `tls-cert: ${leaf.cert}`)
+      .replace('# tls-key: /etc/ratchet/tls/privkey.pem', `tls-key: ${leaf.key}`);
+    assert.match(withTls, /^tls-key: /m, 'the example has the TLS lines to uncomment');
     const configFile = path.join(env.dir, 'ratchet.yaml');
-    await writeFile(configFile, config);
+    await writeFile(configFile, withTls);
     for (const [user, password] of Object.entries(passwords)) {
       await new Promise<void>((resolve, reject) => {
         const child = execFile(command, ['user', 'add', user, '--path', env.dataDir], (err) => {
@@ -122,8 +156,8 @@ describe('install: from a packed tarball to a running service', { timeout: 300_0
     const exited = once(activator, 'exit');
     try {
       await waitFor(() => output.includes(`Listening on 127.0.0.1:${hostsPort}`), `the socket: ${output}`);
-      const hostsUrl = `http://127.0.0.1:${hostsPort}`;
-      const adminUrl = `http://127.0.0.1:${adminPort}`;
+      const hostsUrl = `https://127.0.0.1:${hostsPort}`;
+      const adminUrl = `https://127.0.0.1:${adminPort}`;
       const restic = (user: 'host1' | 'admin', base: string) => {
         const url = new URL('/host1/', base);
         url.username = user;
@@ -131,22 +165,32 @@ describe('install: from a packed tarball to a running service', { timeout: 300_0
         return inTest(env.runner(`rest:${url.href}`, `cache-${user}`), t);
       };
       const host1 = restic('host1', hostsUrl);
-      await host1.ok(['init']);
-      await host1.ok(['backup', '.'], { cwd: env.source });
+      const trust = ['--cacert', ca.cert];
+      await host1.ok([...trust, 'init']);
+      await host1.ok([...trust, 'backup', '.'], { cwd: env.source });
       await env.modifySource(host1);
-      await host1.ok(['backup', '.'], { cwd: env.source });
-      assert.match(output, new RegExp(`on http://127\\.0\\.0\\.1:${hostsPort} \\(at most append-only\\)`));
-      assert.match(output, new RegExp(`on http://127\\.0\\.0\\.1:${adminPort} \\(at most admin\\)`));
-      const hostAuth = { headers: { Authorization: basic('host1', passwords.host1) } };
-      assert.equal((await raw(hostsUrl, 'DELETE', '/host1/config', hostAuth)).status, 403);
+      await host1.ok([...trust, 'backup', '.'], { cwd: env.source });
+      assert.match(output, new RegExp(`on https://127\\.0\\.0\\.1:${hostsPort} \\(at most append-only\\)`));
+      assert.match(output, new RegExp(`on https://127\\.0\\.0\\.1:${adminPort} \\(at most admin\\)`));
+      const caPem = await readFile(ca.cert);
+      const refused = await httpsRequest(
+        `${hostsUrl}/host1/config`,
+        'DELETE',
+        caPem,
+        basic('host1', passwords.host1),
+      );
+      assert.equal(refused.status, 403);
       const admin = restic('admin', adminUrl);
-      await admin.ok(['forget', '--keep-last', '1', '--prune']);
-      assert.equal((await admin.snapshots()).length, 1);
-      const metrics = await raw(adminUrl, 'GET', '/metrics', {
-        headers: { Authorization: basic('metrics', passwords.metrics) },
-      });
+      await admin.ok([...trust, 'forget', '--keep-last', '1', '--prune']);
+      assert.equal((await admin.json<unknown[]>([...trust, 'snapshots'])).length, 1);
+      const metrics = await httpsRequest(
+        `${adminUrl}/metrics`,
+        'GET',
+        caPem,
+        basic('metrics', passwords.metrics),
+      );
       assert.equal(metrics.status, 200);
-      assert.match(metrics.body.toString(), /rest_server_blob_write_total\{[^}]*repo="host1"/);
+      assert.match(metrics.body, /rest_server_blob_write_total\{[^}]*repo="host1"/);
     } finally {
       activator.kill('SIGTERM');
       const [code] = (await exited) as [number | null];
