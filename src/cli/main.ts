@@ -112,6 +112,9 @@ async function serve(resolve: () => Promise<ServerConfig>): Promise<void> {
   if (config.tls !== undefined) await loadTlsMaterial(config.tls);
   const auth = config.noAuth ? undefined : await startAuth(config, logger);
   const server = await startServer(config, { logger, credentials: auth, inheritedFds: takeSystemdSockets() });
+  // Before anything is announced: a supervisor that stops the server as soon as it reads the
+  // serving line must find the SIGTERM handler in place (else the default action kills it).
+  handleSignals(resolve, server, auth, logger);
   // Only once the listeners are bound: a password printed by a start that then fails is lost.
   if (auth !== undefined) {
     try {
@@ -122,7 +125,6 @@ async function serve(resolve: () => Promise<ServerConfig>): Promise<void> {
     }
   }
   announce(config, server, logger);
-  handleSignals(resolve, server, auth, logger);
   await notifySystemd(`READY=1\nSTATUS=serving ${config.path}`, logger);
 }
 
