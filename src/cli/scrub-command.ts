@@ -76,6 +76,7 @@ async function runScrub(
   const total = await totals(storage, repos);
   const progress = new Progress(io, total);
   let corrupt = 0;
+  let unreadable = 0;
   let listErrors = 0;
   await scrub(storage, repos, {
     bytesPerSecond: rate,
@@ -85,8 +86,9 @@ async function runScrub(
       io.stderr.write(`error: cannot list /${repo}/ ${type}/: ${errorMessage(err)}\n`);
     },
     onChecked: (object: CheckedObject) => {
+      if (object.error !== undefined) unreadable++;
+      else if (object.actual !== object.name) corrupt++;
       if (object.actual !== object.name) {
-        corrupt++;
         progress.clear();
         io.stdout.write(
           object.error !== undefined
@@ -97,9 +99,12 @@ async function runScrub(
       progress.add(object.size, corrupt);
     },
   });
-  progress.done(corrupt);
-  // Folders that could not be listed were not checked: an error, whatever else was found.
-  if (listErrors > 0) throw new Error(`${listErrors} folders could not be listed (see above)`);
+  progress.done(corrupt, unreadable);
+  // What could not be listed or read was not checked: an error, whatever else was found.
+  if (listErrors > 0 || unreadable > 0)
+    throw new Error(
+      `${listErrors} folders could not be listed and ${unreadable} objects could not be read (see above)`,
+    );
   return corrupt;
 }
 
@@ -176,12 +181,15 @@ class Progress {
     this.shown = false;
   }
 
-  done(corrupt: number): void {
+  done(corrupt: number, unreadable: number): void {
     this.clear();
     const seconds = (Date.now() - this.started) / 1000;
+    const outcome =
+      corrupt === 0 && unreadable === 0
+        ? 'all sound'
+        : `${corrupt} corrupt${unreadable === 0 ? '' : `, ${unreadable} unreadable`}`;
     this.io.stderr.write(
-      `scrub: ${this.objects} objects, ${mib(this.bytes)} checked in ${seconds.toFixed(1)} s: ` +
-        `${corrupt === 0 ? 'all sound' : `${corrupt} corrupt`}\n`,
+      `scrub: ${this.objects} objects, ${mib(this.bytes)} checked in ${seconds.toFixed(1)} s: ${outcome}\n`,
     );
   }
 

@@ -7,6 +7,7 @@
  * invalid user name), 1 for everything else (file errors, user exists or missing, password
  * problems). The caller parses with `parseAsync` and exits with `err.exitCode`.
  */
+import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import path from 'node:path';
 import { CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -205,14 +206,35 @@ async function setPassword(
 function auditUserChange(command: Command, action: AuditAction, subject: string, file: string): void {
   const target = optionValue(command, 'auditLog')?.value;
   if (target === undefined) return;
-  const audit = AuditLog.open(target);
+  let failure: unknown;
+  const audit = AuditLog.open(target, (err) => (failure ??= err));
   try {
-    // Who: the operator's login (through sudo, the one who called it), not the account it runs as.
-    const operator = process.env.SUDO_USER ?? userInfo().username;
-    audit.record({ action, user: operator, subject, file, status: 0 });
+    audit.record({ action, user: operatorLogin(), subject, file, status: 0 });
   } finally {
     audit.close();
   }
+  if (failure !== undefined)
+    throw new Failure(`the change was made, but not written to ${target}: ${errorMessage(failure)}`);
+}
+
+/**
+ * Who ran the command: the login of the session (the kernel's loginuid, which sudo, su and
+ * runuser keep), else the account it runs as. Not SUDO_USER: anyone can set a variable.
+ */
+export function operatorLogin(): string {
+  try {
+    const uid = Number(readFileSync('/proc/self/loginuid', 'utf8').trim());
+    if (Number.isInteger(uid) && uid !== 4294967295) {
+      const entry = readFileSync('/etc/passwd', 'utf8')
+        .split('\n')
+        .map((line) => line.split(':'))
+        .find((fields) => Number(fields[2]) === uid);
+      return entry?.[0] ?? `uid ${uid}`;
+    }
+  } catch {
+    // Not Linux, or no login session (a service, a container): the account below.
+  }
+  return userInfo().username;
 }
 
 async function removeUser(io: UserCommandIo, command: Command, name: string): Promise<void> {

@@ -11,10 +11,14 @@ import { errorStatus, RatchetError } from '../errors.ts';
 import type { AuditLog } from '../log/audit-log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Route } from '../protocol/route.ts';
+import type { Storage } from '../storage/storage.ts';
+import { isAbortError } from './error-response.ts';
 import type { HttpRequest, HttpResponse } from '../util/http-types.ts';
 
 export interface ChangeWatch {
   readonly audit: AuditLog | undefined;
+  /** To label refused changes by repository only where one exists (bounded label values). */
+  readonly storage: Storage;
   readonly metrics: Metrics | undefined;
   readonly logger: Logger;
   /** The listener the request came through, as `127.0.0.1:8000` (known once it is bound). */
@@ -61,7 +65,15 @@ function recordChange(watch: ChangeWatch, change: ChangeRequest, status: number,
   const { route, operation, user, client, req } = change;
   const repo = repoKey(route.repo);
   const known = err instanceof RatchetError ? err : undefined;
-  const reason = err === undefined ? undefined : (known?.message ?? 'internal server error');
+  // A client that went away got no answer: 499, as nginx records it.
+  const gone = err !== undefined && known === undefined && (isAbortError(err) || req.destroyed);
+  const answered = gone ? 499 : status;
+  const reason =
+    err === undefined
+      ? undefined
+      : gone
+        ? 'the client went away before the answer'
+        : (known?.message ?? 'internal server error');
   const declared = Number(req.headers['content-length'] ?? Number.NaN);
   const size =
     change.changedBytes() ?? (operation === 'write' && Number.isSafeInteger(declared) ? declared : undefined);
@@ -75,11 +87,19 @@ function recordChange(watch: ChangeWatch, change: ChangeRequest, status: number,
     type: route.kind === 'object' ? route.type : route.kind === 'config' ? 'config' : undefined,
     name: route.kind === 'object' ? route.name : undefined,
     size,
-    status,
+    status: answered,
     reason,
   });
   if (known === undefined || (status !== 403 && status !== 507)) return;
-  watch.metrics?.refusedChange(repo, user, known.code.toLowerCase());
+  const { metrics } = watch;
+  if (metrics !== undefined) {
+    // Any path can be refused; only existing repositories become label values.
+    const reasonLabel = known.code.toLowerCase();
+    void watch.storage.repoExists(route.repo).then(
+      (exists) => metrics.refusedChange(exists ? repo : '(no repository)', user, reasonLabel),
+      () => metrics.refusedChange('(no repository)', user, reasonLabel),
+    );
+  }
   if (status === 403 && operation !== 'create-repo') {
     watch.logger.warn(
       { user, client, repo: `/${repo}/`, method: req.method, url: req.url, code: known.code },

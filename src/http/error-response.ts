@@ -100,6 +100,6 @@ function settleUnreadBody(
   }
 }
 
-function isAbortError(err: unknown): boolean {
+export function isAbortError(err: unknown): boolean {
   return err instanceof Error && err.name === 'AbortError';
 }

@@ -164,9 +164,10 @@ async function serve(
     },
     user,
   };
-  if ((options.audit !== undefined || options.metrics !== undefined) && isChange(operation)) {
+  if (isChange(operation)) {
     const watch = {
       audit: options.audit,
+      storage: options.storage,
       metrics: options.metrics,
       logger: options.logger,
       listener: options.listenerName,

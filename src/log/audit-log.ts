@@ -9,6 +9,9 @@
  * lose at most the last second of lines. A flush per line would double the disk flushes of every
  * upload (the objects themselves are flushed before they are acknowledged) for a trail that is
  * about who did what, not about the data. Reopened on SIGHUP, for logrotate.
+ *
+ * Writing never throws into a request: a line that cannot be written (a full disk) is reported
+ * through `onError`, and the request is answered as it would be without the trail.
  */
 import { closeSync, fdatasync, fdatasyncSync, openSync, writeSync } from 'node:fs';
 
@@ -31,24 +34,30 @@ export interface AuditEvent {
   readonly file?: string | undefined;
   /** Bytes uploaded or deleted, when known. */
   readonly size?: number | undefined;
-  /** The HTTP status answered, or 0 for a command-line change that succeeded. */
+  /** The HTTP status answered (499: the client went away first), or 0 for a command. */
   readonly status: number;
   /** Why a change was refused (the message the client got). */
   readonly reason?: string | undefined;
 }
 
 const flushEveryMs = 1000;
+// Standard error may be a non-blocking pipe (journald): a full pipe is waited out this often.
+const busyRetries = 200;
 
 export class AuditLog {
   private readonly target: string;
+  private readonly onError: (err: unknown) => void;
   private fd: number;
   private dirty = false;
   private flushing = false;
-  private closeAfterFlush: number | undefined;
+  private closed = false;
+  /** Descriptors replaced (SIGHUP) or closed while a background flush still used them. */
+  private readonly closeAfterFlush: number[] = [];
   private readonly timer: NodeJS.Timeout | undefined;
 
-  private constructor(target: string) {
+  private constructor(target: string, onError: (err: unknown) => void) {
     this.target = target;
+    this.onError = onError;
     this.fd = AuditLog.openTarget(target);
     this.timer =
       target === '-'
@@ -59,53 +68,83 @@ export class AuditLog {
     this.timer?.unref();
   }
 
-  /** Opens (creates, 0600) the file for appending; `-` is standard error. */
-  static open(target: string): AuditLog {
-    return new AuditLog(target);
+  /** Opens (creates, 0600) the file for appending; `-` is standard error. Throws when it cannot. */
+  static open(target: string, onError: (err: unknown) => void): AuditLog {
+    return new AuditLog(target, onError);
   }
 
   private static openTarget(target: string): number {
     return target === '-' ? 2 : openSync(target, 'a', 0o600);
   }
 
-  /** Writes one line now (see the file comment for durability). */
+  /** Writes one line now (see the file comment); never throws. */
   record(event: AuditEvent): void {
-    const line = `${JSON.stringify({ time: new Date().toISOString(), ...event })}\n`;
-    const bytes = Buffer.from(line);
-    let written = 0;
-    while (written < bytes.length) written += writeSync(this.fd, bytes, written);
-    this.dirty = true;
+    if (this.closed) {
+      this.onError(new Error('a change after the audit trail was closed (shutdown) is not recorded'));
+      return;
+    }
+    const bytes = Buffer.from(`${JSON.stringify({ time: new Date().toISOString(), ...event })}\n`);
+    try {
+      let written = 0;
+      let busy = 0;
+      while (written < bytes.length) {
+        try {
+          written += writeSync(this.fd, bytes, written);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || ++busy > busyRetries) throw err;
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+        }
+      }
+      this.dirty = true;
+    } catch (err) {
+      this.onError(err);
+    }
   }
 
-  /** Closes and opens the file again (after logrotate moved it). */
+  /** Closes and opens the file again (after logrotate moved it); throws when it cannot reopen. */
   reopen(): void {
-    if (this.target === '-') return;
+    if (this.target === '-' || this.closed) return;
     const next = AuditLog.openTarget(this.target);
     const previous = this.fd;
     this.fd = next;
-    fdatasyncSync(previous);
-    // A background flush may still hold the old descriptor: it closes it when done.
-    if (this.flushing) this.closeAfterFlush = previous;
-    else closeSync(previous);
+    this.release(previous);
   }
 
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     if (this.timer !== undefined) clearInterval(this.timer);
-    if (this.target === '-') return;
-    fdatasyncSync(this.fd);
-    // A flush still running closes the descriptor itself when it ends.
-    if (this.flushing) this.closeAfterFlush = this.fd;
-    else closeSync(this.fd);
+    if (this.target !== '-') this.release(this.fd);
+  }
+
+  /** Flushes and closes a descriptor no longer written to (later, if a flush still uses it). */
+  private release(fd: number): void {
+    try {
+      fdatasyncSync(fd);
+    } catch (err) {
+      // Not a file that can be flushed (a FIFO, a terminal) or a failing disk: close it anyway.
+      if ((err as NodeJS.ErrnoException).code !== 'EINVAL') this.onError(err);
+    }
+    if (this.flushing) this.closeAfterFlush.push(fd);
+    else closeQuietly(fd);
   }
 
   private flush(): void {
-    if (!this.dirty || this.flushing) return;
+    if (!this.dirty || this.flushing || this.closed) return;
     this.dirty = false;
     this.flushing = true;
-    fdatasync(this.fd, () => {
+    fdatasync(this.fd, (err) => {
       this.flushing = false;
-      if (this.closeAfterFlush !== undefined) closeSync(this.closeAfterFlush);
-      this.closeAfterFlush = undefined;
+      if (err !== null && err.code !== 'EINVAL') this.onError(err);
+      for (const fd of this.closeAfterFlush.splice(0)) closeQuietly(fd);
     });
+  }
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Closing a descriptor that was only appended to and already flushed cannot lose a line.
   }
 }

@@ -56,6 +56,8 @@ export class ScrubStats {
   bytes = 0;
   /** Corrupt objects found, per repository (cumulative). */
   readonly corrupt = new Map<string, number>();
+  /** Objects that could not be read, per repository (cumulative): I/O errors, permissions. */
+  readonly unreadable = new Map<string, number>();
   /** When each repository was last checked to its end (ms). */
   readonly lastPassMs = new Map<string, number>();
   passes = 0;
@@ -142,8 +144,9 @@ export class BackgroundScrub {
           this.stats.bytes += object.size;
           if (object.actual !== object.name) {
             corrupt++;
-            this.stats.corrupt.set(object.repo, (this.stats.corrupt.get(object.repo) ?? 0) + 1);
             const { repo, type, name, size, actual, error } = object;
+            const counts = error !== undefined ? this.stats.unreadable : this.stats.corrupt;
+            counts.set(repo, (counts.get(repo) ?? 0) + 1);
             if (error !== undefined)
               this.logger.error({ repo, type, name, error }, 'scrub: a stored object cannot be read');
             else

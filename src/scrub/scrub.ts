@@ -43,7 +43,7 @@ export interface ScrubOptions {
   readonly signal?: AbortSignal;
   /** Called after each object, sound or not. */
   readonly onChecked: (object: CheckedObject) => void | Promise<void>;
-  /** Called when a repository has been checked to its end. */
+  /** Called when a repository has been checked to its end, every folder of it listed. */
   readonly onRepoDone?: (repo: string) => void | Promise<void>;
   /** Called when a type of a repository cannot be listed; the scrub goes on with the next. */
   readonly onListError?: (repo: string, type: ObjectType, err: unknown) => void;
@@ -86,6 +86,7 @@ export async function scrub(
   for (const repo of repos) {
     const key = repoKey(repo);
     if (after !== undefined && compare(key, after.repo) < 0) continue;
+    let complete = true;
     for (const type of scrubbedTypes) {
       if (after !== undefined && key === after.repo && typeOrder(type) < typeOrder(after.type)) continue;
       const from = after !== undefined && key === after.repo && type === after.type ? after.name : undefined;
@@ -95,6 +96,7 @@ export async function scrub(
       } catch (err) {
         if (options.signal?.aborted === true) throw err;
         options.onListError?.(key, type, err);
+        complete = false;
         continue;
       }
       for (const name of names) {
@@ -111,7 +113,8 @@ export async function scrub(
         if (checked !== undefined) await options.onChecked({ repo: key, type, name, ...checked });
       }
     }
-    await options.onRepoDone?.(key);
+    // Only a repository checked whole counts as done (its last-pass time).
+    if (complete) await options.onRepoDone?.(key);
   }
 }
 

@@ -116,7 +116,8 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     storage = fsStorage;
   }
   const accessLog = config.log === undefined ? undefined : openAccessLog(config.log);
-  const audit = config.auditLog === undefined ? undefined : AuditLog.open(config.auditLog);
+  const audit =
+    config.auditLog === undefined ? undefined : AuditLog.open(config.auditLog, auditFailureLogger(logger));
   const access = new AccessControl(config.grants);
   // Counted in the background from here; quota decisions wait for the count, listeners do not.
   const usage = new UsageLedger(storage, new MemoryUsageStore(), logger, { tickMs: deps.usageTickMs });
@@ -240,8 +241,9 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
       await Promise.all([usage.stop(), scrubber?.stop()]);
       await Promise.all(addresses.map(removeSocketFile));
       await accessLog?.close();
-      audit?.close();
       await finalStorage.close();
+      // Last: a cut request's handler may still finish a change while storage closes.
+      audit?.close();
     })();
     return closing;
   };
@@ -263,6 +265,19 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     reloadCertificates,
     reopenLogs: () => audit?.reopen(),
     close,
+  };
+}
+
+/** Logs audit trail write failures, at most one line every 10 s with the count since. */
+function auditFailureLogger(logger: Logger): (err: unknown) => void {
+  let lastMs = 0;
+  let missed = 0;
+  return (err) => {
+    missed++;
+    if (Date.now() - lastMs < 10_000) return;
+    logger.error({ err, lines: missed }, 'the audit trail could not be written');
+    lastMs = Date.now();
+    missed = 0;
   };
 }
 
@@ -298,6 +313,14 @@ function startBackgroundScrub(
     ['repo'],
     (c) => {
       for (const [repo, count] of stats.corrupt) c.inc({ repo }, count);
+    },
+  );
+  metrics?.counter(
+    'ratchet_scrub_unreadable_objects_total',
+    'Stored objects the background scrub could not read (I/O errors, permissions)',
+    ['repo'],
+    (c) => {
+      for (const [repo, count] of stats.unreadable) c.inc({ repo }, count);
     },
   );
   metrics?.gauge(

@@ -38,8 +38,12 @@ export function checkUpload(
           }
           const chunk = step.value;
           size += chunk.length;
-          if (expected.length !== undefined && size > expected.length)
+          if (expected.length !== undefined && size > expected.length) {
+            // A throw from next() is not followed by return(): release the source here, as a
+            // generator would (the request's reader must let go so the rest can be discarded).
+            await source.return?.().catch(() => undefined);
             throw overLength(size, expected.length);
+          }
           hash.update(chunk);
           return step;
         },

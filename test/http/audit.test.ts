@@ -9,6 +9,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { hashPassword } from '../../src/auth/htpasswd-file.ts';
+import { operatorLogin } from '../../src/cli/user-command.ts';
 import { basic, blob, raw, upload } from '../helpers/http.ts';
 import { runRatchet, startRatchetServer, withTempDir } from '../helpers/ratchet-process.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -37,6 +38,35 @@ function withoutTime(line: Line | undefined): Line {
 }
 
 describe('audit trail', () => {
+  it('never turns an answer into an error when a line cannot be written, and says so in the log', async () => {
+    await withTempDir(async (dir) => {
+      const server = await startRatchetServer(
+        [
+          '--path',
+          path.join(dir, 'data'),
+          '--no-auth',
+          '--listen',
+          '127.0.0.1:0',
+          '--audit-log',
+          '/dev/full',
+        ],
+        1,
+      );
+      try {
+        assert.equal((await raw(server.url, 'POST', '/r/?create=true')).status, 200);
+        const key = blob(40);
+        assert.equal((await raw(server.url, 'POST', `/r/keys/${key.name}`, { body: key.data })).status, 200);
+        assert.equal((await raw(server.url, 'DELETE', `/r/keys/${key.name}`)).status, 200);
+        await waitFor(
+          () => server.stderr().includes('the audit trail could not be written'),
+          'the error line',
+        );
+      } finally {
+        assert.equal(await server.stop(), 0, 'a clean shutdown, the trail closed without a flush error');
+      }
+    });
+  });
+
   it('records every change and refused change with who, where, what and the outcome', async () => {
     await withTempDir(async (dir) => {
       const htpasswd = path.join(dir, 'htpasswd');
@@ -178,7 +208,7 @@ describe('audit trail', () => {
       const last = (await lines(audit)).at(-1);
       assert.deepEqual(withoutTime(last), {
         action: 'user-add',
-        user: process.env.SUDO_USER ?? (await import('node:os')).userInfo().username,
+        user: operatorLogin(),
         subject: 'host2',
         file: htpasswd,
         status: 0,
