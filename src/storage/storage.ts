@@ -73,6 +73,24 @@ export interface ReadStreamed extends ReadCommon {
 
 export type ReadResult = ReadInMemory | ReadStreamed;
 
+/** An object in a repository's trash. */
+export interface TrashEntry {
+  readonly repo: RepoPath;
+  readonly type: ObjectType | 'config';
+  /** The object's name ('config' for the config). */
+  readonly name: string;
+  readonly size: number;
+  /** When it was deleted (ms since the epoch). */
+  readonly deletedMs: number;
+}
+
+/**
+ * restored: back under its name. already-there: an identical object is under the name (the trash
+ * copy is dropped). conflict: a different object is under the name (nothing changed). damaged:
+ * the trash copy does not match its name (nothing changed).
+ */
+export type RestoreOutcome = 'restored' | 'already-there' | 'conflict' | 'damaged';
+
 /**
  * Errors are RatchetErrors: NOT_FOUND, CONFLICT (same name, other content), HASH_MISMATCH,
  * INCOMPLETE_BODY (from the upload check), RANGE_NOT_SATISFIABLE (with the size), NO_SPACE,
@@ -100,6 +118,17 @@ export interface Storage {
   list(repo: RepoPath, type: ObjectType, signal?: AbortSignal, hints?: ListHints): AsyncIterable<ObjectEntry>;
   /** Every repository in the store, nested ones included. */
   listRepos(signal?: AbortSignal): AsyncIterable<RepoPath>;
+  /**
+   * Moves the object into its repository's trash instead of removing it (--delete-grace):
+   * listings, stat and read then behave as after a delete; reports what a delete would.
+   */
+  moveToTrash(ref: ObjectRef, deletedMs: number, signal?: AbortSignal): Promise<DeleteResult>;
+  /** The repository's trash; none when it has none or the repository is gone. */
+  listTrash(repo: RepoPath, signal?: AbortSignal): AsyncIterable<TrashEntry>;
+  /** Puts a trashed object back under its name (see RestoreOutcome). */
+  restoreFromTrash(entry: TrashEntry, signal?: AbortSignal): Promise<RestoreOutcome>;
+  /** Removes a trashed object for good; the bytes freed (0 when it was gone already). */
+  purgeFromTrash(entry: TrashEntry, signal?: AbortSignal): Promise<number>;
   /** Checks that the store accepts a durable write now (readiness); throws UNAVAILABLE if not. */
   probe(signal?: AbortSignal): Promise<void>;
   /** Releases resources (file handles, clients) and saves state. */

@@ -16,7 +16,16 @@ import type { RangeSpec } from '../../domain/byte-range.ts';
 import type { ObjectEntry, ObjectRef } from '../../domain/object-ref.ts';
 import type { ObjectType } from '../../domain/object-types.ts';
 import type { RepoPath } from '../../domain/repo-path.ts';
-import type { DeleteResult, ListHints, ReadResult, Storage, WriteOptions, WriteResult } from '../storage.ts';
+import type {
+  DeleteResult,
+  ListHints,
+  ReadResult,
+  RestoreOutcome,
+  Storage,
+  TrashEntry,
+  WriteOptions,
+  WriteResult,
+} from '../storage.ts';
 import { DirectoryIndex } from './dir-index.ts';
 import { DirSyncer } from './dir-sync.ts';
 import {
@@ -41,6 +50,7 @@ import {
 } from './fs-repos.ts';
 import { writeBody } from './fs-upload.ts';
 import { NewFolders } from './new-folders.ts';
+import { FsTrash } from './fs-trash.ts';
 import { moveFlatDataObjects } from './flat-data.ts';
 import { DataFolderState } from './data-folder-state.ts';
 import { FsLayout, tempPrefix } from './layout.ts';
@@ -75,6 +85,7 @@ export class FsStorage implements Storage {
   private readonly dirSyncer: DirSyncer;
   private readonly publisher: Publisher;
   private readonly newFolders: NewFolders;
+  private readonly trash: FsTrash;
   private readonly self = currentProcess();
   private readonly state: DataFolderState;
   private readonly sizeChecker: SizeChecker;
@@ -105,6 +116,7 @@ export class FsStorage implements Storage {
     this.dirSyncer = new DirSyncer(this.guard);
     this.publisher = new Publisher(this.dirSyncer, this.logger);
     this.newFolders = new NewFolders(this.dirSyncer, this.dirMode);
+    this.trash = new FsTrash(this.layout, this.dirSyncer, this.index, this.dirMode);
     this.state = new DataFolderState({
       root: this.layout.root,
       index: this.index,
@@ -241,6 +253,30 @@ export class FsStorage implements Storage {
       if (isMissing(err)) return { existed: false, bytes: 0 };
       throw err;
     }
+  }
+
+  moveToTrash(ref: ObjectRef, deletedMs: number, signal?: AbortSignal): Promise<DeleteResult> {
+    signal?.throwIfAborted();
+    return this.trash.moveToTrash(ref, deletedMs).catch((err: unknown) => {
+      throw translateFsError(err);
+    });
+  }
+
+  listTrash(repo: RepoPath, signal?: AbortSignal): AsyncIterable<TrashEntry> {
+    signal?.throwIfAborted();
+    return this.trash.listTrash(repo);
+  }
+
+  restoreFromTrash(entry: TrashEntry, signal?: AbortSignal): Promise<RestoreOutcome> {
+    signal?.throwIfAborted();
+    return this.trash.restoreFromTrash(entry).catch((err: unknown) => {
+      throw translateFsError(err);
+    });
+  }
+
+  purgeFromTrash(entry: TrashEntry, signal?: AbortSignal): Promise<number> {
+    signal?.throwIfAborted();
+    return this.trash.purgeFromTrash(entry);
   }
 
   async *list(

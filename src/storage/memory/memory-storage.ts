@@ -10,7 +10,15 @@ import type { ObjectEntry, ObjectRef } from '../../domain/object-ref.ts';
 import type { ObjectType } from '../../domain/object-types.ts';
 import type { RepoPath } from '../../domain/repo-path.ts';
 import { repoFromKey, repoKey } from '../../domain/repo-path.ts';
-import type { DeleteResult, ReadResult, Storage, WriteOptions, WriteResult } from '../storage.ts';
+import type {
+  DeleteResult,
+  ReadResult,
+  RestoreOutcome,
+  Storage,
+  TrashEntry,
+  WriteOptions,
+  WriteResult,
+} from '../storage.ts';
 
 interface StoredObject {
   readonly content: Buffer;
@@ -19,6 +27,8 @@ interface StoredObject {
 
 export class MemoryStorage implements Storage {
   private readonly repos = new Map<string, Map<string, StoredObject>>();
+  /** Each repository's trash: `<type>/<name>/<deleted ms>` → content. */
+  private readonly trash = new Map<string, Map<string, Buffer>>();
 
   async createRepo(repo: RepoPath, signal?: AbortSignal): Promise<void> {
     await settle(signal);
@@ -77,6 +87,58 @@ export class MemoryStorage implements Storage {
     return { existed: true, bytes: existing.content.length };
   }
 
+  async moveToTrash(ref: ObjectRef, deletedMs: number, signal?: AbortSignal): Promise<DeleteResult> {
+    await settle(signal);
+    const objects = this.repos.get(repoKey(ref.repo));
+    const existing = objects?.get(objectKey(ref));
+    if (existing === undefined) return { existed: false, bytes: 0 };
+    objects?.delete(objectKey(ref));
+    const trash = this.trash.get(repoKey(ref.repo)) ?? new Map<string, Buffer>();
+    this.trash.set(repoKey(ref.repo), trash);
+    const name = ref.type === 'config' ? 'config' : ref.name;
+    trash.set(trashKey({ repo: ref.repo, type: ref.type, name, size: 0, deletedMs }), existing.content);
+    return { existed: true, bytes: existing.content.length };
+  }
+
+  async *listTrash(repo: RepoPath, signal?: AbortSignal): AsyncIterable<TrashEntry> {
+    await settle(signal);
+    for (const [key, content] of [...(this.trash.get(repoKey(repo)) ?? [])]) {
+      const [type = '', name = '', deleted = ''] = key.split('/');
+      const entryType = type === 'config' ? 'config' : (type as ObjectType);
+      yield { repo, type: entryType, name, size: content.length, deletedMs: Number(deleted) };
+    }
+  }
+
+  async restoreFromTrash(entry: TrashEntry, signal?: AbortSignal): Promise<RestoreOutcome> {
+    await settle(signal);
+    const trash = this.trash.get(repoKey(entry.repo));
+    const key = trashKey(entry);
+    const content = trash?.get(key);
+    if (content === undefined) return 'conflict';
+    const hash = createHash('sha256').update(content).digest('hex');
+    if (entry.type !== 'config' && hash !== entry.name) return 'damaged';
+    const objects = this.repos.get(repoKey(entry.repo)) ?? new Map<string, StoredObject>();
+    this.repos.set(repoKey(entry.repo), objects);
+    const ref = refOf(entry);
+    const existing = objects.get(objectKey(ref));
+    if (existing !== undefined) {
+      if (createHash('sha256').update(existing.content).digest('hex') !== hash) return 'conflict';
+      trash?.delete(key);
+      return 'already-there';
+    }
+    objects.set(objectKey(ref), { content, storedAt: Date.now() });
+    trash?.delete(key);
+    return 'restored';
+  }
+
+  async purgeFromTrash(entry: TrashEntry, signal?: AbortSignal): Promise<number> {
+    await settle(signal);
+    const trash = this.trash.get(repoKey(entry.repo));
+    const content = trash?.get(trashKey(entry));
+    trash?.delete(trashKey(entry));
+    return content?.length ?? 0;
+  }
+
   async *list(repo: RepoPath, type: ObjectType, signal?: AbortSignal): AsyncIterable<ObjectEntry> {
     await settle(signal);
     const objects = this.repos.get(repoKey(repo));
@@ -118,4 +180,15 @@ async function settle(signal: AbortSignal | undefined): Promise<void> {
 
 function objectKey(ref: ObjectRef): string {
   return ref.type === 'config' ? 'config' : `${ref.type}/${ref.name}`;
+}
+
+function refOf(entry: TrashEntry): ObjectRef {
+  return entry.type === 'config'
+    ? { repo: entry.repo, type: 'config' }
+    : { repo: entry.repo, type: entry.type, name: entry.name };
+}
+
+/** `<type>/<name>/<deleted ms>`, the config as `config/config/<ms>`. */
+function trashKey(entry: TrashEntry): string {
+  return `${entry.type}/${entry.name}/${entry.deletedMs}`;
 }
