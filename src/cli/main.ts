@@ -26,6 +26,7 @@ import { notifySystemd, takeSystemdSockets } from '../server/systemd.ts';
 import type { RunningServer } from '../server/server.ts';
 import { loadTlsMaterial } from '../server/tls-material.ts';
 import { registerScrubCommand } from './scrub-command.ts';
+import { registerTrashCommands } from './trash-command.ts';
 import { ensureInitialAdmin, registerUserCommands } from './user-command.ts';
 import { errorMessage } from '../errors.ts';
 
@@ -65,6 +66,7 @@ export function buildProgram(): Command {
   );
   registerUserCommands(program);
   registerScrubCommand(program);
+  registerTrashCommands(program);
   return program;
 }
 

@@ -236,6 +236,15 @@ export const options = {
       'the most lock objects one repository may hold; one more gets 507 (restic unlock removes stale ones)',
     doc: 'lock objects one repository may hold; one more gets 507',
   }),
+  deleteGrace: option({
+    flag: 'delete-grace',
+    arg: 'duration',
+    kind: { type: 'duration' },
+    default: 0,
+    description:
+      "keep deleted objects (all but locks) in the repository's trash this long before they are removed for good, e.g. 7d; restore them with ratchet trash restore; 0: deletes are final",
+    doc: 'deleted objects stay restorable this long (e.g. `7d`); 0: deletes are final',
+  }),
   scrubInterval: option({
     flag: 'scrub-interval',
     arg: 'duration',

@@ -73,6 +73,8 @@ export interface ServerConfig {
   readonly quotas: QuotaLimits;
   readonly limits: readonly LimitRule[];
   readonly prometheus: boolean;
+  /** Deleted objects stay in the trash this many ms (0: deletes are final). */
+  readonly deleteGraceMs: number;
   /** Background scrub: a pass every this many ms; 0 is off. */
   readonly scrubIntervalMs: number;
   /** Bytes per second the background scrub reads at most. */
@@ -184,6 +186,7 @@ export function buildServerConfig(
       downloadBytesPerSecond: rule['download-bytes-per-second'],
     })),
     prometheus: values.prometheus,
+    deleteGraceMs: values.deleteGrace,
     scrubIntervalMs: values.scrubInterval,
     scrubRate: values.scrubRate,
     prometheusNoAuth: values.prometheusNoAuth,

@@ -36,6 +36,8 @@ export interface PipelineOptions {
   readonly logger: Logger;
   readonly accessLog: AccessLog | undefined;
   readonly verifyUploads: boolean;
+  /** --delete-grace in ms: deleted objects go to the trash (0: deletes are final). */
+  readonly deleteGraceMs: number;
   readonly maxRepoDepth: number;
   readonly identify: Identify;
   readonly access: AccessControl;

@@ -15,7 +15,15 @@
  */
 import { closeSync, fdatasync, fdatasyncSync, openSync, writeSync } from 'node:fs';
 
-export type AuditAction = 'create-repo' | 'write' | 'delete' | 'user-add' | 'user-passwd' | 'user-remove';
+export type AuditAction =
+  | 'create-repo'
+  | 'write'
+  | 'delete'
+  | 'user-add'
+  | 'user-passwd'
+  | 'user-remove'
+  | 'trash-restore'
+  | 'trash-purge';
 
 export interface AuditEvent {
   readonly action: AuditAction;

@@ -19,6 +19,8 @@ import { continueUpload } from '../util/http-types.ts';
 
 export interface HandlerContext {
   readonly storage: Storage;
+  /** Deleted objects (but locks) go to the trash for this long; 0: deletes are final. */
+  readonly deleteGraceMs: number;
   readonly verifyUploads: boolean;
   readonly quota: QuotaManager;
   readonly limits: UserLimits<boolean>;
@@ -138,7 +140,11 @@ async function writeObject(ctx: HandlerContext, ref: ObjectRef, exchange: Exchan
 
 async function deleteObject(ctx: HandlerContext, ref: ObjectRef, exchange: Exchange): Promise<void> {
   const { res, user } = exchange;
-  const { existed, bytes } = await ctx.storage.delete(ref);
+  // Locks come and go with every restic command: they are never kept.
+  const { existed, bytes } =
+    ctx.deleteGraceMs > 0 && ref.type !== 'locks'
+      ? await ctx.storage.moveToTrash(ref, Date.now())
+      : await ctx.storage.delete(ref);
   exchange.changedBytes = bytes;
   if (existed) {
     ctx.quota.deleted(ref, bytes);

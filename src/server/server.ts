@@ -21,6 +21,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import { QuotaManager } from '../quota/quota-manager.ts';
 import { UsageLedger } from '../usage/usage-ledger.ts';
 import { BackgroundScrub, FileScrubState } from '../scrub/background-scrub.ts';
+import { TrashPurger } from '../trash/trash-purge.ts';
 import { MemoryUsageStore } from '../usage/usage-store.ts';
 import { isTrustedPeer, parseTrustedPeers } from '../http/client-address.ts';
 import { createIdentify } from '../http/identify.ts';
@@ -140,6 +141,9 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     for (const entry of quota.report()) gauge.set({ scope: entry.scope }, entry.used);
   });
   const scrubber = startBackgroundScrub(config, storage, logger, metrics);
+  const purger =
+    config.deleteGraceMs > 0 ? new TrashPurger(storage, config.deleteGraceMs, logger) : undefined;
+  purger?.start();
   const listeners = listenersFor(config, deps.inheritedFds);
   const identify = createIdentify({
     noAuth: config.noAuth,
@@ -173,6 +177,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
         logger,
         accessLog,
         verifyUploads: config.verifyUpload,
+        deleteGraceMs: config.deleteGraceMs,
         maxRepoDepth: config.maxRepoDepth,
         identify,
         access,
@@ -228,7 +233,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     }
   } catch (err) {
     for (const { server } of servers) server.close();
-    await Promise.all([usage.stop(), scrubber?.stop()]);
+    await Promise.all([usage.stop(), scrubber?.stop(), purger?.stop()]);
     throw err;
   }
 
@@ -238,7 +243,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     closing ??= (async () => {
       watcher?.close();
       await Promise.all(servers.map((served) => served.drain(config.shutdownTimeout * 1000)));
-      await Promise.all([usage.stop(), scrubber?.stop()]);
+      await Promise.all([usage.stop(), scrubber?.stop(), purger?.stop()]);
       await Promise.all(addresses.map(removeSocketFile));
       await accessLog?.close();
       await finalStorage.close();

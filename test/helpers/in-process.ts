@@ -42,6 +42,7 @@ export function testConfig(dataDir: string, overrides: Partial<ServerConfig> = {
     quotas: noQuotas,
     limits: [],
     prometheus: false,
+    deleteGraceMs: 0,
     scrubIntervalMs: 0,
     scrubRate: 50 * 1024 ** 2,
     prometheusNoAuth: false,

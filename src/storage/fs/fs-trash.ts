@@ -94,7 +94,9 @@ export class FsTrash {
     const verified = entry.type === 'config' || (await sha256OfFile(from)) === entry.name;
     if (!verified) return 'damaged';
     const ref: ObjectRef =
-      entry.type === 'config' ? { repo: entry.repo, type: 'config' } : { repo: entry.repo, type: entry.type, name: entry.name };
+      entry.type === 'config'
+        ? { repo: entry.repo, type: 'config' }
+        : { repo: entry.repo, type: entry.type, name: entry.name };
     const target = this.layout.objectPath(ref);
     const dir = this.layout.objectDir(ref);
     // A data fan-out folder may be gone since (or never made): its name must be durable too.

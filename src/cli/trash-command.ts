@@ -1,0 +1,197 @@
+/**
+ * `ratchet trash list|restore|purge`: the trash that --delete-grace keeps (storage trash verbs),
+ * worked on directly in the data folder, beside a running server or without one. A restore
+ * checks each object against its name and never replaces a different object under that name.
+ */
+import { stat } from 'node:fs/promises';
+import { CommanderError, Option } from 'commander';
+import type { Command } from 'commander';
+import { parseDuration } from '../config/durations.ts';
+import { UsageError } from '../config/options.ts';
+import type { RepoPath } from '../domain/repo-path.ts';
+import { errorMessage } from '../errors.ts';
+import { AuditLog } from '../log/audit-log.ts';
+import type { AuditAction } from '../log/audit-log.ts';
+import { parseRoute } from '../protocol/route.ts';
+import { FsStorage } from '../storage/fs/fs-storage.ts';
+import type { TrashEntry } from '../storage/storage.ts';
+import { purgeTrash, repoLabel } from '../trash/trash-purge.ts';
+import { operatorLogin, optionValue } from './user-command.ts';
+
+export const trashFailed = 'ratchet.trash.failed';
+export const trashProblems = 'ratchet.trash.problems';
+
+export interface TrashCommandIo {
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
+}
+
+const processIo: TrashCommandIo = { stdout: process.stdout, stderr: process.stderr };
+
+export function registerTrashCommands(program: Command, io: TrashCommandIo = processIo): Command {
+  const trash = program
+    .command('trash')
+    .description('the trash that --delete-grace keeps: list, restore, purge');
+  const withPath = (command: Command): Command =>
+    command
+      .addOption(new Option('--path <dir>', 'data directory').default('./data'))
+      .allowExcessArguments(false)
+      .exitOverride((err) => {
+        if (err.exitCode === 0) throw err;
+        throw new CommanderError(2, trashFailed, err.message);
+      });
+
+  withPath(trash.command('list').description('list trashed objects, oldest deletion first'))
+    .addOption(new Option('--repo <path>', 'only this repository, e.g. /host1/'))
+    .action(
+      run(io, async (opts: { repo?: string }, command: Command) => {
+        const storage = await openStorage(command);
+        for (const entry of await entriesOf(storage, opts.repo)) io.stdout.write(`${describe(entry)}\n`);
+      }),
+    );
+
+  withPath(
+    trash
+      .command('restore [names...]')
+      .description('put trashed objects of a repository back (all, or those named, or deleted since a time)'),
+  )
+    .requiredOption('--repo <path>', 'the repository, e.g. /host1/')
+    .addOption(
+      new Option(
+        '--since <time>',
+        'only objects deleted since then: an ISO time, or a duration ago such as 2h',
+      ),
+    )
+    .action(
+      run(io, async (names: string[], opts: { repo: string; since?: string }, command: Command) => {
+        const storage = await openStorage(command);
+        const since = opts.since === undefined ? 0 : parseSince(opts.since);
+        const wanted = new Set(names);
+        // Newest deletion first: an older copy of the same name is then already there.
+        const entries = (await entriesOf(storage, opts.repo))
+          .filter((entry) => entry.deletedMs >= since && (wanted.size === 0 || wanted.has(entry.name)))
+          .sort((a, b) => b.deletedMs - a.deletedMs);
+        let problems = 0;
+        const audit = auditFor(command, io);
+        for (const entry of entries) {
+          const outcome = await storage.restoreFromTrash(entry);
+          if (outcome === 'conflict' || outcome === 'damaged') problems++;
+          io.stdout.write(`${outcome}: ${describe(entry)}\n`);
+          audit?.(entry, 'trash-restore', outcome);
+        }
+        io.stderr.write(`restored ${entries.length - problems} of ${entries.length} objects\n`);
+        if (problems > 0) throw new CommanderError(1, trashProblems, `${problems} objects not restored`);
+      }),
+    );
+
+  withPath(trash.command('purge').description('remove trashed objects for good'))
+    .addOption(new Option('--repo <path>', 'only this repository, e.g. /host1/'))
+    .addOption(new Option('--older-than <duration>', 'only objects deleted longer ago than this, e.g. 7d'))
+    .action(
+      run(io, async (opts: { repo?: string; olderThan?: string }, command: Command) => {
+        const storage = await openStorage(command);
+        const before = Date.now() - (opts.olderThan === undefined ? 0 : parseDurationOption(opts.olderThan));
+        const audit = auditFor(command, io);
+        if (opts.repo === undefined && audit === undefined) {
+          const { objects, bytes } = await purgeTrash(storage, before);
+          io.stderr.write(`purged ${objects} objects, ${bytes} bytes\n`);
+          return;
+        }
+        let objects = 0;
+        let bytes = 0;
+        for (const entry of await entriesOf(storage, opts.repo)) {
+          if (entry.deletedMs >= before) continue;
+          bytes += await storage.purgeFromTrash(entry);
+          objects++;
+          audit?.(entry, 'trash-purge', 'purged');
+        }
+        io.stderr.write(`purged ${objects} objects, ${bytes} bytes\n`);
+      }),
+    );
+  return trash;
+}
+
+/** Wraps an action: usage problems exit 2, other failures 2 too (nothing was decided), with a message. */
+function run<A extends unknown[]>(
+  io: TrashCommandIo,
+  action: (...args: A) => Promise<void>,
+): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await action(...args);
+    } catch (err) {
+      if (err instanceof CommanderError) throw err;
+      io.stderr.write(`error: ${errorMessage(err)}\n`);
+      throw new CommanderError(2, trashFailed, errorMessage(err));
+    }
+  };
+}
+
+async function openStorage(command: Command): Promise<FsStorage> {
+  const dir = optionValue(command, 'path')?.value ?? './data';
+  if (!(await stat(dir).catch(() => undefined))?.isDirectory())
+    throw new UsageError(`--path: ${dir} is not a folder`);
+  // No init(): no lock, no sweep (a server may be running on the folder).
+  return new FsStorage({ root: dir });
+}
+
+async function entriesOf(storage: FsStorage, repoText: string | undefined): Promise<TrashEntry[]> {
+  const repos: RepoPath[] = [];
+  if (repoText === undefined) for await (const repo of storage.listRepos()) repos.push(repo);
+  else repos.push(parseRepo(repoText));
+  const entries: TrashEntry[] = [];
+  for (const repo of repos) for await (const entry of storage.listTrash(repo)) entries.push(entry);
+  return entries.sort((a, b) => a.deletedMs - b.deletedMs);
+}
+
+function parseRepo(text: string): RepoPath {
+  const trimmed = text.replace(/^\/+|\/+$/g, '');
+  const route = parseRoute(trimmed === '' ? '/' : `/${trimmed}/`);
+  if (route?.kind !== 'repo') throw new UsageError(`--repo: "${text}" is no repository path`);
+  return route.repo;
+}
+
+function parseSince(text: string): number {
+  const at = Date.parse(text);
+  if (!Number.isNaN(at) && /\d{4}-\d\d-\d\d/.test(text)) return at;
+  return Date.now() - parseDurationOption(text);
+}
+
+function parseDurationOption(text: string): number {
+  try {
+    return parseDuration(text);
+  } catch (err) {
+    throw new UsageError(errorMessage(err));
+  }
+}
+
+function describe(entry: TrashEntry): string {
+  const object = entry.type === 'config' ? 'config' : `${entry.type}/${entry.name}`;
+  return `${new Date(entry.deletedMs).toISOString()} ${repoLabel(entry.repo)} ${object} ${entry.size} bytes`;
+}
+
+/** A recorder of trash changes in the audit trail, when --audit-log (RATCHET_AUDIT_LOG) is given. */
+function auditFor(
+  command: Command,
+  io: TrashCommandIo,
+): ((entry: TrashEntry, action: AuditAction, outcome: string) => void) | undefined {
+  const target = optionValue(command, 'auditLog')?.value;
+  if (target === undefined) return undefined;
+  const audit = AuditLog.open(target, (err) =>
+    io.stderr.write(`error: the audit trail: ${errorMessage(err)}\n`),
+  );
+  process.once('beforeExit', () => audit.close());
+  const user = operatorLogin();
+  return (entry, action, outcome) =>
+    audit.record({
+      action,
+      user,
+      repo: repoLabel(entry.repo),
+      type: entry.type,
+      name: entry.type === 'config' ? undefined : entry.name,
+      size: entry.size,
+      status: 0,
+      // Restored and purged objects need no reason; the others say why nothing changed.
+      reason: outcome === 'restored' || outcome === 'purged' ? undefined : outcome,
+    });
+}

@@ -1,0 +1,153 @@
+/**
+ * The trash verbs on every backend (file and memory): a trashed object is gone for listings,
+ * stat and read; it restores under its name, verified; an identical object already there drops
+ * the trash copy, a different one is left alone (conflict), a trash copy that no longer matches
+ * its name is not restored (damaged, file backend); purging by age removes only what came due.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { describe, it } from 'node:test';
+import type { ObjectRef } from '../../src/domain/object-ref.ts';
+import { FsStorage } from '../../src/storage/fs/fs-storage.ts';
+import { MemoryStorage } from '../../src/storage/memory/memory-storage.ts';
+import type { Storage, TrashEntry } from '../../src/storage/storage.ts';
+import { writeChecked } from '../../src/storage/upload-check.ts';
+import { purgeTrash } from '../../src/trash/trash-purge.ts';
+import { sha256 } from '../helpers/http.ts';
+import { withTempDir } from '../helpers/ratchet-process.ts';
+
+async function put(storage: Storage, data: Buffer, type: 'data' | 'snapshots' = 'data'): Promise<ObjectRef> {
+  const ref: ObjectRef = { repo: ['r'], type, name: sha256(data) };
+  await writeChecked(storage, ref, Readable.from([data]), { sha256: sha256(data), length: data.length });
+  return ref;
+}
+
+async function trashOf(storage: Storage): Promise<TrashEntry[]> {
+  const entries: TrashEntry[] = [];
+  for await (const entry of storage.listTrash(['r'])) entries.push(entry);
+  return entries;
+}
+
+async function names(storage: Storage): Promise<string[]> {
+  const out: string[] = [];
+  for await (const entry of storage.list(['r'], 'data')) out.push(entry.name);
+  return out.sort();
+}
+
+const backends: Record<string, (dir: string) => Promise<Storage>> = {
+  file: async (dir) => {
+    const storage = new FsStorage({ root: dir });
+    await storage.init();
+    return storage;
+  },
+  memory: () => Promise.resolve(new MemoryStorage()),
+};
+
+for (const [backend, open] of Object.entries(backends)) {
+  describe(`trash, ${backend} backend`, () => {
+    it('hides a trashed object and restores it under its name', async () => {
+      await withTempDir(async (dir) => {
+        const storage = await open(dir);
+        await storage.createRepo(['r']);
+        const data = randomBytes(500);
+        const ref = await put(storage, data);
+        assert.deepEqual(await storage.moveToTrash(ref, 1000), { existed: true, bytes: 500 });
+        assert.deepEqual(await storage.moveToTrash(ref, 2000), { existed: false, bytes: 0 }, 'idempotent');
+        assert.equal(await storage.stat(ref), undefined);
+        assert.deepEqual(await names(storage), []);
+        const [entry, ...rest] = await trashOf(storage);
+        assert.deepEqual(rest, []);
+        assert.deepEqual(entry, {
+          repo: ['r'],
+          type: 'data',
+          name: sha256(data),
+          size: 500,
+          deletedMs: 1000,
+        });
+        assert.ok(entry);
+        assert.equal(await storage.restoreFromTrash(entry), 'restored');
+        assert.equal(await storage.stat(ref), 500);
+        assert.deepEqual(await names(storage), [sha256(data)]);
+        assert.deepEqual(await trashOf(storage), []);
+        await storage.close();
+      });
+    });
+
+    it('drops the trash copy when the same object is back, and keeps both apart from a conflict', async () => {
+      await withTempDir(async (dir) => {
+        const storage = await open(dir);
+        await storage.createRepo(['r']);
+        const data = randomBytes(300);
+        const ref = await put(storage, data);
+        await storage.moveToTrash(ref, 1000);
+        await put(storage, data); // restic uploaded it again meanwhile
+        const [entry] = await trashOf(storage);
+        assert.ok(entry);
+        assert.equal(await storage.restoreFromTrash(entry), 'already-there');
+        assert.deepEqual(await trashOf(storage), []);
+        await storage.close();
+      });
+    });
+
+    it('purges only what was deleted before the limit, and frees its bytes', async () => {
+      await withTempDir(async (dir) => {
+        const storage = await open(dir);
+        await storage.createRepo(['r']);
+        const old = await put(storage, randomBytes(100));
+        const young = await put(storage, randomBytes(200));
+        await storage.moveToTrash(old, 1000);
+        await storage.moveToTrash(young, 5000);
+        assert.deepEqual(await purgeTrash(storage, 3000), { objects: 1, bytes: 100 });
+        assert.deepEqual(
+          (await trashOf(storage)).map((entry) => entry.deletedMs),
+          [5000],
+        );
+        await storage.close();
+      });
+    });
+  });
+}
+
+describe('trash, file backend on disk', () => {
+  it('keeps the trash below the repository where no URL and no restic listing reaches', async () => {
+    await withTempDir(async (dir) => {
+      const storage = new FsStorage({ root: dir });
+      await storage.init();
+      await storage.createRepo(['r']);
+      const ref = await put(storage, randomBytes(50), 'snapshots');
+      await storage.moveToTrash(ref, 1234);
+      assert.deepEqual(await readdir(path.join(dir, 'r', '.ratchet-trash', 'snapshots')), [
+        `${ref.type === 'config' ? '' : ref.name}.1234`,
+      ]);
+      await storage.close();
+    });
+  });
+
+  it('restores nothing that no longer matches its name, and never replaces a different object', async () => {
+    await withTempDir(async (dir) => {
+      const storage = new FsStorage({ root: dir });
+      await storage.init();
+      await storage.createRepo(['r']);
+      const data = randomBytes(400);
+      const ref = await put(storage, data);
+      await storage.moveToTrash(ref, 1000);
+      const [entry] = await trashOf(storage);
+      assert.ok(entry);
+      const trashFile = path.join(dir, 'r', '.ratchet-trash', 'data', `${sha256(data)}.1000`);
+      await writeFile(trashFile, randomBytes(400));
+      assert.equal(await storage.restoreFromTrash(entry), 'damaged');
+      assert.equal(await storage.stat(ref), undefined);
+
+      await writeFile(trashFile, data);
+      // A different (damaged) object under the name now: the restore leaves it to a verified upload.
+      const target = path.join(dir, 'r', 'data', sha256(data).slice(0, 2), sha256(data));
+      await writeFile(target, randomBytes(400));
+      assert.equal(await storage.restoreFromTrash(entry), 'conflict');
+      assert.equal((await trashOf(storage)).length, 1, 'the trash copy stays');
+      await storage.close();
+    });
+  });
+});
