@@ -74,11 +74,18 @@ export function registerTrashCommands(program: Command, io: TrashCommandIo = pro
         let problems = 0;
         const audit = auditFor(command, io);
         for (const entry of entries) {
-          const outcome = await storage.restoreFromTrash(entry);
-          if (outcome === 'conflict' || outcome === 'damaged') problems++;
+          let outcome: string;
+          try {
+            outcome = await storage.restoreFromTrash(entry);
+          } catch (err) {
+            // One object that cannot be restored must not leave the others to the purge.
+            outcome = `failed (${errorMessage(err)})`;
+          }
+          if (outcome !== 'restored' && outcome !== 'already-there' && outcome !== 'gone') problems++;
           io.stdout.write(`${outcome}: ${describe(entry)}\n`);
-          audit?.(entry, 'trash-restore', outcome);
+          audit?.record(entry, 'trash-restore', outcome);
         }
+        audit?.close();
         io.stderr.write(`restored ${entries.length - problems} of ${entries.length} objects\n`);
         if (problems > 0) throw new CommanderError(1, trashProblems, `${problems} objects not restored`);
       }),
@@ -101,10 +108,13 @@ export function registerTrashCommands(program: Command, io: TrashCommandIo = pro
         let bytes = 0;
         for (const entry of await entriesOf(storage, opts.repo)) {
           if (entry.deletedMs >= before) continue;
-          bytes += await storage.purgeFromTrash(entry);
+          const freed = await storage.purgeFromTrash(entry);
+          if (freed === 0 && entry.size > 0) continue;
+          bytes += freed;
           objects++;
-          audit?.(entry, 'trash-purge', 'purged');
+          audit?.record(entry, 'trash-purge', 'purged');
         }
+        audit?.close();
         io.stderr.write(`purged ${objects} objects, ${bytes} bytes\n`);
       }),
     );
@@ -174,24 +184,28 @@ function describe(entry: TrashEntry): string {
 function auditFor(
   command: Command,
   io: TrashCommandIo,
-): ((entry: TrashEntry, action: AuditAction, outcome: string) => void) | undefined {
+):
+  | { record: (entry: TrashEntry, action: AuditAction, outcome: string) => void; close: () => void }
+  | undefined {
   const target = optionValue(command, 'auditLog')?.value;
   if (target === undefined) return undefined;
   const audit = AuditLog.open(target, (err) =>
     io.stderr.write(`error: the audit trail: ${errorMessage(err)}\n`),
   );
-  process.once('beforeExit', () => audit.close());
   const user = operatorLogin();
-  return (entry, action, outcome) =>
-    audit.record({
-      action,
-      user,
-      repo: repoLabel(entry.repo),
-      type: entry.type,
-      name: entry.type === 'config' ? undefined : entry.name,
-      size: entry.size,
-      status: 0,
-      // Restored and purged objects need no reason; the others say why nothing changed.
-      reason: outcome === 'restored' || outcome === 'purged' ? undefined : outcome,
-    });
+  return {
+    record: (entry, action, outcome) =>
+      audit.record({
+        action,
+        user,
+        repo: repoLabel(entry.repo),
+        type: entry.type,
+        name: entry.type === 'config' ? undefined : entry.name,
+        size: entry.size,
+        status: 0,
+        // Restored and purged objects need no reason; the others say why nothing changed.
+        reason: outcome === 'restored' || outcome === 'purged' ? undefined : outcome,
+      }),
+    close: () => audit.close(),
+  };
 }

@@ -87,9 +87,9 @@ export interface TrashEntry {
 /**
  * restored: back under its name. already-there: an identical object is under the name (the trash
  * copy is dropped). conflict: a different object is under the name (nothing changed). damaged:
- * the trash copy does not match its name (nothing changed).
+ * the trash copy does not match its name (nothing changed). gone: purged meanwhile.
  */
-export type RestoreOutcome = 'restored' | 'already-there' | 'conflict' | 'damaged';
+export type RestoreOutcome = 'restored' | 'already-there' | 'conflict' | 'damaged' | 'gone';
 
 /**
  * Errors are RatchetErrors: NOT_FOUND, CONFLICT (same name, other content), HASH_MISMATCH,

@@ -20,7 +20,9 @@ export async function purgeTrash(
   for await (const repo of storage.listRepos(signal)) {
     for await (const entry of storage.listTrash(repo, signal)) {
       if (entry.deletedMs >= before) continue;
-      bytes += await storage.purgeFromTrash(entry, signal);
+      const freed = await storage.purgeFromTrash(entry, signal);
+      if (freed === 0 && entry.size > 0) continue; // removed meanwhile (a restore, another purge)
+      bytes += freed;
       objects++;
     }
   }

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
@@ -147,6 +147,59 @@ describe('trash, file backend on disk', () => {
       await writeFile(target, randomBytes(400));
       assert.equal(await storage.restoreFromTrash(entry), 'conflict');
       assert.equal((await trashOf(storage)).length, 1, 'the trash copy stays');
+      await storage.close();
+    });
+  });
+
+  it('never follows links: a linked trash folder is refused, a link under the name is a conflict', async () => {
+    await withTempDir(async (dir) => {
+      const storage = new FsStorage({ root: dir });
+      await storage.init();
+      await storage.createRepo(['r']);
+      const outside = path.join(dir, 'outside');
+      await mkdir(outside);
+      await symlink(outside, path.join(dir, 'r', '.ratchet-trash'));
+      const ref = await put(storage, randomBytes(60));
+      await assert.rejects(storage.moveToTrash(ref, 1000), /not a plain folder/);
+      assert.equal(await storage.stat(ref), 60, 'the object stays where it was');
+      assert.deepEqual(await readdir(outside), []);
+      await rm(path.join(dir, 'r', '.ratchet-trash'));
+
+      const data = randomBytes(70);
+      const other = await put(storage, data);
+      await storage.moveToTrash(other, 2000);
+      const [entry] = await trashOf(storage);
+      assert.ok(entry);
+      // A link with the same content under the name: not an object, so the trash copy stays.
+      const copy = path.join(dir, 'copy');
+      await writeFile(copy, data);
+      await symlink(copy, path.join(dir, 'r', 'data', sha256(data).slice(0, 2), sha256(data)));
+      assert.equal(await storage.restoreFromTrash(entry), 'conflict');
+      assert.equal((await trashOf(storage)).length, 1);
+      await storage.close();
+    });
+  });
+
+  it('lists only names it wrote, and reports an entry purged meanwhile as gone', async () => {
+    await withTempDir(async (dir) => {
+      const storage = new FsStorage({ root: dir });
+      await storage.init();
+      await storage.createRepo(['r']);
+      const data = randomBytes(80);
+      const ref = await put(storage, data);
+      await storage.moveToTrash(ref, 3000);
+      const trashDir = path.join(dir, 'r', '.ratchet-trash', 'data');
+      for (const odd of [`${sha256(data)}.0123`, `${sha256(data)}.99999999999999999`, 'notes.txt'])
+        await writeFile(path.join(trashDir, odd), 'x');
+      const entries = await trashOf(storage);
+      assert.deepEqual(
+        entries.map((entry) => entry.deletedMs),
+        [3000],
+      );
+      const [entry] = entries;
+      assert.ok(entry);
+      assert.equal(await storage.purgeFromTrash(entry), 80);
+      assert.equal(await storage.restoreFromTrash(entry), 'gone');
       await storage.close();
     });
   });

@@ -14,14 +14,14 @@ import type { ObjectRef } from '../../domain/object-ref.ts';
 import type { ObjectType } from '../../domain/object-types.ts';
 import { isObjectName, objectTypes } from '../../domain/object-types.ts';
 import type { RepoPath } from '../../domain/repo-path.ts';
-import { errnoCode } from '../../errors.ts';
+import { errnoCode, RatchetError } from '../../errors.ts';
 import type { DeleteResult, RestoreOutcome, TrashEntry } from '../storage.ts';
 import type { DirectoryIndex } from './dir-index.ts';
 import type { DirSyncer } from './dir-sync.ts';
 import { sha256OfFile } from './durable.ts';
 import { linkPath, lstatOrUndefined, unlinkPath } from './fast-fs.ts';
 import { isMissing } from './fs-errors.ts';
-import { makeFolder, makeFolderPath } from './fs-repos.ts';
+import { makeFolder } from './fs-repos.ts';
 import type { FsLayout } from './layout.ts';
 
 export const trashFolderName = '.ratchet-trash';
@@ -54,8 +54,8 @@ export class FsTrash {
     // A symbolic link is not an object (never listed): it is left alone, as a delete does.
     if (info === undefined || !info.isFile()) return { existed: false, bytes: 0 };
     const name = ref.type === 'config' ? 'config' : ref.name;
-    const dir = this.trashDir(ref.repo, ref.type);
-    await makeFolderPath(dir, this.dirMode);
+    const dir = await this.realTrashDir(ref.repo, ref.type, true);
+    if (dir === undefined) throw new RatchetError('UNAVAILABLE', 'the trash folder could not be made');
     try {
       await rename(file, this.trashPath({ repo: ref.repo, type: ref.type, name, deletedMs }));
     } catch (err) {
@@ -64,13 +64,16 @@ export class FsTrash {
     }
     const objectDir = this.layout.objectDir(ref);
     if (ref.type !== 'config') this.index.noteRemoved(objectDir, ref.name);
-    await Promise.all([this.syncer.sync(dir), this.syncer.sync(objectDir)]);
+    // The new name first, then the old one's removal: a crash leaves one of them, never none.
+    await this.syncer.sync(dir);
+    await this.syncer.sync(objectDir);
     return { existed: true, bytes: info.size };
   }
 
   async *listTrash(repo: RepoPath): AsyncIterable<TrashEntry> {
     for (const type of trashTypes) {
-      const dir = this.trashDir(repo, type);
+      const dir = await this.realTrashDir(repo, type, false);
+      if (dir === undefined) continue;
       let names: string[];
       try {
         names = await readdir(dir);
@@ -79,7 +82,8 @@ export class FsTrash {
         throw err;
       }
       for (const file of names.sort()) {
-        const match = /^(.+)\.(\d+)$/.exec(file);
+        // Exactly as moveToTrash names them: anything else in the folder is not an entry.
+        const match = /^(.+)\.([1-9]\d{0,14})$/.exec(file);
         const name = match?.[1] ?? '';
         if (match === null || (type === 'config' ? name !== 'config' : !isObjectName(name))) continue;
         const info = await lstatOrUndefined(path.join(dir, file));
@@ -90,9 +94,13 @@ export class FsTrash {
   }
 
   async restoreFromTrash(entry: TrashEntry): Promise<RestoreOutcome> {
+    if ((await this.realTrashDir(entry.repo, entry.type, false)) === undefined) return 'gone';
     const from = this.trashPath(entry);
-    const verified = entry.type === 'config' || (await sha256OfFile(from)) === entry.name;
-    if (!verified) return 'damaged';
+    if ((await lstatOrUndefined(from))?.isFile() !== true) return 'gone';
+    // Config objects have no name to check against: they come back as they were.
+    const verified =
+      entry.type === 'config' || (await sha256OfFile(from).catch(() => undefined)) === entry.name;
+    if (!verified) return (await lstatOrUndefined(from)) === undefined ? 'gone' : 'damaged';
     const ref: ObjectRef =
       entry.type === 'config'
         ? { repo: entry.repo, type: 'config' }
@@ -104,18 +112,69 @@ export class FsTrash {
     try {
       await linkPath(from, target);
     } catch (err) {
-      if (errnoCode(err) !== 'EEXIST') throw err;
-      const expected = entry.type === 'config' ? await sha256OfFile(from) : entry.name;
-      const same = (await sha256OfFile(target).catch(() => undefined)) === expected;
-      if (!same) return 'conflict';
-      await this.purgeFromTrash(entry);
-      return 'already-there';
+      const code = errnoCode(err);
+      if (code === 'ENOENT') return 'gone'; // purged meanwhile
+      if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP')
+        return this.renameBack(entry, from, target, dir);
+      if (code !== 'EEXIST') throw err;
+      return this.resolveExisting(entry, from, target);
     }
     await this.syncer.sync(dir);
     if (ref.type !== 'config') this.index.noteAdded(dir, ref.name, entry.size, Date.now());
     await unlinkPath(from);
     await this.syncer.sync(path.dirname(from));
     return 'restored';
+  }
+
+  /** The name is taken: identical content (a real file, never a link) drops the trash copy. */
+  private async resolveExisting(entry: TrashEntry, from: string, target: string): Promise<RestoreOutcome> {
+    if ((await lstatOrUndefined(target))?.isFile() !== true) return 'conflict';
+    const expected = entry.type === 'config' ? await sha256OfFile(from) : entry.name;
+    if ((await sha256OfFile(target).catch(() => undefined)) !== expected) return 'conflict';
+    await this.purgeFromTrash(entry);
+    return 'already-there';
+  }
+
+  /** A file system without hard links: check, then rename (as uploads do there). */
+  private async renameBack(
+    entry: TrashEntry,
+    from: string,
+    target: string,
+    dir: string,
+  ): Promise<RestoreOutcome> {
+    if ((await lstatOrUndefined(target)) !== undefined) return this.resolveExisting(entry, from, target);
+    await rename(from, target);
+    await this.syncer.sync(dir);
+    if (entry.type !== 'config') this.index.noteAdded(dir, entry.name, entry.size, Date.now());
+    await this.syncer.sync(path.dirname(from));
+    return 'restored';
+  }
+
+  /**
+   * The trash folder of a type when it and `.ratchet-trash` are real folders (never followed
+   * links), made (with durable names) when `make`; undefined when absent or a link.
+   */
+  private async realTrashDir(
+    repo: RepoPath,
+    type: ObjectType | 'config',
+    make: boolean,
+  ): Promise<string | undefined> {
+    const top = path.join(this.layout.repoDir(repo), trashFolderName);
+    const dir = path.join(top, type);
+    for (const folder of [top, dir]) {
+      let info = await lstatOrUndefined(folder);
+      if (info === undefined && make) {
+        if (await makeFolder(folder, this.dirMode)) await this.syncer.sync(path.dirname(folder));
+        info = await lstatOrUndefined(folder);
+      }
+      if (info === undefined) return undefined;
+      if (!info.isDirectory())
+        throw new RatchetError(
+          'CONFLICT',
+          'the trash folder of this repository is not a plain folder; nothing is moved there',
+        );
+    }
+    return dir;
   }
 
   async purgeFromTrash(entry: TrashEntry): Promise<number> {

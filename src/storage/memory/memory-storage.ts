@@ -114,7 +114,7 @@ export class MemoryStorage implements Storage {
     const trash = this.trash.get(repoKey(entry.repo));
     const key = trashKey(entry);
     const content = trash?.get(key);
-    if (content === undefined) return 'conflict';
+    if (content === undefined) return 'gone';
     const hash = createHash('sha256').update(content).digest('hex');
     if (entry.type !== 'config' && hash !== entry.name) return 'damaged';
     const objects = this.repos.get(repoKey(entry.repo)) ?? new Map<string, StoredObject>();
