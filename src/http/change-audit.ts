@@ -51,6 +51,10 @@ export function watchChange(watch: ChangeWatch, change: ChangeRequest): (err: un
     recorded = true;
     recordChange(watch, change, status, err);
   };
+  const failed = (err: unknown): void =>
+    record(err instanceof RatchetError ? errorStatus[err.code] : 500, err);
+  // Only the trail records successes: without it, an upload's answer is left unwrapped.
+  if (watch.audit === undefined) return failed;
   // Seen through writeHead (every success answer goes through it), without touching its types.
   const res = change.res as unknown as { writeHead: (...args: unknown[]) => unknown; statusCode: number };
   const writeHead = res.writeHead;
@@ -58,7 +62,7 @@ export function watchChange(watch: ChangeWatch, change: ChangeRequest): (err: un
     record(typeof args[0] === 'number' ? args[0] : res.statusCode);
     return writeHead.apply(this, args);
   };
-  return (err) => record(err instanceof RatchetError ? errorStatus[err.code] : 500, err);
+  return failed;
 }
 
 function recordChange(watch: ChangeWatch, change: ChangeRequest, status: number, err: unknown): void {
