@@ -5,18 +5,17 @@
  * rewritten in place on a terminal, a line every few seconds otherwise). Exit code 0 when
  * everything is sound, 1 when corruption was found, 2 on an error.
  */
-import { stat } from 'node:fs/promises';
 import { CommanderError, Option } from 'commander';
 import type { Command } from 'commander';
 import { parseSize } from '../config/sizes.ts';
 import { UsageError } from '../config/options.ts';
 import type { RepoPath } from '../domain/repo-path.ts';
-import { repoKey } from '../domain/repo-path.ts';
+import { repoDisplay, repoFromKey } from '../domain/repo-path.ts';
 import { errorMessage } from '../errors.ts';
-import { parseRoute } from '../protocol/route.ts';
+import { openDataFolder, repoOption } from './data-folder-options.ts';
 import { reposInOrder, scrub, scrubbedTypes } from '../scrub/scrub.ts';
 import type { CheckedObject } from '../scrub/scrub.ts';
-import { FsStorage } from '../storage/fs/fs-storage.ts';
+import type { FsStorage } from '../storage/fs/fs-storage.ts';
 import { optionValue } from './user-command.ts';
 
 export const scrubCorrupt = 'ratchet.scrub.corrupt';
@@ -67,11 +66,7 @@ async function runScrub(
   opts: { repo?: string; rate?: string },
 ): Promise<number> {
   const rate = opts.rate === undefined ? undefined : parseRate(opts.rate);
-  // A mistyped --path must not pass as an empty, sound data folder.
-  const root = await stat(dataDir).catch(() => undefined);
-  if (!root?.isDirectory()) throw new UsageError(`--path: ${dataDir} is not a folder`);
-  // No init(): no lock, no sweep; listings read the folders, reads open the files.
-  const storage = new FsStorage({ root: dataDir });
+  const storage = await openDataFolder(dataDir);
   const repos = opts.repo === undefined ? await reposInOrder(storage) : [await namedRepo(storage, opts.repo)];
   const total = await totals(storage, repos);
   const progress = new Progress(io, total);
@@ -83,7 +78,9 @@ async function runScrub(
     onListError: (repo, type, err) => {
       listErrors++;
       progress.clear();
-      io.stderr.write(`error: cannot list /${repo}/ ${type}/: ${errorMessage(err)}\n`);
+      io.stderr.write(
+        `error: cannot list ${repoDisplay(repoFromKey(repo))} ${type}/: ${errorMessage(err)}\n`,
+      );
     },
     onChecked: (object: CheckedObject) => {
       if (object.error !== undefined) unreadable++;
@@ -92,8 +89,8 @@ async function runScrub(
         progress.clear();
         io.stdout.write(
           object.error !== undefined
-            ? `unreadable: /${object.repo}/ ${object.type}/${object.name} (${object.error})\n`
-            : `corrupt: /${object.repo}/ ${object.type}/${object.name} ${object.size} bytes (content hashes to ${object.actual})\n`,
+            ? `unreadable: ${repoDisplay(repoFromKey(object.repo))} ${object.type}/${object.name} (${object.error})\n`
+            : `corrupt: ${repoDisplay(repoFromKey(object.repo))} ${object.type}/${object.name} ${object.size} bytes (content hashes to ${object.actual})\n`,
         );
       }
       progress.add(object.size, corrupt);
@@ -117,12 +114,10 @@ function parseRate(text: string): number {
 }
 
 async function namedRepo(storage: FsStorage, text: string): Promise<RepoPath> {
-  const route = parseRoute(`/${text.replace(/^\/+|\/+$/g, '')}/`.replace(/^\/\/$/, '/'));
-  if (route === undefined || route.kind !== 'repo')
-    throw new UsageError(`--repo: "${text}" is no repository path`);
-  if (!(await storage.repoExists(route.repo)))
-    throw new UsageError(`--repo: no repository at /${repoKey(route.repo)}/`);
-  return route.repo;
+  const repo = repoOption(text);
+  if (!(await storage.repoExists(repo)))
+    throw new UsageError(`--repo: no repository at ${repoDisplay(repo)}`);
+  return repo;
 }
 
 async function totals(

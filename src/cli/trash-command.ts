@@ -3,19 +3,19 @@
  * worked on directly in the data folder, beside a running server or without one. A restore
  * checks each object against its name and never replaces a different object under that name.
  */
-import { stat } from 'node:fs/promises';
 import { CommanderError, Option } from 'commander';
 import type { Command } from 'commander';
 import { parseDuration } from '../config/durations.ts';
 import { UsageError } from '../config/options.ts';
 import type { RepoPath } from '../domain/repo-path.ts';
+import { repoDisplay } from '../domain/repo-path.ts';
 import { errorMessage } from '../errors.ts';
 import { AuditLog } from '../log/audit-log.ts';
 import type { AuditAction } from '../log/audit-log.ts';
-import { parseRoute } from '../protocol/route.ts';
-import { FsStorage } from '../storage/fs/fs-storage.ts';
+import type { FsStorage } from '../storage/fs/fs-storage.ts';
 import type { TrashEntry } from '../storage/storage.ts';
-import { purgeTrash, repoLabel } from '../trash/trash-purge.ts';
+import { purgeTrash } from '../trash/trash-purge.ts';
+import { openDataFolder, repoOption } from './data-folder-options.ts';
 import { operatorLogin, optionValue } from './user-command.ts';
 
 export const trashFailed = 'ratchet.trash.failed';
@@ -99,21 +99,10 @@ export function registerTrashCommands(program: Command, io: TrashCommandIo = pro
         const storage = await openStorage(command);
         const before = Date.now() - (opts.olderThan === undefined ? 0 : parseDurationOption(opts.olderThan));
         const audit = auditFor(command, io);
-        if (opts.repo === undefined && audit === undefined) {
-          const { objects, bytes } = await purgeTrash(storage, before);
-          io.stderr.write(`purged ${objects} objects, ${bytes} bytes\n`);
-          return;
-        }
-        let objects = 0;
-        let bytes = 0;
-        for (const entry of await entriesOf(storage, opts.repo)) {
-          if (entry.deletedMs >= before) continue;
-          const freed = await storage.purgeFromTrash(entry);
-          if (freed === 0 && entry.size > 0) continue;
-          bytes += freed;
-          objects++;
-          audit?.record(entry, 'trash-purge', 'purged');
-        }
+        const { objects, bytes } = await purgeTrash(storage, before, {
+          repos: opts.repo === undefined ? undefined : [repoOption(opts.repo)],
+          onPurged: (entry) => audit?.record(entry, 'trash-purge', 'purged'),
+        });
         audit?.close();
         io.stderr.write(`purged ${objects} objects, ${bytes} bytes\n`);
       }),
@@ -137,28 +126,17 @@ function run<A extends unknown[]>(
   };
 }
 
-async function openStorage(command: Command): Promise<FsStorage> {
-  const dir = optionValue(command, 'path')?.value ?? './data';
-  if (!(await stat(dir).catch(() => undefined))?.isDirectory())
-    throw new UsageError(`--path: ${dir} is not a folder`);
-  // No init(): no lock, no sweep (a server may be running on the folder).
-  return new FsStorage({ root: dir });
+function openStorage(command: Command): Promise<FsStorage> {
+  return openDataFolder(optionValue(command, 'path')?.value ?? './data');
 }
 
 async function entriesOf(storage: FsStorage, repoText: string | undefined): Promise<TrashEntry[]> {
   const repos: RepoPath[] = [];
   if (repoText === undefined) for await (const repo of storage.listRepos()) repos.push(repo);
-  else repos.push(parseRepo(repoText));
+  else repos.push(repoOption(repoText));
   const entries: TrashEntry[] = [];
   for (const repo of repos) for await (const entry of storage.listTrash(repo)) entries.push(entry);
   return entries.sort((a, b) => a.deletedMs - b.deletedMs);
-}
-
-function parseRepo(text: string): RepoPath {
-  const trimmed = text.replace(/^\/+|\/+$/g, '');
-  const route = parseRoute(trimmed === '' ? '/' : `/${trimmed}/`);
-  if (route?.kind !== 'repo') throw new UsageError(`--repo: "${text}" is no repository path`);
-  return route.repo;
 }
 
 function parseSince(text: string): number {
@@ -177,7 +155,7 @@ function parseDurationOption(text: string): number {
 
 function describe(entry: TrashEntry): string {
   const object = entry.type === 'config' ? 'config' : `${entry.type}/${entry.name}`;
-  return `${new Date(entry.deletedMs).toISOString()} ${repoLabel(entry.repo)} ${object} ${entry.size} bytes`;
+  return `${new Date(entry.deletedMs).toISOString()} ${repoDisplay(entry.repo)} ${object} ${entry.size} bytes`;
 }
 
 /** A recorder of trash changes in the audit trail, when --audit-log (RATCHET_AUDIT_LOG) is given. */
@@ -198,7 +176,7 @@ function auditFor(
       audit.record({
         action,
         user,
-        repo: repoLabel(entry.repo),
+        repo: repoDisplay(entry.repo),
         type: entry.type,
         name: entry.type === 'config' ? undefined : entry.name,
         size: entry.size,

@@ -33,3 +33,8 @@ export function repoKey(repo: RepoPath): string {
 export function repoFromKey(key: string): RepoPath {
   return key === '' ? [] : key.split('/');
 }
+
+/** The repository path as people read it: `/host1/`, `/` for the root repository. */
+export function repoDisplay(repo: RepoPath): string {
+  return repo.length === 0 ? '/' : `/${repoKey(repo)}/`;
+}

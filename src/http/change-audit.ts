@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import type { Operation } from '../access/policy.ts';
-import { repoKey } from '../domain/repo-path.ts';
+import { repoDisplay, repoKey } from '../domain/repo-path.ts';
 import { errorStatus, RatchetError } from '../errors.ts';
 import type { AuditLog } from '../log/audit-log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -87,7 +87,7 @@ function recordChange(watch: ChangeWatch, change: ChangeRequest, status: number,
     client,
     listener: watch.listener(),
     method: req.method,
-    repo: repo === '' ? '/' : `/${repo}/`,
+    repo: repoDisplay(route.repo),
     type: route.kind === 'object' ? route.type : route.kind === 'config' ? 'config' : undefined,
     name: route.kind === 'object' ? route.name : undefined,
     size,
@@ -106,7 +106,7 @@ function recordChange(watch: ChangeWatch, change: ChangeRequest, status: number,
   }
   if (status === 403 && operation !== 'create-repo') {
     watch.logger.warn(
-      { user, client, repo: `/${repo}/`, method: req.method, url: req.url, code: known.code },
+      { user, client, repo: repoDisplay(route.repo), method: req.method, url: req.url, code: known.code },
       `refused ${operation === 'delete' ? 'delete' : 'overwrite or upload'}: ${known.message}`,
     );
   }

@@ -7,6 +7,7 @@
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import { BackgroundLoop } from '../util/background-loop.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Storage } from '../storage/storage.ts';
 import { reposInOrder, scrub } from './scrub.ts';
@@ -78,8 +79,10 @@ export class BackgroundScrub {
   private readonly store: ScrubStateStore;
   private readonly logger: Logger;
   private readonly options: BackgroundScrubOptions;
-  private readonly abort = new AbortController();
-  private running: Promise<void> | undefined;
+  private readonly background = new BackgroundLoop(
+    (signal) => this.loop(signal),
+    (err) => this.logger.error({ err }, 'the background scrub stopped'),
+  );
 
   constructor(storage: Storage, store: ScrubStateStore, logger: Logger, options: BackgroundScrubOptions) {
     this.storage = storage;
@@ -89,19 +92,15 @@ export class BackgroundScrub {
   }
 
   start(): void {
-    this.running ??= this.loop().catch((err: unknown) => {
-      if (!this.abort.signal.aborted) this.logger.error({ err }, 'the background scrub stopped');
-    });
+    this.background.start();
   }
 
-  /** Stops the scrub; resolves once its position is saved. */
-  async stop(): Promise<void> {
-    this.abort.abort();
-    await this.running;
+  /** Stops the loop; resolves once what it was doing has finished (a scrub saves its position). */
+  stop(): Promise<void> {
+    return this.background.stop();
   }
 
-  private async loop(): Promise<void> {
-    const signal = this.abort.signal;
+  private async loop(signal: AbortSignal): Promise<void> {
     let state = await this.store.load();
     await sleep(this.options.startDelayMs ?? 60_000, undefined, { signal, ref: false });
     for (;;) {
@@ -115,7 +114,7 @@ export class BackgroundScrub {
         this.logger.info({ after: state.position }, 'background scrub: resuming the pass');
       }
       try {
-        state = await this.pass(state);
+        state = await this.pass(state, signal);
       } catch (err) {
         if (signal.aborted) throw err;
         // A storage error: the position is saved; try again in a while rather than give up.
@@ -127,8 +126,7 @@ export class BackgroundScrub {
   }
 
   /** Runs (the rest of) a pass; returns the state after it. */
-  private async pass(state: ScrubState): Promise<ScrubState> {
-    const signal = this.abort.signal;
+  private async pass(state: ScrubState, signal: AbortSignal): Promise<ScrubState> {
     let position = state.position;
     let savedAt = Date.now();
     const save = (): Promise<void> => this.store.save({ ...state, position });

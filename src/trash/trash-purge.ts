@@ -5,25 +5,36 @@
  * meanwhile. One purge per data folder: the data folder's lock keeps a second server off it.
  */
 import type { Logger } from 'pino';
+import { BackgroundLoop } from '../util/background-loop.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { repoKey } from '../domain/repo-path.ts';
-import type { Storage } from '../storage/storage.ts';
+import type { RepoPath } from '../domain/repo-path.ts';
+import type { Storage, TrashEntry } from '../storage/storage.ts';
+
+export interface PurgeOptions {
+  /** Only these repositories (default: every repository the storage lists). */
+  readonly repos?: Iterable<RepoPath> | AsyncIterable<RepoPath>;
+  /** Hears of each entry removed (the audit trail). */
+  readonly onPurged?: (entry: TrashEntry) => void;
+  readonly signal?: AbortSignal;
+}
 
 /** Removes every trash entry deleted before `before` (ms); returns the entries and bytes freed. */
 export async function purgeTrash(
   storage: Storage,
   before: number,
-  signal?: AbortSignal,
+  options: PurgeOptions = {},
 ): Promise<{ objects: number; bytes: number }> {
+  const { signal } = options;
   let objects = 0;
   let bytes = 0;
-  for await (const repo of storage.listRepos(signal)) {
+  for await (const repo of options.repos ?? storage.listRepos(signal)) {
     for await (const entry of storage.listTrash(repo, signal)) {
       if (entry.deletedMs >= before) continue;
       const freed = await storage.purgeFromTrash(entry, signal);
       if (freed === 0 && entry.size > 0) continue; // removed meanwhile (a restore, another purge)
       bytes += freed;
       objects++;
+      options.onPurged?.(entry);
     }
   }
   return { objects, bytes };
@@ -33,8 +44,10 @@ export class TrashPurger {
   private readonly storage: Storage;
   private readonly graceMs: number;
   private readonly logger: Logger;
-  private readonly abort = new AbortController();
-  private running: Promise<void> | undefined;
+  private readonly background = new BackgroundLoop(
+    (signal) => this.loop(signal),
+    (err) => this.logger.error({ err }, 'the trash purge stopped'),
+  );
 
   constructor(storage: Storage, graceMs: number, logger: Logger) {
     this.storage = storage;
@@ -43,24 +56,21 @@ export class TrashPurger {
   }
 
   start(): void {
-    this.running ??= this.loop().catch((err: unknown) => {
-      if (!this.abort.signal.aborted) this.logger.error({ err }, 'the trash purge stopped');
-    });
+    this.background.start();
   }
 
-  async stop(): Promise<void> {
-    this.abort.abort();
-    await this.running;
+  /** Stops the loop; resolves once what it was doing has finished (a scrub saves its position). */
+  stop(): Promise<void> {
+    return this.background.stop();
   }
 
-  private async loop(): Promise<void> {
-    const signal = this.abort.signal;
+  private async loop(signal: AbortSignal): Promise<void> {
     // A pass every tenth of the grace period, between a second and ten minutes.
     const everyMs = Math.min(600_000, Math.max(1000, this.graceMs / 10));
     for (;;) {
       await sleep(everyMs, undefined, { signal, ref: false });
       try {
-        const { objects, bytes } = await purgeTrash(this.storage, Date.now() - this.graceMs, signal);
+        const { objects, bytes } = await purgeTrash(this.storage, Date.now() - this.graceMs, { signal });
         if (objects > 0) this.logger.info({ objects, bytes }, 'trash: removed objects past the grace period');
       } catch (err) {
         if (signal.aborted) throw err;
@@ -68,9 +78,4 @@ export class TrashPurger {
       }
     }
   }
-}
-
-/** A repository path as the trash commands print it. */
-export function repoLabel(repo: readonly string[]): string {
-  return `/${repoKey(repo)}${repo.length > 0 ? '/' : ''}`;
 }

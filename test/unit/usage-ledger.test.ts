@@ -77,6 +77,22 @@ async function withLedger(
   });
 }
 
+/** One ledger step that measures r while this server writes `bytes` into it (after the listing). */
+async function stepRacingAWrite(ledger: UsageLedger, storage: CountingStorage, bytes: number): Promise<void> {
+  let finish = (): void => undefined;
+  storage.holdListing(
+    'r',
+    new Promise<void>((resolve) => {
+      finish = resolve;
+    }),
+  );
+  const step = ledger.step();
+  while (storage.walks.list < 5) await new Promise((resolve) => setImmediate(resolve));
+  await writeAndNote(storage, ledger, ['r'], randomBytes(bytes));
+  finish();
+  await step;
+}
+
 /** Runs steps until the pass ends; returns how many it took. */
 async function finishPass(ledger: UsageLedger): Promise<number> {
   let steps = 1;
@@ -144,18 +160,7 @@ describe('usage ledger', () => {
       assert.equal(ledger.store.used('total'), 500);
 
       // A reconcile reads r's listing, then this server writes 800 bytes before it finishes.
-      let finish = (): void => undefined;
-      storage.holdListing(
-        'r',
-        new Promise<void>((resolve) => {
-          finish = resolve;
-        }),
-      );
-      const step = ledger.step();
-      while (storage.walks.list < 5) await new Promise((resolve) => setImmediate(resolve));
-      await writeAndNote(storage, ledger, ['r'], randomBytes(800));
-      finish();
-      await step;
+      await stepRacingAWrite(ledger, storage, 800);
       assert.equal(ledger.store.used('total'), 1300, 'the write is kept');
 
       // This server's own calls keep r current: the pass goes on (and ends) without walking r
@@ -179,18 +184,7 @@ describe('usage ledger', () => {
       await finishPass(ledger);
       // A deleted snapshot queues r (its newest snapshot time); that measurement races with a write.
       await deleteAndNote(storage, ledger, ['r'], snapshot, 'snapshots');
-      let finish = (): void => undefined;
-      storage.holdListing(
-        'r',
-        new Promise<void>((resolve) => {
-          finish = resolve;
-        }),
-      );
-      const step = ledger.step();
-      while (storage.walks.list < 5) await new Promise((resolve) => setImmediate(resolve));
-      await writeAndNote(storage, ledger, ['r'], randomBytes(800));
-      finish();
-      await step;
+      await stepRacingAWrite(ledger, storage, 800);
       storage.holdListing('r', Promise.resolve());
       storage.resetWalks();
       assert.equal(await ledger.step(), true);
