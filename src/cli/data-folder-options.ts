@@ -5,7 +5,7 @@
 import { stat } from 'node:fs/promises';
 import { UsageError } from '../config/options.ts';
 import type { RepoPath } from '../domain/repo-path.ts';
-import { parseRoute } from '../protocol/route.ts';
+import { parseRepoText } from '../protocol/route.ts';
 import { FsStorage } from '../storage/fs/fs-storage.ts';
 
 /**
@@ -20,8 +20,7 @@ export async function openDataFolder(dir: string): Promise<FsStorage> {
 
 /** A --repo value (`/host1/`, `host1`, `/` for the root) as a repository path. */
 export function repoOption(text: string): RepoPath {
-  const trimmed = text.replace(/^\/+|\/+$/g, '');
-  const route = parseRoute(trimmed === '' ? '/' : `/${trimmed}/`);
-  if (route?.kind !== 'repo') throw new UsageError(`--repo: "${text}" is no repository path`);
-  return route.repo;
+  const repo = parseRepoText(text);
+  if (repo === undefined) throw new UsageError(`--repo: "${text}" is no repository path`);
+  return repo;
 }

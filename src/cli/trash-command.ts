@@ -5,16 +5,15 @@
  */
 import { CommanderError, Option } from 'commander';
 import type { Command } from 'commander';
-import { parseDuration } from '../config/durations.ts';
+import { parseDuration, parseSince } from '../util/durations.ts';
 import { UsageError } from '../config/options.ts';
-import type { RepoPath } from '../domain/repo-path.ts';
 import { repoDisplay } from '../domain/repo-path.ts';
 import { errorMessage } from '../errors.ts';
 import { AuditLog } from '../log/audit-log.ts';
 import type { AuditAction } from '../log/audit-log.ts';
 import type { FsStorage } from '../storage/fs/fs-storage.ts';
 import type { TrashEntry } from '../storage/storage.ts';
-import { purgeTrash } from '../trash/trash-purge.ts';
+import { gatherTrash, purgeTrash, restoreSucceeded, restoreTrash } from '../trash/trash-operations.ts';
 import { openDataFolder, repoOption } from './data-folder-options.ts';
 import { operatorLogin, optionValue } from './user-command.ts';
 
@@ -65,27 +64,19 @@ export function registerTrashCommands(program: Command, io: TrashCommandIo = pro
     .action(
       run(io, async (names: string[], opts: { repo: string; since?: string }, command: Command) => {
         const storage = await openStorage(command);
-        const since = opts.since === undefined ? 0 : parseSince(opts.since);
+        const since = opts.since === undefined ? 0 : parseOption(parseSince, opts.since);
         const wanted = new Set(names);
-        // Newest deletion first: an older copy of the same name is then already there.
-        const entries = (await entriesOf(storage, opts.repo))
-          .filter((entry) => entry.deletedMs >= since && (wanted.size === 0 || wanted.has(entry.name)))
-          .sort((a, b) => b.deletedMs - a.deletedMs);
-        let problems = 0;
+        const entries = (await entriesOf(storage, opts.repo)).filter(
+          (entry) => entry.deletedMs >= since && (wanted.size === 0 || wanted.has(entry.name)),
+        );
         const audit = auditFor(command, io);
-        for (const entry of entries) {
-          let outcome: string;
-          try {
-            outcome = await storage.restoreFromTrash(entry);
-          } catch (err) {
-            // One object that cannot be restored must not leave the others to the purge.
-            outcome = `failed (${errorMessage(err)})`;
-          }
-          if (outcome !== 'restored' && outcome !== 'already-there' && outcome !== 'gone') problems++;
-          io.stdout.write(`${outcome}: ${describe(entry)}\n`);
-          audit?.record(entry, 'trash-restore', outcome);
-        }
+        const reports = await restoreTrash(storage, entries, (report) => {
+          const outcome = report.error === undefined ? report.outcome : `failed (${report.error})`;
+          io.stdout.write(`${outcome}: ${describe(report.entry)}\n`);
+          audit?.record(report.entry, 'trash-restore', outcome);
+        });
         audit?.close();
+        const problems = reports.filter((report) => !restoreSucceeded(report)).length;
         io.stderr.write(`restored ${entries.length - problems} of ${entries.length} objects\n`);
         if (problems > 0) throw new CommanderError(1, trashProblems, `${problems} objects not restored`);
       }),
@@ -97,7 +88,8 @@ export function registerTrashCommands(program: Command, io: TrashCommandIo = pro
     .action(
       run(io, async (opts: { repo?: string; olderThan?: string }, command: Command) => {
         const storage = await openStorage(command);
-        const before = Date.now() - (opts.olderThan === undefined ? 0 : parseDurationOption(opts.olderThan));
+        const before =
+          Date.now() - (opts.olderThan === undefined ? 0 : parseOption(parseDuration, opts.olderThan));
         const audit = auditFor(command, io);
         const { objects, bytes } = await purgeTrash(storage, before, {
           repos: opts.repo === undefined ? undefined : [repoOption(opts.repo)],
@@ -130,24 +122,14 @@ function openStorage(command: Command): Promise<FsStorage> {
   return openDataFolder(optionValue(command, 'path')?.value ?? './data');
 }
 
-async function entriesOf(storage: FsStorage, repoText: string | undefined): Promise<TrashEntry[]> {
-  const repos: RepoPath[] = [];
-  if (repoText === undefined) for await (const repo of storage.listRepos()) repos.push(repo);
-  else repos.push(repoOption(repoText));
-  const entries: TrashEntry[] = [];
-  for (const repo of repos) for await (const entry of storage.listTrash(repo)) entries.push(entry);
-  return entries.sort((a, b) => a.deletedMs - b.deletedMs);
+function entriesOf(storage: FsStorage, repoText: string | undefined): Promise<TrashEntry[]> {
+  return gatherTrash(storage, repoText === undefined ? undefined : [repoOption(repoText)]);
 }
 
-function parseSince(text: string): number {
-  const at = Date.parse(text);
-  if (!Number.isNaN(at) && /\d{4}-\d\d-\d\d/.test(text)) return at;
-  return Date.now() - parseDurationOption(text);
-}
-
-function parseDurationOption(text: string): number {
+/** Parses an option's value, a bad one being a usage error (exit 2). */
+function parseOption<T>(parse: (text: string) => T, text: string): T {
   try {
-    return parseDuration(text);
+    return parse(text);
   } catch (err) {
     throw new UsageError(errorMessage(err));
   }

@@ -13,7 +13,7 @@ import { parseListenAddress } from './listen-address.ts';
 import type { OptionKind, OptionLayer, OptionName, OptionValue } from './options.ts';
 import { fileKey, fileOptionNames, options, UsageError } from './options.ts';
 import { parseSize } from './sizes.ts';
-import { parseDuration } from './durations.ts';
+import { parseDuration } from '../util/durations.ts';
 
 /** A string the given parser accepts; its Error becomes the schema's message. */
 function parsedBy(parse: (text: string) => unknown, message: string): z.ZodType<string> {

@@ -9,7 +9,7 @@
 import { parseListenAddress } from './listen-address.ts';
 import { parseTrustedPeers } from '../http/client-address.ts';
 import { parseSize } from './sizes.ts';
-import { parseDuration } from './durations.ts';
+import { parseDuration } from '../util/durations.ts';
 import { defaultHardeningLimits } from '../http/hardening-limits.ts';
 import {
   defaultMaxLockBytes,
@@ -244,6 +244,16 @@ export const options = {
     description:
       "keep deleted objects (all but locks) in the repository's trash this long before they are removed for good, e.g. 7d; restore them with ratchet trash restore; 0: deletes are final",
     doc: 'deleted objects stay restorable this long (e.g. `7d`); 0: deletes are final',
+  }),
+  deleteGraceMin: option({
+    flag: 'delete-grace-min',
+    arg: 'duration',
+    kind: { type: 'duration' },
+    default: 24 * 60 * 60 * 1000,
+    defaultText: '24h',
+    description:
+      'when --max-size or the disk is full, trash older than this is removed early, oldest first, to make room; younger trash is never removed early (the upload gets 507)',
+    doc: 'when `--max-size` or the disk is full, trash older than this is removed early, oldest first',
   }),
   scrubInterval: option({
     flag: 'scrub-interval',

@@ -75,6 +75,8 @@ export interface ServerConfig {
   readonly prometheus: boolean;
   /** Deleted objects stay in the trash this many ms (0: deletes are final). */
   readonly deleteGraceMs: number;
+  /** Trash younger than this (ms) is never purged early to make room. */
+  readonly deleteGraceMinMs: number;
   /** Background scrub: a pass every this many ms; 0 is off. */
   readonly scrubIntervalMs: number;
   /** Bytes per second the background scrub reads at most. */
@@ -187,6 +189,7 @@ export function buildServerConfig(
     })),
     prometheus: values.prometheus,
     deleteGraceMs: values.deleteGrace,
+    deleteGraceMinMs: values.deleteGraceMin,
     scrubIntervalMs: values.scrubInterval,
     scrubRate: values.scrubRate,
     prometheusNoAuth: values.prometheusNoAuth,

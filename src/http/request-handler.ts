@@ -18,6 +18,7 @@ import { parseRoute } from '../protocol/route.ts';
 import type { UserLimits } from '../limits/user-limits.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { QuotaManager } from '../quota/quota-manager.ts';
+import type { TrashKeeper } from '../trash/trash-keeper.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { HardeningLimits } from './hardening-limits.ts';
 import { loggableError } from '../log/redact.ts';
@@ -36,8 +37,8 @@ export interface PipelineOptions {
   readonly logger: Logger;
   readonly accessLog: AccessLog | undefined;
   readonly verifyUploads: boolean;
-  /** --delete-grace in ms: deleted objects go to the trash (0: deletes are final). */
-  readonly deleteGraceMs: number;
+  /** With --delete-grace: deleted objects go to the trash; undefined: deletes are final. */
+  readonly trash: TrashKeeper | undefined;
   readonly maxRepoDepth: number;
   readonly identify: Identify;
   readonly access: AccessControl;

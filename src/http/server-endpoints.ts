@@ -5,66 +5,27 @@
  * probe's answer is shared by every caller for a second, so the endpoint cannot load the disk) and
  * `/.ratchet/metrics`. With --prometheus, `/metrics` answers too, as in rest-server; GET on a
  * repository root is not a protocol request, so a repository named `metrics` still works.
- * Health answers without authentication and says nothing about users or repositories.
+ * Health answers without authentication and says nothing about users or repositories. The
+ * trash's endpoints are in trash-endpoints.ts.
  *
- * Every endpoint declares what it asks of the requester (`EndpointAccess`), and one function
- * decides it as the protocol decides: the user's grants, capped by the listener's ceiling, and
- * the per-user limits. Later endpoints (trash, the web view) declare their operation and get the
- * same treatment, so an append-only listener can never be used to empty a trash.
+ * Every endpoint declares what it asks of the requester (`EndpointAccess`), decided in one place
+ * (endpoint-access.ts) as the protocol decides.
  */
-import type { AccessControl } from '../access/access-control.ts';
-import type { Operation, Resource, Role } from '../access/policy.ts';
 import { RatchetError } from '../errors.ts';
-import type { RepoPath } from '../domain/repo-path.ts';
-import type { UserLimits } from '../limits/user-limits.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { HardeningLimits } from './hardening-limits.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { HttpRequest, HttpResponse } from '../util/http-types.ts';
-import { authorize } from './authorize.ts';
 import type { ClientAddress } from './client-address.ts';
-import type { Identify } from './identify.ts';
+import { authorizeEndpoint } from './endpoint-access.ts';
+import type { EndpointAccess } from './endpoint-access.ts';
+import { isTrashEndpoint, serveTrash } from './trash-endpoints.ts';
+import type { TrashEndpointOptions } from './trash-endpoints.ts';
 
-export interface EndpointOptions {
-  readonly storage: Storage;
-  readonly identify: Identify;
-  readonly access: AccessControl;
-  /** The listener's ceiling: the most any request on it may do. */
-  readonly maxRole: Role;
-  readonly limits: UserLimits<boolean>;
+export interface EndpointOptions extends TrashEndpointOptions {
   readonly metrics: Metrics | undefined;
   readonly metricsNeedAuth: boolean;
   readonly hardening: Pick<HardeningLimits, 'readyCacheMs'>;
-}
-
-/**
- * What an endpoint asks of the requester: nothing (it says nothing about users or
- * repositories), or the right to perform an operation on a resource of the repository at
- * `repo` (the root `[]` for server-wide views: only users whose grants reach the root).
- */
-export type EndpointAccess =
-  | { readonly kind: 'anyone' }
-  | {
-      readonly kind: 'operation';
-      readonly operation: Operation;
-      readonly resource: Resource;
-      readonly repo: RepoPath;
-    };
-
-/** Who the requester is, once the endpoint's access is granted (undefined: anyone, or no-auth). */
-export async function authorizeEndpoint(
-  access: EndpointAccess,
-  req: HttpRequest,
-  client: ClientAddress,
-  options: Pick<EndpointOptions, 'identify' | 'access' | 'maxRole' | 'limits'>,
-  onUser: (user: string | undefined) => void,
-): Promise<string | undefined> {
-  if (access.kind === 'anyone') return undefined;
-  const user = await options.identify(req, client);
-  onUser(user);
-  if (options.limits.active) await options.limits.admit(user);
-  authorize(options, user, access.repo, access.operation, access.resource, 'this endpoint');
-  return user;
 }
 
 // Metrics name every repository: the right to read the root, as a listing of it would need.
@@ -112,6 +73,11 @@ export async function serveEndpoint(
   client: ClientAddress,
   onUser: (user: string | undefined) => void,
 ): Promise<void> {
+  if (isTrashEndpoint(path)) {
+    const query = new URLSearchParams(queryOf(req.url));
+    const document = await serveTrash(path, req, query, options, client, onUser);
+    return send(req, res, 'application/json; charset=utf-8', `${JSON.stringify(document)}\n`);
+  }
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     throw new RatchetError('METHOD_NOT_ALLOWED', `method ${req.method ?? ''} not allowed here`, {
       headers: { Allow: 'GET, HEAD' },
@@ -136,6 +102,11 @@ export async function serveEndpoint(
     default:
       throw new RatchetError('NOT_FOUND', 'not found');
   }
+}
+
+function queryOf(url: string | undefined): string {
+  const at = url?.indexOf('?') ?? -1;
+  return at < 0 || url === undefined ? '' : url.slice(at + 1);
 }
 
 function send(req: HttpRequest, res: HttpResponse, contentType: string, body: string): void {

@@ -2,8 +2,8 @@
  * Prometheus metrics. The blob counters keep rest-server's names and labels so existing
  * dashboards work; the rest are Ratchet's own: request timing, requests in flight,
  * authentication failures, and per-repository gauges read from the usage ledger at scrape time
- * (no storage walk) — bytes used, objects per type, and the time of the newest snapshot, so an
- * alert can fire when a host stops backing up. Until the ledger's start-up count is done the
+ * (no storage walk) — bytes used, objects per type, the trash, and the time of the newest
+ * snapshot, so an alert can fire when a host stops backing up. Until the ledger's start-up count is done the
  * repository gauges are left out rather than shown incomplete.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
@@ -96,6 +96,16 @@ export class Metrics {
       (g, repo, u) => {
         for (const type of objectTypes) g.set({ repo, type }, u.objects[type]);
       },
+    );
+    // Trash (--delete-grace): on disk and in the total quota, but no longer in the repository.
+    repoGauge(
+      'ratchet_trash_bytes',
+      "Bytes in a repository's trash (deleted, restorable until the grace period ends)",
+      ['repo'],
+      (g, repo, u) => g.set({ repo }, u.trashBytes),
+    );
+    repoGauge('ratchet_trash_objects', "Objects in a repository's trash", ['repo'], (g, repo, u) =>
+      g.set({ repo }, u.trashObjects),
     );
     repoGauge(
       'ratchet_repo_newest_snapshot_timestamp_seconds',

@@ -13,14 +13,15 @@ import type { RepoPath } from '../domain/repo-path.ts';
 import type { Route } from './route.ts';
 import { repoKey } from '../domain/repo-path.ts';
 import type { QuotaManager } from '../quota/quota-manager.ts';
+import type { TrashKeeper } from '../trash/trash-keeper.ts';
 import type { UserLimits } from '../limits/user-limits.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { continueUpload } from '../util/http-types.ts';
 
 export interface HandlerContext {
   readonly storage: Storage;
-  /** Deleted objects (but locks) go to the trash for this long; 0: deletes are final. */
-  readonly deleteGraceMs: number;
+  /** Where deleted objects (but locks) go with --delete-grace; undefined: deletes are final. */
+  readonly trash: TrashKeeper | undefined;
   readonly verifyUploads: boolean;
   readonly quota: QuotaManager;
   readonly limits: UserLimits<boolean>;
@@ -133,21 +134,26 @@ async function writeObject(ctx: HandlerContext, ref: ObjectRef, exchange: Exchan
     ctx.metrics?.blob('write', user, repoKey(ref.repo), ref.type, result.size);
   } catch (err) {
     reservation.release();
+    // A full disk: old trash makes room for restic's retry (this upload's body is spent).
+    if (ctx.trash !== undefined && err instanceof RatchetError && err.code === 'NO_SPACE')
+      await ctx.trash.reclaim(Math.max(contentLength ?? 0, roomAfterFullDisk));
     throw err;
   }
   ok(res);
 }
 
+/** Least room an early purge of the trash makes after a full disk (restic's packs are ~16 MiB). */
+const roomAfterFullDisk = 64 * 1024 * 1024;
+
 async function deleteObject(ctx: HandlerContext, ref: ObjectRef, exchange: Exchange): Promise<void> {
   const { res, user } = exchange;
   // Locks come and go with every restic command: they are never kept.
-  const { existed, bytes } =
-    ctx.deleteGraceMs > 0 && ref.type !== 'locks'
-      ? await ctx.storage.moveToTrash(ref, Date.now())
-      : await ctx.storage.delete(ref);
+  const trash = ref.type === 'locks' ? undefined : ctx.trash;
+  const { existed, bytes } = trash === undefined ? await ctx.storage.delete(ref) : await trash.discard(ref);
   exchange.changedBytes = bytes;
   if (existed) {
-    ctx.quota.deleted(ref, bytes);
+    // The keeper counts what it moves into the trash.
+    if (trash === undefined) ctx.quota.deleted(ref, bytes);
     ctx.metrics?.blob('delete', user, repoKey(ref.repo), ref.type, bytes);
   }
   ok(res);

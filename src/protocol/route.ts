@@ -23,6 +23,13 @@ function decodeComponent(raw: string): string | undefined {
   }
 }
 
+/** A repository path as operators write it (`/host1/`, `host1`, `/` for the root); undefined if none. */
+export function parseRepoText(text: string): RepoPath | undefined {
+  const trimmed = text.replace(/^\/+|\/+$/g, '');
+  const route = parseRoute(trimmed === '' ? '/' : `/${encodeURI(trimmed)}/`);
+  return route?.kind === 'repo' ? route.repo : undefined;
+}
+
 /**
  * Parses the path part of a request URL (no query) into a Route, or undefined for any other
  * shape. The repository's depth is checked by the caller, once a listener's root is in front.

@@ -10,6 +10,9 @@
  * together overshoot; a body without a declared length is counted as it streams and cut off
  * when it overflows. Creating a repository counts 0 bytes (it makes six folders: the
  * repository and its type folders) but is refused when a byte quota that applies is full.
+ *
+ * The trash (--delete-grace) counts in the total only. When the total is what is full, the
+ * reclaimer (the trash keeper) may purge old trash early, and the reservation is tried again.
  */
 import { GrantTable } from '../access/grants.ts';
 import { RatchetError } from '../errors.ts';
@@ -42,6 +45,11 @@ export interface QuotaLimits {
   readonly maxLockBytes?: number;
   /** Lock objects one repository may hold (--max-locks-per-repo); undefined: defaultMaxLocksPerRepo. */
   readonly maxLocksPerRepo?: number;
+}
+
+/** Frees room in the total by removing what may go (old trash); resolves to the bytes freed. */
+export interface Reclaimer {
+  reclaim(bytes: number): Promise<number>;
 }
 
 export const noQuotas: QuotaLimits = { maxTotalBytes: undefined, repoRules: [], userRules: [] };
@@ -84,10 +92,12 @@ export class QuotaManager {
   private limits: QuotaLimits;
   private repoLimits: { table: GrantTable; maxBytes: number }[] = [];
   private readonly ledger: UsageLedger;
+  private readonly reclaimer: Reclaimer | undefined;
 
-  constructor(ledger: UsageLedger, limits: QuotaLimits) {
+  constructor(ledger: UsageLedger, limits: QuotaLimits, reclaimer?: Reclaimer) {
     this.ledger = ledger;
     this.limits = limits;
+    this.reclaimer = reclaimer;
     this.compile();
   }
 
@@ -129,19 +139,22 @@ export class QuotaManager {
     const scopes = this.scopesFor(ref.repo, user);
     const store = this.ledger.store;
     let held = 0;
-    const hold = (bytes: number, what: string): void => {
-      const full = store.reserve(scopes, bytes);
+    const hold = async (bytes: number, what: string): Promise<void> => {
+      let full = store.reserve(scopes, bytes);
+      if (full?.scope === 'total' && this.reclaimer !== undefined) {
+        if ((await this.reclaimer.reclaim(bytes - full.left)) > 0) full = store.reserve(scopes, bytes);
+      }
       if (full !== undefined) throw exceeded(scopes, full, `${what} would exceed`);
       held += bytes;
     };
-    hold(declared ?? 0, `an upload of ${declared ?? 0} bytes`);
+    await hold(declared ?? 0, `an upload of ${declared ?? 0} bytes`);
     const free = once(() => store.release(scopes, held));
     return {
       limit: async function* (body) {
         let seen = 0;
         for await (const chunk of body) {
           seen += chunk.length;
-          if (seen > held) hold(seen - held, 'this upload');
+          if (seen > held) await hold(seen - held, 'this upload');
           yield chunk;
         }
       },
@@ -225,7 +238,11 @@ export class QuotaManager {
     const store = this.ledger.store;
     if (store.get(repoKey(repo)) !== undefined || (await exists())) return known;
     const scopes = this.scopesFor(repo, user);
-    const full = scopes.find((scope) => store.used(scope.scope) + store.held(scope.scope) >= scope.limit);
+    const isFull = (scope: Scope): boolean =>
+      store.used(scope.scope) + store.held(scope.scope) >= scope.limit;
+    let full = scopes.find(isFull);
+    if (full?.scope === 'total' && this.reclaimer !== undefined && (await this.reclaimer.reclaim(1)) > 0)
+      full = scopes.find(isFull);
     if (full !== undefined)
       throw exceeded(scopes, { scope: full.scope, left: 0 }, 'a new repository would exceed');
     const owner = ownerOf(repoKey(repo));

@@ -21,7 +21,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import { QuotaManager } from '../quota/quota-manager.ts';
 import { UsageLedger } from '../usage/usage-ledger.ts';
 import { BackgroundScrub, FileScrubState } from '../scrub/background-scrub.ts';
-import { TrashPurger } from '../trash/trash-purge.ts';
+import { TrashKeeper } from '../trash/trash-keeper.ts';
 import { MemoryUsageStore } from '../usage/usage-store.ts';
 import { isTrustedPeer, parseTrustedPeers } from '../http/client-address.ts';
 import { createIdentify } from '../http/identify.ts';
@@ -123,7 +123,17 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
   // Counted in the background from here; quota decisions wait for the count, listeners do not.
   const usage = new UsageLedger(storage, new MemoryUsageStore(), logger, { tickMs: deps.usageTickMs });
   usage.start();
-  const quota = new QuotaManager(usage, config.quotas);
+  const trash =
+    config.deleteGraceMs > 0
+      ? new TrashKeeper(
+          storage,
+          usage,
+          { graceMs: config.deleteGraceMs, minAgeMs: config.deleteGraceMinMs },
+          logger,
+          audit,
+        )
+      : undefined;
+  const quota = new QuotaManager(usage, config.quotas, trash);
   const limits = new UserLimits(config.limits);
   // prom-client is loaded only with --prometheus (about 12 MiB of memory).
   const metrics: Metrics | undefined = config.prometheus
@@ -141,9 +151,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     for (const entry of quota.report()) gauge.set({ scope: entry.scope }, entry.used);
   });
   const scrubber = startBackgroundScrub(config, storage, logger, metrics);
-  const purger =
-    config.deleteGraceMs > 0 ? new TrashPurger(storage, config.deleteGraceMs, logger) : undefined;
-  purger?.start();
+  trash?.start();
   const listeners = listenersFor(config, deps.inheritedFds);
   const identify = createIdentify({
     noAuth: config.noAuth,
@@ -177,7 +185,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
         logger,
         accessLog,
         verifyUploads: config.verifyUpload,
-        deleteGraceMs: config.deleteGraceMs,
+        trash,
         maxRepoDepth: config.maxRepoDepth,
         identify,
         access,
@@ -233,7 +241,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     }
   } catch (err) {
     for (const { server } of servers) server.close();
-    await Promise.all([usage.stop(), scrubber?.stop(), purger?.stop()]);
+    await Promise.all([usage.stop(), scrubber?.stop(), trash?.stop()]);
     throw err;
   }
 
@@ -243,7 +251,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     closing ??= (async () => {
       watcher?.close();
       await Promise.all(servers.map((served) => served.drain(config.shutdownTimeout * 1000)));
-      await Promise.all([usage.stop(), scrubber?.stop(), purger?.stop()]);
+      await Promise.all([usage.stop(), scrubber?.stop(), trash?.stop()]);
       await Promise.all(addresses.map(removeSocketFile));
       await accessLog?.close();
       await finalStorage.close();

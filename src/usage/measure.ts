@@ -4,7 +4,7 @@ import type { RepoPath } from '../domain/repo-path.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { RepoUsage } from './usage-store.ts';
 
-/** Bytes, objects per type and newest snapshot time of a repository; NOT_FOUND when it is gone. */
+/** Bytes, objects per type, newest snapshot time and trash of a repository; NOT_FOUND when it is gone. */
 export async function measureRepo(
   storage: Storage,
   repo: RepoPath,
@@ -28,5 +28,11 @@ export async function measureRepo(
         newestSnapshotMs = at;
     }
   }
-  return { bytes, objects, newestSnapshotMs };
+  let trashBytes = 0;
+  let trashObjects = 0;
+  for await (const entry of storage.listTrash(repo, signal)) {
+    trashBytes += entry.size;
+    trashObjects++;
+  }
+  return { bytes, objects, newestSnapshotMs, trashBytes, trashObjects };
 }

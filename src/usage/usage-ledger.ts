@@ -22,7 +22,7 @@ import { repoFromKey, repoKey } from '../domain/repo-path.ts';
 import type { ObjectRef } from '../domain/object-ref.ts';
 import type { Storage } from '../storage/storage.ts';
 import { measureRepo } from './measure.ts';
-import type { RepoUsage, UsageStore } from './usage-store.ts';
+import type { RepoUsage, UsageChange, UsageStore } from './usage-store.ts';
 
 /** Least time between two reconcile ticks (each measures one repository). */
 const defaultTickMs = 1000;
@@ -115,10 +115,31 @@ export class UsageLedger {
 
   /** This server deleted an object that held `bytes`. */
   deleted(ref: ObjectRef, bytes: number): void {
+    this.moved(ref, { bytes: -bytes, objects: -1 });
+  }
+
+  /** This server moved an object of `bytes` into the repository's trash. */
+  trashed(ref: ObjectRef, bytes: number): void {
+    this.moved(ref, { bytes: -bytes, objects: -1, trashBytes: bytes, trashObjects: 1 });
+  }
+
+  /** This server put a trashed object of `bytes` back under its name. */
+  restored(ref: ObjectRef, bytes: number): void {
+    this.moved(ref, { bytes, objects: 1, trashBytes: -bytes, trashObjects: -1 });
+  }
+
+  /** This server removed a trashed object of `bytes` for good. */
+  purged(repo: RepoPath, bytes: number): void {
+    this.store.add(this.noteTouched(repo), { bytes: 0, trashBytes: -bytes, trashObjects: -1 });
+  }
+
+  /** Applies a change of live objects (and of the trash) to the object's repository. */
+  private moved(ref: ObjectRef, change: UsageChange & { objects: number }): void {
     const key = this.noteTouched(ref.repo);
-    if (ref.type === 'config') this.store.add(key, { bytes: -bytes });
-    else this.store.add(key, { bytes: -bytes, type: ref.type, objects: -1 });
-    // The newest snapshot time may have been the deleted one's: read it again soon.
+    if (ref.type === 'config') this.store.add(key, { ...change, objects: undefined });
+    else this.store.add(key, { ...change, type: ref.type });
+    // The newest snapshot time may have been the deleted one's, and a restored one keeps its own
+    // (older) time: read it again soon.
     if (ref.type === 'snapshots') this.again.add(key);
   }
 

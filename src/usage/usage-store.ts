@@ -1,7 +1,9 @@
 /**
- * Where usage and quota reservations live: per repository its bytes, objects per type and newest
- * snapshot time, sums per owner (the first path component: everything below /<user>/) and in
- * total, and the room uploads and creations hold while in flight. An interface with an in-memory
+ * Where usage and quota reservations live: per repository its bytes, objects per type, newest
+ * snapshot time and trash, sums per owner (the first path component: everything below /<user>/)
+ * and in total, and the room uploads and creations hold while in flight. The trash is on disk, so
+ * it counts in the total; it is not charged to the owner or the repository (a host does not pay
+ * for what the admin deleted). An interface with an in-memory
  * implementation, so that several processes can later share one (Redis).
  *
  * Every change made by this server stamps its repository from one increasing clock, so a
@@ -17,6 +19,9 @@ export interface RepoUsage {
   readonly objects: Readonly<Record<ObjectType, number>>;
   /** When the newest snapshot object was stored (ms since the epoch), if there is one. */
   readonly newestSnapshotMs: number | undefined;
+  /** Bytes and objects in the repository's trash (--delete-grace). */
+  readonly trashBytes: number;
+  readonly trashObjects: number;
 }
 
 /** A change this server made to one repository. */
@@ -27,10 +32,13 @@ export interface UsageChange {
   readonly objects?: number;
   /** A snapshot stored at this time. */
   readonly snapshotMs?: number;
+  /** Moves of the trash's bytes and objects. */
+  readonly trashBytes?: number;
+  readonly trashObjects?: number;
 }
 
 /**
- * What a limit counts: `total` (bytes of everything), `user:<owner>` (bytes below /<owner>/),
+ * What a limit counts: `total` (bytes of everything, trash included), `user:<owner>` (bytes below /<owner>/),
  * `repo:<key>` (bytes of one repository), `repos:<owner>` (repositories below /<owner>/),
  * `locks:<key>` (lock objects in one repository).
  */
@@ -67,10 +75,12 @@ export interface UsageStore {
   release(holds: readonly Hold[], amount: number): void;
 }
 
-const emptyUsage: RepoUsage = {
+export const emptyUsage: RepoUsage = {
   bytes: 0,
   objects: { data: 0, keys: 0, locks: 0, snapshots: 0, index: 0 },
   newestSnapshotMs: undefined,
+  trashBytes: 0,
+  trashObjects: 0,
 };
 
 interface Entry {
@@ -130,6 +140,8 @@ export class MemoryUsageStore implements UsageStore {
       bytes: Math.max(0, before.bytes + change.bytes),
       objects,
       newestSnapshotMs: Number.isFinite(newest) ? newest : undefined,
+      trashBytes: Math.max(0, before.trashBytes + (change.trashBytes ?? 0)),
+      trashObjects: Math.max(0, before.trashObjects + (change.trashObjects ?? 0)),
     });
     const entry = this.entries.get(repo);
     if (entry !== undefined) entry.stamp = ++this.ticks;
@@ -146,7 +158,7 @@ export class MemoryUsageStore implements UsageStore {
     if (entry === undefined) return true;
     if (entry.stamp > since) return false;
     this.entries.delete(repo);
-    this.charge(repo, -entry.usage.bytes, -1);
+    this.charge(repo, -entry.usage.bytes, -entry.usage.trashBytes, -1);
     return true;
   }
 
@@ -166,13 +178,19 @@ export class MemoryUsageStore implements UsageStore {
   /** Sets a repository's numbers and moves the owner and total sums by the difference. */
   private put(repo: string, usage: RepoUsage): void {
     const entry = this.entries.get(repo);
-    this.charge(repo, usage.bytes - (entry?.usage.bytes ?? 0), entry === undefined ? 1 : 0);
+    this.charge(
+      repo,
+      usage.bytes - (entry?.usage.bytes ?? 0),
+      usage.trashBytes - (entry?.usage.trashBytes ?? 0),
+      entry === undefined ? 1 : 0,
+    );
     if (entry === undefined) this.entries.set(repo, { usage, stamp: 0 });
     else entry.usage = usage;
   }
 
-  private charge(repo: string, bytes: number, repos: number): void {
-    this.total += bytes;
+  /** Live bytes go to the owner and the total, trash bytes to the total only. */
+  private charge(repo: string, bytes: number, trashBytes: number, repos: number): void {
+    this.total += bytes + trashBytes;
     const owner = ownerOf(repo);
     const sums = this.owners.get(owner) ?? { bytes: 0, repos: 0 };
     sums.bytes += bytes;

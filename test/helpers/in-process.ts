@@ -43,6 +43,7 @@ export function testConfig(dataDir: string, overrides: Partial<ServerConfig> = {
     limits: [],
     prometheus: false,
     deleteGraceMs: 0,
+    deleteGraceMinMs: 24 * 60 * 60 * 1000,
     scrubIntervalMs: 0,
     scrubRate: 50 * 1024 ** 2,
     prometheusNoAuth: false,

@@ -1,15 +1,15 @@
 /**
  * The server's own endpoints decide access as the protocol does: the user's grants capped by the
- * listener's ceiling. Real servers on real sockets, plus the decision itself for an operation no
- * endpoint performs yet (the trash issue adds them), so the ceiling is shown to bind.
+ * listener's ceiling. Real servers on real sockets, plus the decision itself for the operation
+ * the trash endpoints ask for (test/http/trash.test.ts drives them through real listeners).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AccessControl } from '../../src/access/access-control.ts';
 import { defaultGrants } from '../../src/access/grants.ts';
 import { parseTrustedPeers, resolveClient } from '../../src/http/client-address.ts';
-import { authorizeEndpoint } from '../../src/http/server-endpoints.ts';
-import type { EndpointAccess } from '../../src/http/server-endpoints.ts';
+import { authorizeEndpoint } from '../../src/http/endpoint-access.ts';
+import type { EndpointAccess } from '../../src/http/endpoint-access.ts';
 import { UserLimits } from '../../src/limits/user-limits.ts';
 import type { HttpRequest } from '../../src/util/http-types.ts';
 import { raw } from '../helpers/http.ts';

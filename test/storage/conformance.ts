@@ -423,6 +423,8 @@ export function storageConformance(name: string, harness: BackendHarness): void 
           bytes: 0,
           objects: { data: 0, keys: 0, locks: 0, snapshots: 0, index: 0 },
           newestSnapshotMs: undefined,
+          trashBytes: 0,
+          trashObjects: 0,
         });
         const before = Date.now() - 2000;
         await put(storage, randomBytes(1000));
@@ -446,6 +448,14 @@ export function storageConformance(name: string, harness: BackendHarness): void 
         summary = await measureRepo(storage, repo);
         assert.equal(summary.bytes, 1000 + 50 + config.length + 20);
         assert.equal(summary.objects.data, 1);
+        // The trash is measured apart from the live objects.
+        const trashed = await put(storage, randomBytes(70));
+        await storage.moveToTrash(trashed.ref, Date.now());
+        summary = await measureRepo(storage, repo);
+        assert.equal(summary.bytes, 1000 + 50 + config.length + 20);
+        assert.equal(summary.objects.data, 1);
+        assert.equal(summary.trashBytes, 70);
+        assert.equal(summary.trashObjects, 1);
         await assert.rejects(measureRepo(storage, ['nobody']), code('NOT_FOUND'));
       }),
     );

@@ -15,7 +15,7 @@ import { FsStorage } from '../../src/storage/fs/fs-storage.ts';
 import { MemoryStorage } from '../../src/storage/memory/memory-storage.ts';
 import type { Storage, TrashEntry } from '../../src/storage/storage.ts';
 import { writeChecked } from '../../src/storage/upload-check.ts';
-import { purgeTrash } from '../../src/trash/trash-purge.ts';
+import { purgeTrash } from '../../src/trash/trash-operations.ts';
 import { sha256 } from '../helpers/http.ts';
 import { withTempDir } from '../helpers/ratchet-process.ts';
 

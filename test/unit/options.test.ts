@@ -14,7 +14,7 @@ import {
 } from '../../src/config/options.ts';
 import { buildServerConfig } from '../../src/config/server-config.ts';
 import { parseSize } from '../../src/config/sizes.ts';
-import { parseDuration } from '../../src/config/durations.ts';
+import { parseDuration } from '../../src/util/durations.ts';
 
 /** A YAML value of the kind that is not its default, and what it should read as. */
 function sample(kind: OptionKind): [string, unknown] {

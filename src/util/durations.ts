@@ -22,3 +22,19 @@ export function parseDuration(text: string | number): number {
   }
   return ms;
 }
+
+/**
+ * A point in time as operators write it: an ISO date or time (2026-11-30, 2026-11-30T08:00Z), or
+ * a duration ago (2h); milliseconds since the epoch. Throws on anything else.
+ */
+export function parseSince(text: string, now = Date.now()): number {
+  const at = Date.parse(text);
+  if (!Number.isNaN(at) && /^\d{4}-\d\d-\d\d/.test(text.trim())) return at;
+  try {
+    return now - parseDuration(text);
+  } catch {
+    throw new Error(
+      `invalid time "${text}": expected an ISO time (2026-11-30T08:00Z) or a duration ago (2h)`,
+    );
+  }
+}
