@@ -81,7 +81,8 @@ export async function serveTrash(
       );
   }
   const repoText = single(query, 'repo');
-  if (action.repoRequired && repoText === undefined)
+  // Below a listener root (/{user}), "every repository" is not defined: name one.
+  if ((action.repoRequired || options.root !== undefined) && repoText === undefined)
     throw new RatchetError('BAD_REQUEST', 'name the repository: ?repo=/host1/');
   const named = repoText === undefined ? [] : repoParam(repoText);
   const repoFor = (user: string | undefined): RepoPath =>
@@ -116,8 +117,8 @@ export async function serveTrash(
   const trash = options.trash;
   if (trash === undefined)
     throw new RatchetError('NOT_FOUND', 'the trash is off (start the server with --delete-grace)');
-  // Without a repository (and a root), the whole data folder: every repository's trash.
-  const repo = repoText === undefined && options.root === undefined ? undefined : repoFor(user);
+  // Without a repository, the whole data folder: every repository's trash.
+  const repo = repoText === undefined ? undefined : repoFor(user);
   if (repo !== undefined) {
     checkRepoDepth(repo, options.maxRepoDepth);
     if (!(await options.storage.repoExists(repo)))

@@ -141,10 +141,11 @@ export class QuotaManager {
     let held = 0;
     const hold = async (bytes: number, what: string): Promise<void> => {
       let full = store.reserve(scopes, bytes);
-      if (full?.scope === 'total' && this.reclaimer !== undefined) {
-        if ((await this.reclaimer.reclaim(bytes - full.left)) > 0) full = store.reserve(scopes, bytes);
-      }
-      if (full !== undefined) throw exceeded(scopes, full, `${what} would exceed`);
+      const reclaimer = full?.scope === 'total' ? this.reclaimerFor(scopes, bytes) : undefined;
+      if (full !== undefined && reclaimer !== undefined && (await reclaimer.reclaim(bytes - full.left)) > 0)
+        full = store.reserve(scopes, bytes);
+      if (full !== undefined)
+        throw exceeded(scopes, this.ownFirst(scopes, bytes, full), `${what} would exceed`);
       held += bytes;
     };
     await hold(declared ?? 0, `an upload of ${declared ?? 0} bytes`);
@@ -238,23 +239,25 @@ export class QuotaManager {
     const store = this.ledger.store;
     if (store.get(repoKey(repo)) !== undefined || (await exists())) return known;
     const scopes = this.scopesFor(repo, user);
-    const isFull = (scope: Scope): boolean =>
-      store.used(scope.scope) + store.held(scope.scope) >= scope.limit;
-    let full = scopes.find(isFull);
-    if (full?.scope === 'total' && this.reclaimer !== undefined && (await this.reclaimer.reclaim(1)) > 0)
-      full = scopes.find(isFull);
-    if (full !== undefined)
-      throw exceeded(scopes, { scope: full.scope, left: 0 }, 'a new repository would exceed');
     const owner = ownerOf(repoKey(repo));
     const max = this.limits.maxReposPerUser ?? defaultMaxReposPerUser;
-    const count: Scope[] = [{ scope: `repos:${owner}`, limit: max, name: `/${owner}/` }];
-    if (store.reserve(count, 1) !== undefined) {
-      throw new RatchetError(
+    const count: Scope = { scope: `repos:${owner}`, limit: max, name: `/${owner}/` };
+    const tooMany = (): RatchetError =>
+      new RatchetError(
         'QUOTA_EXCEEDED',
         `/${owner}/ already holds ${max} repositories, the most allowed (--max-repos-per-user)`,
       );
-    }
-    const free = once(() => store.release(count, 1));
+    // Checked first: old trash is purged below only for a creation that is then admitted.
+    if (!this.hasRoom(count, 1)) throw tooMany();
+    // A creation counts 0 bytes but is not admitted into a full quota: it needs a byte of room.
+    let full = scopes.find((scope) => !this.hasRoom(scope, 1));
+    const reclaimer = full?.scope === 'total' ? this.reclaimerFor(scopes, 1) : undefined;
+    if (reclaimer !== undefined && (await reclaimer.reclaim(1)) > 0)
+      full = scopes.find((scope) => !this.hasRoom(scope, 1));
+    if (full !== undefined)
+      throw exceeded(scopes, { scope: full.scope, left: 0 }, 'a new repository would exceed');
+    if (store.reserve([count], 1) !== undefined) throw tooMany();
+    const free = once(() => store.release([count], 1));
     return {
       commit: () => {
         free();
@@ -285,6 +288,33 @@ export class QuotaManager {
         out.push({ scope: `user:${owner}`, limit: rule.maxBytes, used: store.used(`user:${owner}`) });
     }
     return out;
+  }
+
+  private hasRoom(scope: Hold, bytes: number): boolean {
+    const store = this.ledger.store;
+    return store.used(scope.scope) + store.held(scope.scope) + bytes <= scope.limit;
+  }
+
+  /**
+   * The reclaimer, when the total is the one scope without room: old trash is purged only for an
+   * upload that then fits, never for one that another quota refuses anyway.
+   */
+  private reclaimerFor(scopes: readonly Scope[], bytes: number): Reclaimer | undefined {
+    const others = scopes.every((scope) => scope.scope === 'total' || this.hasRoom(scope, bytes));
+    return others ? this.reclaimer : undefined;
+  }
+
+  /** The scope a refusal names: a full scope of the user's own before the server's total. */
+  private ownFirst(
+    scopes: readonly Scope[],
+    bytes: number,
+    full: { scope: ScopeKey; left: number },
+  ): { scope: ScopeKey; left: number } {
+    if (full.scope !== 'total') return full;
+    const own = scopes.find((scope) => scope.scope !== 'total' && !this.hasRoom(scope, bytes));
+    if (own === undefined) return full;
+    const store = this.ledger.store;
+    return { scope: own.scope, left: Math.max(0, own.limit - store.used(own.scope) - store.held(own.scope)) };
   }
 
   private compile(): void {

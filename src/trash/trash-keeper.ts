@@ -9,6 +9,9 @@
  * and repositories' quotas: every move is told to the usage ledger. When the total quota or the
  * disk is full, `reclaim` purges trash older than --delete-grace-min early, oldest deletion
  * first; younger trash is never purged early.
+ *
+ * Restores and purges (by request, in the background, early) run one at a time, so a purge
+ * never removes an entry a restore is putting back, and each entry is counted once.
  */
 import type { Logger } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -50,6 +53,8 @@ export class TrashKeeper {
   private reclaiming: Promise<number> | undefined;
   /** Until then no entry can be old enough for an early purge (new trash is always younger). */
   private nothingEligibleUntil = 0;
+  /** The end of the restore or purge in progress: the next one starts after it. */
+  private turn: Promise<unknown> = Promise.resolve();
 
   constructor(
     storage: Storage,
@@ -92,23 +97,14 @@ export class TrashKeeper {
     by: TrashRequester,
     signal?: AbortSignal,
   ): Promise<RestoreReport[]> {
-    return restoreTrash(
-      this.storage,
-      entries,
-      (report) => {
-        const { entry, outcome } = report;
-        if (outcome === 'restored') this.ledger.restored(refOf(entry), entry.size);
-        // The trash copy was dropped: an identical object is there already.
-        if (outcome === 'already-there') this.ledger.purged(entry.repo, entry.size);
-        this.record(
-          entry,
-          'trash-restore',
-          by,
-          outcome === 'restored' ? undefined : (report.error ?? outcome),
-        );
-      },
-      signal,
-    );
+    const onReport = (report: RestoreReport): void => {
+      const { entry, outcome } = report;
+      if (outcome === 'restored') this.ledger.restored(refOf(entry), entry.size);
+      // The trash copy was dropped: an identical object is there already.
+      if (outcome === 'already-there') this.ledger.purged(entry.repo, entry.size);
+      this.record(entry, 'trash-restore', by, outcome === 'restored' ? undefined : (report.error ?? outcome));
+    };
+    return this.exclusive(() => restoreTrash(this.storage, entries, onReport, signal));
   }
 
   /** Removes the trash deleted before `before` (ms) for good; `reason` goes to the audit trail. */
@@ -118,14 +114,11 @@ export class TrashKeeper {
     by: TrashRequester,
     signal?: AbortSignal,
   ): Promise<{ objects: number; bytes: number }> {
-    return purgeTrash(this.storage, before, {
-      repos,
-      signal,
-      onPurged: (entry, bytes) => {
-        this.ledger.purged(entry.repo, bytes);
-        this.record(entry, 'trash-purge', by, undefined);
-      },
-    });
+    const onPurged = (entry: TrashEntry, bytes: number): void => {
+      this.ledger.purged(entry.repo, bytes);
+      this.record(entry, 'trash-purge', by, undefined);
+    };
+    return this.exclusive(() => purgeTrash(this.storage, before, { repos, signal, onPurged }));
   }
 
   /**
@@ -135,7 +128,7 @@ export class TrashKeeper {
    * 507 stands). Concurrent callers share one pass.
    */
   reclaim(bytes: number): Promise<number> {
-    this.reclaiming ??= this.reclaimOnce(bytes)
+    this.reclaiming ??= this.exclusive(() => this.reclaimOnce(bytes))
       .catch((err: unknown) => {
         this.logger.warn({ err }, 'trash: removing old trash to make room failed');
         return 0;
@@ -150,7 +143,10 @@ export class TrashKeeper {
     const now = Date.now();
     if (now < this.nothingEligibleUntil) return 0;
     const cutoff = now - this.settings.minAgeMs;
-    const entries = await this.list(undefined);
+    // A repository whose trash cannot be read is left out, not the whole early purge.
+    const entries = await gatherTrash(this.storage, undefined, undefined, (repo, err) =>
+      this.logger.warn({ err, repo: repoDisplay(repo) }, "trash: reading a repository's trash failed"),
+    );
     let freed = 0;
     let objects = 0;
     let next = entries.length;
@@ -183,6 +179,13 @@ export class TrashKeeper {
         'trash: no room left and no trash older than --delete-grace-min to remove',
       );
     return freed;
+  }
+
+  /** Runs the work once the restore or purge in progress (failed or not) has ended. */
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.turn.then(work, work);
+    this.turn = result.catch(() => undefined);
+    return result;
   }
 
   private async loop(signal: AbortSignal): Promise<void> {

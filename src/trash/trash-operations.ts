@@ -10,15 +10,28 @@ import type { RestoreOutcome, Storage, TrashEntry } from '../storage/storage.ts'
 /** The repositories to work on: these, or every repository the storage lists. */
 export type RepoSelection = Iterable<RepoPath> | AsyncIterable<RepoPath> | undefined;
 
-/** Every trash entry of the repositories, oldest deletion first. */
+/**
+ * Every trash entry of the repositories, oldest deletion first. With `onError`, a repository
+ * whose trash cannot be read is reported and left out; without, the failure is thrown.
+ */
 export async function gatherTrash(
   storage: Storage,
   repos: RepoSelection,
   signal?: AbortSignal,
+  onError?: (repo: RepoPath, err: unknown) => void,
 ): Promise<TrashEntry[]> {
   const entries: TrashEntry[] = [];
-  for await (const repo of repos ?? storage.listRepos(signal))
-    for await (const entry of storage.listTrash(repo, signal)) entries.push(entry);
+  for await (const repo of repos ?? storage.listRepos(signal)) {
+    const found: TrashEntry[] = [];
+    try {
+      for await (const entry of storage.listTrash(repo, signal)) found.push(entry);
+    } catch (err) {
+      if (onError === undefined || signal?.aborted === true) throw err;
+      onError(repo, err);
+      continue;
+    }
+    entries.push(...found);
+  }
   return entries.sort((a, b) => a.deletedMs - b.deletedMs);
 }
 
@@ -29,9 +42,9 @@ export interface RestoreReport {
   readonly error?: string;
 }
 
-/** True when the object is back, or was never lost (purged meanwhile counts: nothing to do). */
+/** True when the object is back under its name (`gone`, purged meanwhile, is not). */
 export function restoreSucceeded(report: RestoreReport): boolean {
-  return report.outcome === 'restored' || report.outcome === 'already-there' || report.outcome === 'gone';
+  return report.outcome === 'restored' || report.outcome === 'already-there';
 }
 
 /**

@@ -10,6 +10,7 @@ import { readdir, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { defaultGrants } from '../../src/access/grants.ts';
+import { parseRepoRoot } from '../../src/protocol/repo-root.ts';
 import type { ServerConfig } from '../../src/config/server-config.ts';
 import { basic, blob, raw } from '../helpers/http.ts';
 import type { RawResponse } from '../helpers/http.ts';
@@ -172,7 +173,7 @@ describe('the trash and the quotas', () => {
 
   it('removes trash past the grace period in the background, counted and audited', async () => {
     await withTrashServer(
-      { deleteGraceMs: 1000, auditLog: 'audit.jsonl' },
+      { deleteGraceMs: 2000, auditLog: 'audit.jsonl' },
       async ({ url, dataDir, logs }) => {
         assert.equal((await raw(url, 'POST', '/r/?create=true')).status, 200);
         const gone = await put(url, 'r', 500);
@@ -193,6 +194,33 @@ describe('the trash and the quotas', () => {
         );
       },
     );
+  });
+
+  it('purges old trash only for an upload that then fits, never for one another quota refuses', async () => {
+    const quotas = { maxTotalBytes: 10_000, repoRules: [{ repos: ['/r/'], maxBytes: 3000 }], userRules: [] };
+    await withTrashServer({ quotas }, async (server) => {
+      const { dataDir } = server;
+      for (const repo of ['r', 'r2', 'r3'])
+        assert.equal((await raw(server.url, 'POST', `/${repo}/?create=true`)).status, 200);
+      assert.equal((await put(server.url, 'r', 3000)).status, 200);
+      const old = await put(server.url, 'r2', 6000);
+      assert.equal((await raw(server.url, 'DELETE', `/r2/data/${old.name}`)).status, 200);
+      await age(dataDir, 'r2', old.name, 2 * day);
+      await server.restart();
+      await waitFor(
+        async () => (await metric(server.url, 'ratchet_quota_used_bytes', { scope: 'total' })) === 9000,
+        'the restarted server counts the trash',
+      );
+      // Both the total and /r/'s quota are full: purging the trash would not make this fit.
+      const extra = blob(2000);
+      const refused = await raw(server.url, 'POST', `/r/data/${extra.name}`, { body: extra.data });
+      assert.equal(refused.status, 507);
+      assert.match(refused.body.toString(), /repository \/r\//);
+      assert.deepEqual(await trashed(dataDir, 'r2'), [old.name]);
+      // Only the total is full here: the old trash makes room.
+      assert.equal((await put(server.url, 'r3', 2000)).status, 200);
+      assert.deepEqual(await trashed(dataDir, 'r2'), []);
+    });
   });
 
   it('does not charge the trash to the repository and user quotas', async () => {
@@ -366,7 +394,6 @@ describe('the trash endpoints', () => {
       await bad('GET', '/.ratchet/trash?repo=/nobody/', 404, /does not exist/);
       await bad('POST', '/.ratchet/trash/restore?repo=/host1/&since=yesterday', 400, /invalid time/);
       await bad('POST', '/.ratchet/trash/purge?older-than=7x', 400, /invalid duration/);
-      assert.equal(json(await as('admin', 'admin', 'GET', list)).entries instanceof Array, true);
       assert.equal((json(await as('admin', 'admin', 'GET', list)).entries as unknown[]).length, 2);
 
       // One object back by name; it is served again.
@@ -442,6 +469,41 @@ describe('the trash endpoints', () => {
           status: 200,
         },
       ]);
+    });
+  });
+
+  it('name repositories below the listener root, never outside it', async () => {
+    const loopback = { kind: 'tcp', host: '127.0.0.1', port: 0 } as const;
+    const rooted = {
+      address: loopback,
+      maxRole: 'admin',
+      forHosts: true,
+      root: parseRepoRoot('/{user}'),
+    } as const;
+    // Every user admin on their own folder (--private-repos without --append-only), one listener
+    // that names it `/`, twice so that `as` finds it as either.
+    await withListeners({ grants: defaultGrants(true), listeners: [rooted, rooted] }, async (as) => {
+      for (const user of ['host1', 'admin'] as const) {
+        assert.equal((await as(user, 'hosts', 'POST', '/?create=true')).status, 200);
+        const object = blob(300);
+        assert.equal((await as(user, 'hosts', 'POST', `/data/${object.name}`, object.data)).status, 200);
+        assert.equal((await as(user, 'hosts', 'DELETE', `/data/${object.name}`)).status, 200);
+      }
+      const none = await as('host1', 'hosts', 'GET', '/.ratchet/trash');
+      assert.equal(none.status, 400);
+      assert.match(none.body.toString(), /name the repository/);
+      const own = json(await as('host1', 'hosts', 'GET', '/.ratchet/trash?repo=/')).entries as Record<
+        string,
+        unknown
+      >[];
+      assert.deepEqual(
+        own.map(({ repo, size }) => ({ repo, size })),
+        [{ repo: '/host1/', size: 300 }],
+      );
+      // /admin/ below /host1/ does not exist; nothing climbs out of the root.
+      assert.equal((await as('host1', 'hosts', 'GET', '/.ratchet/trash?repo=/admin/')).status, 404);
+      assert.equal((await as('host1', 'hosts', 'GET', '/.ratchet/trash?repo=/../admin/')).status, 400);
+      assert.equal((await as('host1', 'hosts', 'GET', '/.ratchet/trash?repo=%2E%2E%2Fadmin')).status, 400);
     });
   });
 

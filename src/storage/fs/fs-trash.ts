@@ -19,7 +19,7 @@ import type { DeleteResult, RestoreOutcome, TrashEntry } from '../storage.ts';
 import type { DirectoryIndex } from './dir-index.ts';
 import type { DirSyncer } from './dir-sync.ts';
 import { sha256OfFile } from './durable.ts';
-import { linkPath, lstatOrUndefined, unlinkPath } from './fast-fs.ts';
+import { linkPath, lstatOrUndefined, unlessMissing, unlinkPath } from './fast-fs.ts';
 import { isMissing } from './fs-errors.ts';
 import { makeFolder } from './fs-repos.ts';
 import type { FsLayout } from './layout.ts';
@@ -121,7 +121,8 @@ export class FsTrash {
     }
     await this.syncer.sync(dir);
     if (ref.type !== 'config') this.index.noteAdded(dir, ref.name, entry.size, Date.now());
-    await unlinkPath(from);
+    // Purged meanwhile (after the link): the object is back all the same.
+    await unlessMissing(unlinkPath(from));
     await this.syncer.sync(path.dirname(from));
     return 'restored';
   }
