@@ -78,7 +78,8 @@ const usage = `Usage: npm run bench -- [options]
   --out DIR        where to write results (default bench/results)
   -h, --help       this text
 
-Environment: REST_SERVER_BIN=/path/to/rest-server adds restic's rest-server as a peer.`;
+Environment: REST_SERVER_BIN=/path/to/rest-server adds restic's rest-server as a peer;
+RATCHET_BASE_ENTRY=/path/to/base/dist/cli/main.js adds an earlier build as ratchet-base.`;
 
 /** Parses argv (without node and script); prints usage and exits on --help or a bad flag. */
 export function parseOptions(argv: readonly string[]): BenchOptions {

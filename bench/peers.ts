@@ -169,10 +169,13 @@ export function ratchetArgs(
   return [...nodeFlags, entry, ...entryArgs, '--no-auth', '--listen', `${host}:${port}`, '--path', dataDir];
 }
 
-/** Ratchet itself, built to dist/, started as `node FLAGS dist/cli/main.js --no-auth ...` (FLAGS as in bin/ratchet). */
-export function ratchetPeer(entry: string): PeerSpec {
+/**
+ * Ratchet itself, built to dist/, started as `node FLAGS dist/cli/main.js --no-auth ...` (FLAGS as
+ * in bin/ratchet); another build (an earlier commit's dist/) runs under another name beside it.
+ */
+export function ratchetPeer(entry: string, name = 'ratchet'): PeerSpec {
   return {
-    name: 'ratchet',
+    name,
     debianPackages: [],
     behaviour:
       'verifies the SHA-256 of every upload against its name (400 on mismatch); writes a temp file, ' +
@@ -186,7 +189,7 @@ export function ratchetPeer(entry: string): PeerSpec {
       const flags = `${launcherNodeFlags()} ${process.env.RATCHET_NODE_FLAGS ?? ''}`;
       const nodeFlags = flags.split(/\s+/).filter((f) => f !== '');
       const args = ratchetArgs(entry, port, dataDir, nodeFlags);
-      return launch('ratchet', process.execPath, args, workDir, port, dataDir);
+      return launch(name, process.execPath, args, workDir, port, dataDir);
     },
   };
 }

@@ -46,6 +46,8 @@ function versionOf(name: string): string {
       return toolVersion('nginx', ['-v']).replace(/^nginx version: /, '');
     case 'rest-server':
       return toolVersion(process.env.REST_SERVER_BIN ?? 'rest-server', ['--version']);
+    case 'ratchet-base':
+      return process.env.RATCHET_BASE_ENTRY ?? 'unknown';
     default:
       return 'unknown';
   }
@@ -113,6 +115,10 @@ async function main(): Promise<void> {
   const restServerBin = process.env.REST_SERVER_BIN;
   let specs: PeerSpec[] = [ratchetPeer(entry), rclonePeer(), nginxPeer()];
   if (restServerBin) specs.push(restServerPeer(path.resolve(restServerBin)));
+  // An earlier build measured in the same run, e.g. /tmp/base/dist/cli/main.js: "slower than
+  // before" is then judged against the same run-to-run noise.
+  const baseEntry = process.env.RATCHET_BASE_ENTRY;
+  if (baseEntry) specs.splice(1, 0, ratchetPeer(path.resolve(baseEntry), 'ratchet-base'));
   if (options.only !== undefined) {
     const only = options.only;
     const unknown = only.filter((n) => !specs.some((s) => s.name === n));

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { raw, sha256, upload, v2 } from '../helpers/http.ts';
@@ -75,6 +75,26 @@ describe('symbolic links below a repository', () => {
       const refused = await upload(server.url, '/r/', 'snapshots', other);
       assert.equal(refused.status, 403, refused.body.toString());
       assert.deepEqual(await readdir(outside), [name], 'nothing was written through the link');
+    });
+  });
+
+  it('a folder swapped for a link after it was served is refused at once; a looping link is a 404', async () => {
+    await withServer(async (server, data, outside) => {
+      const blob = randomBytes(100);
+      const name = sha256(blob);
+      assert.equal((await upload(server.url, '/r/', 'data', blob)).status, 200);
+      assert.equal((await raw(server.url, 'HEAD', `/r/data/${name}`)).status, 200);
+      // The same object, moved out and reached through a link that replaced its fan-out folder.
+      const fan = path.join(data, 'r', 'data', name.slice(0, 2));
+      await rename(fan, path.join(outside, 'moved'));
+      await symlink(path.join(outside, 'moved'), fan);
+      assert.equal((await raw(server.url, 'HEAD', `/r/data/${name}`)).status, 404);
+      assert.equal((await raw(server.url, 'GET', `/r/data/${name}`)).status, 404);
+      // A link to itself: a loop, not an error.
+      await rm(fan);
+      await symlink(fan, fan);
+      assert.equal((await raw(server.url, 'HEAD', `/r/data/${name}`)).status, 404);
+      assert.equal((await raw(server.url, 'GET', `/r/data/${name}`)).status, 404);
     });
   });
 

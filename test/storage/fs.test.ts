@@ -18,21 +18,25 @@ import { measureRepo } from '../../src/usage/measure.ts';
 
 const cleanups = new Map<Storage, () => Promise<void>>();
 
-storageConformance('filesystem', {
-  async create() {
-    const { dir, cleanup } = await makeTempDir();
-    const storage = new FsStorage({ root: dir });
-    await storage.init();
-    cleanups.set(storage, cleanup);
-    return storage;
-  },
-  async destroy(storage) {
-    await storage.close();
-    await cleanups.get(storage)?.();
-    cleanups.delete(storage);
-  },
-  leftovers: (storage) => tempFilesUnder((storage as FsStorage).layout.root),
-});
+// Twice: with synchronous metadata calls while they are fast (the default on a local disk), and
+// with every call through the thread pool (network filesystems, or after slow calls).
+for (const syncMetadata of [true, false]) {
+  storageConformance(syncMetadata ? 'filesystem' : 'filesystem, thread pool only', {
+    async create() {
+      const { dir, cleanup } = await makeTempDir();
+      const storage = new FsStorage({ root: dir, syncMetadata });
+      await storage.init();
+      cleanups.set(storage, cleanup);
+      return storage;
+    },
+    async destroy(storage) {
+      await storage.close();
+      await cleanups.get(storage)?.();
+      cleanups.delete(storage);
+    },
+    leftovers: (storage) => tempFilesUnder((storage as FsStorage).layout.root),
+  });
+}
 
 async function* once(data: Buffer): AsyncIterable<Uint8Array> {
   await Promise.resolve();

@@ -162,6 +162,20 @@ export class SyncGuard {
     return info;
   }
 
+  /**
+   * Runs one synchronous call while allowed, timed like the others (a throw too); undefined when
+   * synchronous calls are not allowed now (the caller goes through the pool).
+   */
+  attempt<T>(call: () => T): { value: T } | undefined {
+    const started = this.begin();
+    if (started === undefined) return undefined;
+    try {
+      return { value: call() };
+    } finally {
+      this.end(started);
+    }
+  }
+
   /** The time now when synchronous calls are allowed, else undefined. */
   begin(): number | undefined {
     if (!this.enabled) return undefined;

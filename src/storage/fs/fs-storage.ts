@@ -7,7 +7,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync } from 'node:fs';
-import type { Stats } from 'node:fs';
 import { mkdir, open, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -51,6 +50,7 @@ import {
 import { writeBody } from './fs-upload.ts';
 import { NewFolders } from './new-folders.ts';
 import { FsTrash } from './fs-trash.ts';
+import { RealFolders } from './real-folders.ts';
 import { moveFlatDataObjects } from './flat-data.ts';
 import { DataFolderState } from './data-folder-state.ts';
 import { FsLayout, tempPrefix } from './layout.ts';
@@ -82,6 +82,8 @@ export class FsStorage implements Storage {
   private readonly dirMode: number;
   private readonly logger: Logger | undefined;
   private readonly guard: SyncGuard;
+  /** Whether the folders below a repository on the way to an object are real (never links). */
+  private readonly realFolders: RealFolders;
   private readonly dirSyncer: DirSyncer;
   private readonly publisher: Publisher;
   private readonly newFolders: NewFolders;
@@ -114,6 +116,7 @@ export class FsStorage implements Storage {
         ),
     });
     this.dirSyncer = new DirSyncer(this.guard);
+    this.realFolders = new RealFolders(this.layout, this.guard);
     this.publisher = new Publisher(this.dirSyncer, this.logger);
     this.newFolders = new NewFolders(this.dirSyncer, this.dirMode);
     this.trash = new FsTrash(this.layout, this.dirSyncer, this.index, this.dirMode);
@@ -165,34 +168,18 @@ export class FsStorage implements Storage {
   async stat(ref: ObjectRef, signal?: AbortSignal): Promise<number | undefined> {
     signal?.throwIfAborted();
     const file = this.layout.objectPath(ref);
-    // The folders and the file in one batch: HEAD's whole cost.
-    const infos = await this.lstatAll([...this.layout.foldersBelowRepo(ref), file]);
-    const info = infos.pop();
-    if (!infos.every((folder) => folder?.isDirectory() === true)) return undefined;
+    if (!(await this.realFolders.check(ref))) return undefined;
+    const info = await this.guard.lstat(file);
     return info?.isFile() ? info.size : undefined;
   }
 
   async read(ref: ObjectRef, range: RangeSpec | undefined, signal?: AbortSignal): Promise<ReadResult> {
     signal?.throwIfAborted();
     const file = this.layout.objectPath(ref);
-    if (!(await this.realFolders(ref))) throw new RatchetError('NOT_FOUND', 'no such object');
+    if (!(await this.realFolders.check(ref))) throw new RatchetError('NOT_FOUND', 'no such object');
     return readFile(file, range, this.guard);
   }
 
-  /**
-   * False when a folder between the repository and the object is a symbolic link (or missing):
-   * links below a repository are never followed, so nothing there can reach outside it. The
-   * repository's own folder and the data root may be links (other disks), as in rest-server.
-   */
-  private async realFolders(ref: ObjectRef): Promise<boolean> {
-    const infos = await this.lstatAll(this.layout.foldersBelowRepo(ref));
-    return infos.every((folder) => folder?.isDirectory() === true);
-  }
-
-  /** lstat(2) of each path: one synchronous batch while the guard allows, else through the pool. */
-  private async lstatAll(paths: readonly string[]): Promise<(Stats | undefined)[]> {
-    return this.guard.lstatBatchSync(paths) ?? Promise.all(paths.map((file) => lstatOrUndefined(file)));
-  }
 
   async write(ref: ObjectRef, body: AsyncIterable<Uint8Array>, options: WriteOptions): Promise<WriteResult> {
     options.signal?.throwIfAborted();
@@ -200,7 +187,7 @@ export class FsStorage implements Storage {
     const target = this.layout.objectPath(ref);
     const { fd, temp } = await this.openTemp(ref, dir);
     // After openTemp, which makes a missing fan-out folder: never write through a linked folder.
-    if (!(await this.realFolders(ref))) {
+    if (!(await this.realFolders.check(ref))) {
       await closeFd(fd).catch(() => undefined);
       await unlinkPath(temp).catch(() => undefined);
       throw new RatchetError(

@@ -59,16 +59,6 @@ export class FsLayout {
     return ref.type === 'data' ? dir + path.sep + ref.name.slice(0, 2) : dir;
   }
 
-  /**
-   * The folders between the repository's folder and the object's file (none for the config):
-   * the type folder, and for data its fan-out folder. None of them may be a symbolic link.
-   */
-  foldersBelowRepo(ref: ObjectRef): string[] {
-    if (ref.type === 'config') return [];
-    const typeDir = this.typeDir(ref.repo, ref.type);
-    return ref.type === 'data' ? [typeDir, this.objectDir(ref)] : [typeDir];
-  }
-
   /** The object's file. */
   objectPath(ref: ObjectRef): string {
     if (ref.type === 'config') return this.child(this.repoDir(ref.repo), 'config');
