@@ -180,7 +180,6 @@ export class FsStorage implements Storage {
     return readFile(file, range, this.guard);
   }
 
-
   async write(ref: ObjectRef, body: AsyncIterable<Uint8Array>, options: WriteOptions): Promise<WriteResult> {
     options.signal?.throwIfAborted();
     const dir = this.layout.objectDir(ref);
