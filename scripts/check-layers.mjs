@@ -20,7 +20,7 @@ const tiers = [
   ['config'],
   ['http'],
   ['protocol'],
-  ['access', 'auth', 'quota', 'limits', 'metrics', 'log', 'usage', 'state', 'scrub', 'trash'],
+  ['access', 'auth', 'quota', 'limits', 'metrics', 'log', 'usage', 'state', 'scrub', 'trash', 'view'],
   ['storage'],
   ['domain'],
   ['errors', 'util'],

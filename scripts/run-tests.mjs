@@ -16,16 +16,18 @@
 // 0.18 binary is $RATCHET_RESTIC_018 (default /tmp/restic-0.18/restic), fetched from Debian's
 // archive by scripts/get-restic-0.18.sh when it is missing; if it cannot be had, that group fails.
 //
-// Usage: node scripts/run-tests.mjs [group-or-file ...]   groups: unit storage http e2e e2e-0.18
+// The browser group drives Debian's Chromium (package chromium) with playwright-core.
+//
+// Usage: node scripts/run-tests.mjs [group-or-file ...]   groups: unit storage http e2e e2e-0.18 browser
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 /** The groups in the order they run, with their time budgets in seconds. */
-const budgets = { unit: 60, storage: 60, http: 180, e2e: 240, 'e2e-0.18': 240 };
+const budgets = { unit: 60, storage: 60, http: 180, e2e: 240, 'e2e-0.18': 240, browser: 120 };
 /** Groups whose tests start bin/ratchet and so need the build. */
-const needBuild = new Set(['http', 'e2e', 'e2e-0.18']);
+const needBuild = new Set(['http', 'e2e', 'e2e-0.18', 'browser']);
 /** Groups that run another group's files with other settings. */
 const sameFiles = { 'e2e-0.18': 'e2e' };
 const restic018 = process.env.RATCHET_RESTIC_018 ?? '/tmp/restic-0.18/restic';

@@ -16,6 +16,11 @@ export class AccessControl {
     this.table = new GrantTable(grants);
   }
 
+  /** The user a `{user}` grant gives the repository to, if any (GrantTable.ownerOf). */
+  ownerOf(repo: RepoPath): string | undefined {
+    return this.table.ownerOf(repo);
+  }
+
   /** The user's role on the repository; anonymous (no-auth) requests get admin. */
   roleFor(user: string | undefined, repo: RepoPath): Role | undefined {
     return user === undefined ? 'admin' : this.table.roleFor(user, repo);

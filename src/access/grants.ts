@@ -90,6 +90,19 @@ export class GrantTable {
     }
     return best < 0 ? undefined : roles[best];
   }
+
+  /**
+   * The user a `{user}` pattern gives the repository to (its first component, as in
+   * `/{user}/**`), or undefined when no such pattern covers it.
+   */
+  ownerOf(repo: RepoPath): string | undefined {
+    const candidate = repo[0];
+    if (candidate === undefined) return undefined;
+    const owned = this.grants.some((grant) =>
+      grant.patterns.some((segments) => segments[0]?.kind === 'user' && matches(segments, repo, candidate)),
+    );
+    return owned ? candidate : undefined;
+  }
 }
 
 /**

@@ -106,6 +106,7 @@ const structuredSchema = z.object({
       })
       .strict(),
   ),
+  freshness: z.array(z.object({ repos: z.array(pattern).min(1), 'stale-after': duration }).strict()),
 });
 
 const optionShape: Record<string, z.ZodType> = Object.fromEntries(
@@ -138,8 +139,8 @@ export function parseConfigFile(text: string, source: string): ConfigFile {
     );
     throw new UsageError(`${source}: invalid configuration:\n${problems.join('\n')}`);
   }
-  const { listeners, quotas, limits, access } = result.data;
-  const parsed: ConfigFile = { options: {}, listeners, quotas, limits, access };
+  const { listeners, quotas, limits, access, freshness } = result.data;
+  const parsed: ConfigFile = { options: {}, listeners, quotas, limits, access, freshness };
   const values = new Map<string, unknown>(Object.entries(result.data));
   for (const name of fileOptionNames()) setOption(parsed.options, name, values.get(fileKey(name) ?? name));
   return parsed;

@@ -255,6 +255,16 @@ export const options = {
       'when --max-size or the disk is full, trash older than this is removed early, oldest first, to make room; younger trash is never removed early (the upload gets 507)',
     doc: 'when `--max-size` or the disk is full, trash older than this is removed early, oldest first',
   }),
+  staleAfter: option({
+    flag: 'stale-after',
+    arg: 'duration',
+    kind: { type: 'duration' },
+    default: 36 * 60 * 60 * 1000,
+    defaultText: '36h',
+    description:
+      'a repository whose newest snapshot is older than this is stale (the web view, /.ratchet/api/repos, ratchet_repo_stale); per repository pattern in the file under freshness',
+    doc: 'a repository whose newest snapshot is older than this is stale; per pattern under `freshness`',
+  }),
   scrubInterval: option({
     flag: 'scrub-interval',
     arg: 'duration',

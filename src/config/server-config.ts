@@ -16,6 +16,7 @@ import type { OptionLayer, OptionName, OptionValues } from './options.ts';
 import { flagName, mergeOptions, pickOptions, UsageError } from './options.ts';
 import type { QuotaLimits } from '../quota/quota-manager.ts';
 import type { LimitRule } from '../limits/user-limits.ts';
+import type { FreshnessRules } from '../view/freshness.ts';
 
 export interface ListenerConfig {
   readonly address: ListenAddress;
@@ -82,6 +83,8 @@ export interface ServerConfig {
   /** Bytes per second the background scrub reads at most. */
   readonly scrubRate: number;
   readonly prometheusNoAuth: boolean;
+  /** When a repository is stale: --stale-after, and per pattern the file's `freshness`. */
+  readonly freshness: FreshnessRules;
 }
 
 export { UsageError };
@@ -193,6 +196,13 @@ export function buildServerConfig(
     scrubIntervalMs: values.scrubInterval,
     scrubRate: values.scrubRate,
     prometheusNoAuth: values.prometheusNoAuth,
+    freshness: {
+      staleAfterMs: values.staleAfter,
+      rules: (file?.freshness ?? []).map((rule) => ({
+        repos: rule.repos,
+        staleAfterMs: rule['stale-after'],
+      })),
+    },
   };
 }
 

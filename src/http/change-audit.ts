@@ -10,6 +10,7 @@ import { repoDisplay, repoKey } from '../domain/repo-path.ts';
 import { errorStatus, RatchetError } from '../errors.ts';
 import type { AuditLog } from '../log/audit-log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
+import type { RecentRefusals } from '../view/recent-refusals.ts';
 import type { Route } from '../protocol/route.ts';
 import type { Storage } from '../storage/storage.ts';
 import { isAbortError } from './error-response.ts';
@@ -20,6 +21,8 @@ export interface ChangeWatch {
   /** To label refused changes by repository only where one exists (bounded label values). */
   readonly storage: Storage;
   readonly metrics: Metrics | undefined;
+  /** Refused changes per repository over the last day (the web view). */
+  readonly refusals: RecentRefusals;
   readonly logger: Logger;
   /** The listener the request came through, as `127.0.0.1:8000` (known once it is bound). */
   readonly listener: () => string;
@@ -95,15 +98,14 @@ function recordChange(watch: ChangeWatch, change: ChangeRequest, status: number,
     reason,
   });
   if (known === undefined || (status !== 403 && status !== 507)) return;
-  const { metrics } = watch;
-  if (metrics !== undefined) {
-    // Any path can be refused; only existing repositories become label values.
-    const reasonLabel = known.code.toLowerCase();
-    void watch.storage.repoExists(route.repo).then(
-      (exists) => metrics.refusedChange(exists ? repo : '(no repository)', user, reasonLabel),
-      () => metrics.refusedChange('(no repository)', user, reasonLabel),
-    );
-  }
+  const { metrics, refusals } = watch;
+  // Any path can be refused; only existing repositories become label values and view rows.
+  const reasonLabel = known.code.toLowerCase();
+  const counted = (exists: boolean): void => {
+    metrics?.refusedChange(exists ? repo : '(no repository)', user, reasonLabel);
+    if (exists) refusals.record(repo);
+  };
+  void watch.storage.repoExists(route.repo).then(counted, () => counted(false));
   if (status === 403 && operation !== 'create-repo') {
     watch.logger.warn(
       { user, client, repo: repoDisplay(route.repo), method: req.method, url: req.url, code: known.code },

@@ -19,6 +19,7 @@ import type { UserLimits } from '../limits/user-limits.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { QuotaManager } from '../quota/quota-manager.ts';
 import type { TrashKeeper } from '../trash/trash-keeper.ts';
+import type { RepoReportSources } from '../view/repo-report.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { HardeningLimits } from './hardening-limits.ts';
 import { loggableError } from '../log/redact.ts';
@@ -55,6 +56,8 @@ export interface PipelineOptions {
   readonly hardening: HardeningLimits;
   /** The proxies whose X-Forwarded-For and user header count (--trusted-proxy). */
   readonly trustedPeers: TrustedPeers;
+  /** What the web view reports per repository (and the refused changes it counts). */
+  readonly view: RepoReportSources;
   /** The audit trail (--audit-log); undefined when off. */
   readonly audit: AuditLog | undefined;
   /** This listener, as `127.0.0.1:8000`, for the audit trail (known once bound). */
@@ -172,6 +175,7 @@ async function serve(
       audit: options.audit,
       storage: options.storage,
       metrics: options.metrics,
+      refusals: options.view.refusals,
       logger: options.logger,
       listener: options.listenerName,
     };

@@ -21,8 +21,10 @@ import { authorizeEndpoint } from './endpoint-access.ts';
 import type { EndpointAccess } from './endpoint-access.ts';
 import { isTrashEndpoint, serveTrash } from './trash-endpoints.ts';
 import type { TrashEndpointOptions } from './trash-endpoints.ts';
+import { isWebViewPath, serveWebView } from './web-view.ts';
+import type { WebViewOptions } from './web-view.ts';
 
-export interface EndpointOptions extends TrashEndpointOptions {
+export interface EndpointOptions extends TrashEndpointOptions, WebViewOptions {
   readonly metrics: Metrics | undefined;
   readonly metricsNeedAuth: boolean;
   readonly hardening: Pick<HardeningLimits, 'readyCacheMs'>;
@@ -45,7 +47,7 @@ const probes = new WeakMap<Storage, ProbeAnswer>();
  * The storage's readiness: callers share the probe in flight, and its answer (a failure too) for
  * cacheMs after it settled.
  */
-function probeReadiness(storage: Storage, cacheMs: number): Promise<void> {
+export function probeReadiness(storage: Storage, cacheMs: number): Promise<void> {
   const last = probes.get(storage);
   if (last !== undefined && (last.settledAt === undefined || Date.now() - last.settledAt < cacheMs))
     return last.answer;
@@ -82,6 +84,11 @@ export async function serveEndpoint(
     throw new RatchetError('METHOD_NOT_ALLOWED', `method ${req.method ?? ''} not allowed here`, {
       headers: { Allow: 'GET, HEAD' },
     });
+  }
+  if (isWebViewPath(path)) {
+    const answer = await serveWebView(path, req, options, client, onUser);
+    for (const [name, value] of Object.entries(answer.headers ?? {})) res.setHeader(name, value);
+    return send(req, res, answer.contentType, answer.body);
   }
   switch (path) {
     case '/.ratchet/health':

@@ -149,16 +149,26 @@ export class Metrics {
     new Counter({ name, help, labelNames, registers: [this.registry], collect: collectAfresh(collect) });
   }
 
-  /** Registers gauges computed by another module (e.g. quotas) at scrape time. */
-  gauge(name: string, help: string, labelNames: string[], collect: (gauge: Gauge) => void): void {
+  /** Registers gauges computed by another module (e.g. quotas, readiness) at scrape time. */
+  gauge(
+    name: string,
+    help: string,
+    labelNames: string[],
+    collect: (gauge: Gauge) => void | Promise<void>,
+  ): void {
     new Gauge({ name, help, labelNames, registers: [this.registry], collect: collectAfresh(collect) });
   }
 }
 
-/** A prom-client collect hook that clears the metric, then lets `fill` set this scrape's values. */
-function collectAfresh<M extends Counter | Gauge>(fill: (metric: M) => void): (this: M) => void {
+/**
+ * A prom-client collect hook that clears the metric, then lets `fill` set this scrape's values
+ * (prom-client waits for a fill that returns a promise).
+ */
+function collectAfresh<M extends Counter | Gauge>(
+  fill: (metric: M) => void | Promise<void>,
+): (this: M) => void | Promise<void> {
   return function (this: M) {
     this.reset();
-    fill(this);
+    return fill(this);
   };
 }

@@ -267,6 +267,20 @@ export class QuotaManager {
     };
   }
 
+  /**
+   * The quota a repository is held to, with what it holds: its own rule, else its owner's user
+   * quota (the owner's whole folder); undefined when neither applies.
+   */
+  limitFor(repo: RepoPath, owner: string | undefined): { usedBytes: number; limitBytes: number } | undefined {
+    const store = this.ledger.store;
+    const own = this.repoRuleFor(owner, repo);
+    if (own !== undefined)
+      return { usedBytes: store.used(`repo:${repoKey(repo)}`), limitBytes: own.maxBytes };
+    const user = owner === undefined ? undefined : this.userRuleFor(owner);
+    if (owner === undefined || user === undefined) return undefined;
+    return { usedBytes: store.used(`user:${owner}`), limitBytes: user.maxBytes };
+  }
+
   /** Every limit with what it holds, once the start-up count is done (metrics); empty before. */
   report(): { scope: string; limit: number; used: number }[] {
     if (!this.ledger.isReady) return [];

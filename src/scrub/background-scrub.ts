@@ -5,9 +5,9 @@
  * on shutdown, so a restart resumes it instead of starting over. One scrub per data folder: the
  * data folder's lock keeps a second server off it.
  */
-import { readFile, rename, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { BackgroundLoop } from '../util/background-loop.ts';
+import { readJsonFile, writeJsonFile } from '../util/json-file.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Storage } from '../storage/storage.ts';
 import { reposInOrder, scrub } from './scrub.ts';
@@ -36,18 +36,12 @@ export class FileScrubState implements ScrubStateStore {
   }
 
   async load(): Promise<ScrubState> {
-    try {
-      const parsed = JSON.parse(await readFile(this.file, 'utf8')) as ScrubState;
-      return typeof parsed === 'object' && parsed !== null ? parsed : {};
-    } catch {
-      return {};
-    }
+    const parsed = await readJsonFile(this.file);
+    return typeof parsed === 'object' && parsed !== null ? parsed : {};
   }
 
-  async save(state: ScrubState): Promise<void> {
-    const temp = `${this.file}.tmp`;
-    await writeFile(temp, JSON.stringify(state), { mode: 0o600 });
-    await rename(temp, this.file);
+  save(state: ScrubState): Promise<void> {
+    return writeJsonFile(this.file, state);
   }
 }
 

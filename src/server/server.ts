@@ -45,6 +45,8 @@ import { ConnectionCap } from './connection-cap.ts';
 import { defaultHardeningLimits } from '../http/hardening-limits.ts';
 import type { HardeningLimits } from '../http/hardening-limits.ts';
 import { expectContinue } from '../util/http-types.ts';
+import { probeReadiness } from '../http/server-endpoints.ts';
+import { startWebView } from './web-view-sources.ts';
 import type { RequestListener } from '../http/request-handler.ts';
 
 export interface ServerDependencies {
@@ -151,6 +153,18 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     for (const entry of quota.report()) gauge.set({ scope: entry.scope }, entry.used);
   });
   const scrubber = startBackgroundScrub(config, storage, logger, metrics);
+  const readyStorage = storage;
+  const webView = startWebView({
+    config,
+    ledger: usage,
+    quota,
+    access,
+    scrub: scrubber?.stats,
+    metrics,
+    logger,
+    ready: () => probeReadiness(readyStorage, hardening.readyCacheMs),
+  });
+  const { view } = webView;
   trash?.start();
   const listeners = listenersFor(config, deps.inheritedFds);
   const identify = createIdentify({
@@ -186,6 +200,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
         accessLog,
         verifyUploads: config.verifyUpload,
         trash,
+        view,
         maxRepoDepth: config.maxRepoDepth,
         identify,
         access,
@@ -241,7 +256,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     }
   } catch (err) {
     for (const { server } of servers) server.close();
-    await Promise.all([usage.stop(), scrubber?.stop(), trash?.stop()]);
+    await Promise.all([usage.stop(), scrubber?.stop(), trash?.stop(), webView.stop()]);
     throw err;
   }
 
@@ -251,7 +266,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     closing ??= (async () => {
       watcher?.close();
       await Promise.all(servers.map((served) => served.drain(config.shutdownTimeout * 1000)));
-      await Promise.all([usage.stop(), scrubber?.stop(), trash?.stop()]);
+      await Promise.all([usage.stop(), scrubber?.stop(), trash?.stop(), webView.stop()]);
       await Promise.all(addresses.map(removeSocketFile));
       await accessLog?.close();
       await finalStorage.close();

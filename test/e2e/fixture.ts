@@ -102,6 +102,13 @@ export class ResticEnvironment {
     return server;
   }
 
+  /** Stops the server and asserts a clean exit, so that another can be started. */
+  async stopServer(): Promise<void> {
+    const server = this.server;
+    this.#server = undefined;
+    assert.equal(await server.stop(), 0, `ratchet did not exit cleanly:\n${server.stderr()}`);
+  }
+
   /** A restic runner for any repository, with the cache folder `<tmp>/<cache>`. */
   runner(repo: string, cache = 'cache'): Restic {
     return new Restic({

@@ -44,6 +44,7 @@ export function testConfig(dataDir: string, overrides: Partial<ServerConfig> = {
     prometheus: false,
     deleteGraceMs: 0,
     deleteGraceMinMs: 24 * 60 * 60 * 1000,
+    freshness: { staleAfterMs: 36 * 60 * 60 * 1000, rules: [] },
     scrubIntervalMs: 0,
     scrubRate: 50 * 1024 ** 2,
     prometheusNoAuth: false,
