@@ -57,6 +57,9 @@ export function sendError(
     // The cause, when there is one, carries what only the operator may see (the total's numbers).
     const detail = known.cause instanceof Error ? known.cause.message : undefined;
     logger.warn({ ...context, code: known.code, detail }, known.message);
+  } else if (known.code === 'UNAVAILABLE' && known.cause === undefined) {
+    // A state the message names (still counting, a folder that cannot be made): no stack to show.
+    logger.warn({ ...context, code: known.code }, known.message);
   } else if (status >= 500) {
     logger.error({ ...context, code: known.code, error: loggableError(known.cause ?? known) }, known.message);
   } else if (!quietCodes.has(known.code)) {

@@ -7,8 +7,12 @@ import type { RepoRow } from '../view/repo-report.ts';
 
 export const uiPath = '/.ratchet/ui/';
 
+const needsEscape = /[&<>"']/;
+
 /** Text for HTML: the five characters that could start markup or end an attribute, escaped. */
 export function escapeHtml(text: string): string {
+  // Most names need nothing: testing first spares a replace (and a new string) per cell.
+  if (!needsEscape.test(text)) return text;
   return text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
 }
 
@@ -57,20 +61,27 @@ function cell(text: string, options: CellOptions = {}): string {
 
 /**
  * The series as an inline SVG polyline scaled to its own range (no script and no style attribute:
- * the page's CSP allows neither inline); empty when fewer than two days are known.
+ * the page's CSP allows neither inline); empty when fewer than two days are known. Whole-pixel
+ * coordinates (the view box is the drawn 90x18 pixels) keep the markup small.
  */
-export function sparkline(values: readonly (number | undefined)[], width = 90, height = 18): string {
+export function sparkline(values: readonly (number | undefined)[]): string {
   const known = values.flatMap((value, at) => (value === undefined ? [] : [{ at, value }]));
   if (known.length < 2) return '';
-  const low = Math.min(...known.map((point) => point.value));
-  const high = Math.max(...known.map((point) => point.value));
-  const step = width / Math.max(1, values.length - 1);
+  let low = Infinity;
+  let high = -Infinity;
+  for (const { value } of known) {
+    low = Math.min(low, value);
+    high = Math.max(high, value);
+  }
+  const [boxWidth, boxHeight] = [90, 18];
+  const step = boxWidth / Math.max(1, values.length - 1);
   const y = (value: number): number =>
-    high === low ? height / 2 : height - 1 - ((value - low) / (high - low)) * (height - 2);
+    high === low ? boxHeight / 2 : boxHeight - 1 - ((value - low) / (high - low)) * (boxHeight - 2);
   const points = known
-    .map((point) => `${(point.at * step).toFixed(1)},${y(point.value).toFixed(1)}`)
+    .map((point) => `${Math.round(point.at * step)},${Math.round(y(point.value))}`)
     .join(' ');
-  return `<svg class="spark" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="size over ${values.length} days"><polyline fill="none" stroke="currentColor" stroke-width="1.5" points="${points}"/></svg>`;
+  // Size and stroke come from style.css (.spark).
+  return `<svg class="spark" viewBox="0 0 ${boxWidth} ${boxHeight}" preserveAspectRatio="none"><polyline points="${points}"/></svg>`;
 }
 
 /** The change over the window, for sorting the growth column: last known size minus first. */
@@ -110,8 +121,8 @@ function renderRow(row: RepoRow, nowMs: number, withScrub: boolean): string {
   const history = row.sizeHistory;
   return [
     `<tr data-status="${row.status}">`,
-    cell(row.repo, { sort: row.repo }),
-    cell(row.owner ?? '', { sort: row.owner ?? '' }),
+    cell(row.repo),
+    cell(row.owner ?? ''),
     cell(bytes(row.bytes), { sort: row.bytes }),
     cell('', { sort: growth(history), className: 'growth', markup: sparkline(history) }),
     cell(String(objects), {
@@ -123,7 +134,7 @@ function renderRow(row: RepoRow, nowMs: number, withScrub: boolean): string {
       sort: row.newestSnapshot ?? '',
     }),
     cell(age(row.ageSeconds), { sort: row.ageSeconds ?? Number.MAX_SAFE_INTEGER }),
-    cell(row.status, { sort: row.status, className: `status ${row.status}` }),
+    cell(row.status, { className: `status ${row.status}` }),
     quotaCell(row),
     cell(row.trashBytes === 0 ? '' : bytes(row.trashBytes), { sort: row.trashBytes }),
     withScrub ? scrubCell(row, nowMs) : '',
@@ -182,7 +193,7 @@ export function renderPage(rows: readonly RepoRow[], user: string | undefined, n
     `<p id="summary">${rows.length} ${rows.length === 1 ? 'repository' : 'repositories'}${summary === '' ? '' : `: ${escapeHtml(summary)}`}`,
     ` · ${escapeHtml(now.toISOString().replace(/\.\d+Z$/, 'Z'))}${user === undefined ? '' : ` · ${escapeHtml(user)}`}</p>`,
     '<p><label>Filter <input id="filter" type="search" autocomplete="off"></label></p></header>',
-    `<main><table id="repos"><thead><tr>${head}</tr></thead><tbody>`,
+    `<main><table id="repos"${withScrub ? ' class="with-scrub"' : ''}><thead><tr>${head}</tr></thead><tbody>`,
     ...rows.map((row) => renderRow(row, nowMs, withScrub)),
     '</tbody></table></main></body></html>',
     '',

@@ -31,6 +31,8 @@ const defaultTickMs = 1000;
 // reconcile takes at most about 5% of one core, however large the repositories are.
 const ticksPerPass = 60;
 const workRatio = 19;
+/** Repositories measured at once by the start-up count. */
+const seedConcurrency = 8;
 
 export interface LedgerOptions {
   readonly tickMs?: number;
@@ -177,10 +179,7 @@ export class UsageLedger {
     const next = await repos.next();
     if (next.done === true) {
       this.pass = undefined;
-      for (const [key] of [...this.store.repos()]) {
-        if (!seen.has(key) && this.store.forget(key, since))
-          this.logger.info({ repo: key }, 'repository gone');
-      }
+      this.forgetUnseen(seen, since);
       return false;
     }
     seen.add(repoKey(next.value));
@@ -200,10 +199,9 @@ export class UsageLedger {
   private async seed(): Promise<void> {
     const started = Date.now();
     try {
-      while (!this.stopped && (await this.step()));
+      await this.seedPass();
     } catch (err) {
       // Listing the repositories failed: what was counted stands, the reconcile goes on.
-      this.pass = undefined;
       this.logger.warn(
         { err },
         'counting repository usage at start failed; the background reconcile repairs it',
@@ -212,6 +210,36 @@ export class UsageLedger {
     }
     const repositories = [...this.store.repos()].length;
     this.logger.info({ repositories, ms: Date.now() - started }, 'repository usage counted');
+  }
+
+  /**
+   * The start-up count: every repository measured once, a few at a time (each is a handful of
+   * folder reads; one at a time, 5000 repositories took 30 s here). Repositories the store knew
+   * but the listing no longer has are forgotten, as at the end of a reconcile pass.
+   */
+  private async seedPass(): Promise<void> {
+    const since = this.store.clock();
+    const seen = new Set<string>();
+    const inFlight = new Set<Promise<void>>();
+    for await (const repo of this.storage.listRepos()) {
+      if (this.stopped) break;
+      seen.add(repoKey(repo));
+      const measuring: Promise<void> = this.measureOrSkip(repo, { force: true, retry: true }).finally(() =>
+        inFlight.delete(measuring),
+      );
+      inFlight.add(measuring);
+      if (inFlight.size >= seedConcurrency) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+    if (this.stopped) return;
+    this.forgetUnseen(seen, since);
+  }
+
+  /** Forgets the repositories a finished listing did not show (unless changed since it began). */
+  private forgetUnseen(seen: ReadonlySet<string>, since: number): void {
+    for (const [key] of [...this.store.repos()]) {
+      if (!seen.has(key) && this.store.forget(key, since)) this.logger.info({ repo: key }, 'repository gone');
+    }
   }
 
   private schedule(delayMs = this.tickMs): void {

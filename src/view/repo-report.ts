@@ -72,6 +72,7 @@ export function repoReport(
   const { ledger, freshness, quota, refusals, history, scrub } = sources;
   if (!ledger.isReady) return undefined;
   const rows: RepoRow[] = [];
+  const window = history.window(now);
   for (const [key, usage] of ledger.repos()) {
     const repo = repoFromKey(key);
     if (!visible(repo)) continue;
@@ -94,7 +95,7 @@ export function repoReport(
       quota: quota.limitFor(repo, owner),
       trashBytes: usage.trashBytes,
       refusedChanges24h: refusals.last24h(key, now),
-      sizeHistory: history.series(key, now),
+      sizeHistory: history.series(key, window),
       scrub: scrub === undefined ? undefined : scrubOf(scrub, key),
     });
   }

@@ -66,12 +66,17 @@ export class SizeHistory {
     }
   }
 
+  /** The days of the window at `now`, oldest first (for series). */
+  window(now = Date.now()): string[] {
+    const days: string[] = [];
+    for (let back = this.days - 1; back >= 0; back--) days.push(dayOf(now - back * dayMs));
+    return days;
+  }
+
   /** The repository's size on each day of the window, oldest first; undefined where unknown. */
-  series(repo: string, now = Date.now()): (number | undefined)[] {
+  series(repo: string, window: readonly string[] = this.window()): (number | undefined)[] {
     const days = this.data[repo] ?? {};
-    const values: (number | undefined)[] = [];
-    for (let back = this.days - 1; back >= 0; back--) values.push(days[dayOf(now - back * dayMs)]);
-    return values;
+    return window.map((day) => days[day]);
   }
 
   /** Writes the history if a sample changed it. */

@@ -122,7 +122,7 @@ describe('the web view in a browser', { timeout: 300_000 }, () => {
         const open = async (user: User): Promise<{ page: Page; requests: string[]; problems: string[] }> => {
           const context = await browser.newContext({
             extraHTTPHeaders: { Authorization: basic(user, passwords[user]) },
-            viewport: { width: 1280, height: 360 },
+            viewport: { width: 1440, height: 300 },
           });
           const page = await context.newPage();
           const requests: string[] = [];

@@ -35,11 +35,11 @@ describe('size history', () => {
     history.sample([['host1', 20]], noon - day);
     history.sample([['host1', 25]], noon - day + 3_600_000); // later the same day: replaces
     history.sample([['host1', 30]], noon);
-    assert.deepEqual(history.series('host1', noon), [10, 25, 30]);
-    assert.deepEqual(history.series('other', noon), [undefined, undefined, undefined]);
+    assert.deepEqual(history.series('host1', history.window(noon)), [10, 25, 30]);
+    assert.deepEqual(history.series('other', history.window(noon)), [undefined, undefined, undefined]);
     // A day later the first day leaves the window.
     history.sample([['host1', 40]], noon + day);
-    assert.deepEqual(history.series('host1', noon + day), [25, 30, 40]);
+    assert.deepEqual(history.series('host1', history.window(noon + day)), [25, 30, 40]);
     await history.save();
     assert.deepEqual(store.saves, [{ host1: { '2026-11-30': 25, '2026-12-01': 30, '2026-12-02': 40 } }]);
     // Nothing new: no write.
@@ -52,9 +52,13 @@ describe('size history', () => {
     const history = new SizeHistory(countingStore(), 2);
     history.sample([['gone', 5]], noon);
     history.sample([], noon + day);
-    assert.deepEqual(history.series('gone', noon + day), [5, undefined], 'still drawn while in the window');
+    assert.deepEqual(
+      history.series('gone', history.window(noon + day)),
+      [5, undefined],
+      'still drawn while in the window',
+    );
     history.sample([], noon + 2 * day);
-    assert.deepEqual(history.series('gone', noon + 2 * day), [undefined, undefined]);
+    assert.deepEqual(history.series('gone', history.window(noon + 2 * day)), [undefined, undefined]);
   });
 
   it('stores the history as JSON and starts afresh from a damaged file', async () => {
@@ -66,13 +70,13 @@ describe('size history', () => {
       assert.deepEqual(JSON.parse(await readFile(file, 'utf8')), { host1: { '2026-12-01': 7 } });
       const again = new SizeHistory(new FileSizeHistoryStore(file));
       await again.load();
-      assert.equal(again.series('host1', noon).at(-1), 7);
+      assert.equal(again.series('host1', again.window(noon)).at(-1), 7);
 
       for (const damaged of ['{"host1": {"2026-12-01": "big"}}', '[1,2]', 'not json']) {
         await writeFile(file, damaged);
         const fresh = new SizeHistory(new FileSizeHistoryStore(file));
         await fresh.load();
-        assert.equal(fresh.series('host1', noon).at(-1), undefined, damaged);
+        assert.equal(fresh.series('host1', fresh.window(noon)).at(-1), undefined, damaged);
       }
     });
   });
