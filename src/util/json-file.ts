@@ -3,7 +3,7 @@
  * unreadable being undefined (a fresh start), and replaced whole through a temporary file and a
  * rename, so a crash leaves the old file or the new one, never half of one.
  */
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 
 /** The file's parsed JSON; undefined when it is missing or not JSON. */
 export async function readJsonFile(file: string): Promise<unknown> {
@@ -14,9 +14,14 @@ export async function readJsonFile(file: string): Promise<unknown> {
   }
 }
 
-/** Replaces the file with the value as JSON (owner-only). */
+/** Replaces the file with the value as JSON (owner-only); a failed write (a full disk) leaves no temporary file. */
 export async function writeJsonFile(file: string, value: unknown): Promise<void> {
   const temp = `${file}.tmp`;
-  await writeFile(temp, JSON.stringify(value), { mode: 0o600 });
-  await rename(temp, file);
+  try {
+    await writeFile(temp, JSON.stringify(value), { mode: 0o600 });
+    await rename(temp, file);
+  } catch (err) {
+    await rm(temp, { force: true }).catch(() => undefined);
+    throw err;
+  }
 }
