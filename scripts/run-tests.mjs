@@ -16,20 +16,33 @@
 // 0.18 binary is $RATCHET_RESTIC_018 (default /tmp/restic-0.18/restic), fetched from Debian's
 // archive by scripts/get-restic-0.18.sh when it is missing; if it cannot be had, that group fails.
 //
+// The s3 groups (s3, and s3-0.18 with restic 0.18) run test/s3/ against a real single-node Ceph
+// RGW on 127.0.0.1:17480, started (or reused) by scripts/ceph-s3/start-ceph-s3.sh; when it cannot
+// start, those groups fail.
+//
 // The browser group drives Debian's Chromium (package chromium) with playwright-core.
 //
-// Usage: node scripts/run-tests.mjs [group-or-file ...]   groups: unit storage http e2e e2e-0.18 browser
+// Usage: node scripts/run-tests.mjs [group-or-file ...]   groups: unit storage http e2e e2e-0.18 s3 s3-0.18 browser
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 /** The groups in the order they run, with their time budgets in seconds. */
-const budgets = { unit: 60, storage: 60, http: 180, e2e: 240, 'e2e-0.18': 240, browser: 120 };
+const budgets = {
+  unit: 60,
+  storage: 60,
+  http: 180,
+  e2e: 240,
+  'e2e-0.18': 240,
+  s3: 150,
+  's3-0.18': 150,
+  browser: 120,
+};
 /** Groups whose tests start bin/ratchet and so need the build. */
-const needBuild = new Set(['http', 'e2e', 'e2e-0.18', 'browser']);
+const needBuild = new Set(['http', 'e2e', 'e2e-0.18', 's3', 's3-0.18', 'browser']);
 /** Groups that run another group's files with other settings. */
-const sameFiles = { 'e2e-0.18': 'e2e' };
+const sameFiles = { 'e2e-0.18': 'e2e', 's3-0.18': 's3' };
 const restic018 = process.env.RATCHET_RESTIC_018 ?? '/tmp/restic-0.18/restic';
 
 const groups = Object.keys(budgets);
@@ -69,7 +82,43 @@ if (order.some((group) => needBuild.has(group))) {
 
 /** The environment a group's tests run with. */
 function groupEnv(group) {
-  return group === 'e2e-0.18' ? { ...process.env, RESTIC_BIN: restic018 } : process.env;
+  const env = group.endsWith('-0.18') ? { ...process.env, RESTIC_BIN: restic018 } : { ...process.env };
+  return group.startsWith('s3') ? { ...env, ...s3Env } : env;
+}
+
+/** The S3 gateway's settings (filled by ensureCeph), as the s3 groups' tests and the SDK read them. */
+let s3Env = {};
+
+/**
+ * Starts the single-node Ceph RGW on loopback (scripts/ceph-s3/start-ceph-s3.sh; it reuses a
+ * running one and installs Debian's ceph packages when they are missing); false if it cannot.
+ */
+function ensureCeph() {
+  if (Object.keys(s3Env).length > 0) return true;
+  console.log('run-tests: starting Ceph RGW on 127.0.0.1 (scripts/ceph-s3/start-ceph-s3.sh)');
+  const started = spawnSync('bash', ['scripts/ceph-s3/start-ceph-s3.sh'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
+  if (started.status !== 0) {
+    console.error('run-tests: Ceph RGW did not start, so the s3 groups cannot run');
+    return false;
+  }
+  const values = Object.fromEntries(
+    started.stdout
+      .split('\n')
+      .map((line) => /^([A-Z0-9_]+)=(.*)$/.exec(line))
+      .filter((match) => match !== null)
+      .map((match) => [match[1], match[2]]),
+  );
+  s3Env = {
+    ...values,
+    AWS_ACCESS_KEY_ID: values.S3_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY: values.S3_SECRET_ACCESS_KEY,
+    AWS_REGION: values.S3_REGION,
+  };
+  return true;
 }
 
 /** Makes sure restic 0.18 is there for its group; false (with the reason printed) if not. */
@@ -93,7 +142,8 @@ function runGroup(group, files) {
       '--import',
       'tsx',
       '--test',
-      '--test-concurrency=2',
+      // The s3 groups share one gateway that a test stops and starts again: one file at a time.
+      group.startsWith('s3') ? '--test-concurrency=1' : '--test-concurrency=2',
       '--test-reporter=spec',
       '--test-reporter-destination=stdout',
       '--test-reporter=tap',
@@ -132,7 +182,8 @@ for (const group of order) {
     continue;
   }
   console.log(`\nrun-tests: ${group} (${files.length} files)`);
-  if (group === 'e2e-0.18' && !ensureRestic018()) {
+  const ready = (!group.endsWith('-0.18') || ensureRestic018()) && (!group.startsWith('s3') || ensureCeph());
+  if (!ready) {
     results.push({ group, files: files.length, ms: 0, tests: 0, pass: 0, fail: 0, skipped: 0, ok: false });
     continue;
   }

@@ -17,7 +17,7 @@ import {
   parseOptionText,
   readEnvironment,
 } from '../config/options.ts';
-import { buildServerConfig, UsageError } from '../config/server-config.ts';
+import { buildServerConfig, storageText, UsageError } from '../config/server-config.ts';
 import type { ServerConfig, ValueSource } from '../config/server-config.ts';
 import { createLogger } from '../log/logger.ts';
 import type { Logger } from '../log/logger.ts';
@@ -127,7 +127,7 @@ async function serve(resolve: () => Promise<ServerConfig>): Promise<void> {
     }
   }
   announce(config, server, logger);
-  await notifySystemd(`READY=1\nSTATUS=serving ${config.path}`, logger);
+  await notifySystemd(`READY=1\nSTATUS=serving ${storageText(config)}`, logger);
 }
 
 /** Loads the users (none yet on a first start) and watches the file. */
@@ -156,7 +156,9 @@ function announce(config: ServerConfig, server: RunningServer, logger: Logger): 
     const where = describeAddress(address, server.secure[i] === true);
     const maxRole = server.maxRoles[i] ?? 'admin';
     logger.info({ path: config.path, listen: where, maxRole }, 'listening');
-    process.stdout.write(`ratchet ${version()}: serving ${config.path} on ${where} (at most ${maxRole})\n`);
+    process.stdout.write(
+      `ratchet ${version()}: serving ${storageText(config)} on ${where} (at most ${maxRole})\n`,
+    );
     if (config.noAuth) open.push(`${where} (at most ${maxRole})`);
   }
   if (open.length > 0)

@@ -87,6 +87,30 @@ export const options = {
     description: 'data directory',
     doc: "data directory, rest-server's layout",
   }),
+  storage: option({
+    flag: 'storage',
+    arg: 'url',
+    kind: { type: 'text' },
+    defaultText: 'file:<path>',
+    description:
+      'where repositories are stored: file:DIR (the local folder, default: --path) or s3://BUCKET[/PREFIX] (S3-compatible object storage; credentials from the AWS_* variables or shared files)',
+    doc: 'repository storage: `file:DIR` or `s3://BUCKET[/PREFIX]` (docs/s3.md); `--path` keeps local state',
+  }),
+  s3Endpoint: option({
+    flag: 's3-endpoint',
+    arg: 'url',
+    kind: { type: 'text' },
+    description: "the S3 store's URL, e.g. http://127.0.0.1:7480 (Ceph RGW, MinIO); AWS when unset",
+    doc: 'S3 endpoint URL (AWS when unset)',
+  }),
+  s3Region: option({
+    flag: 's3-region',
+    arg: 'region',
+    kind: { type: 'text' },
+    defaultText: '$AWS_REGION or us-east-1',
+    description: 'the S3 region',
+    doc: 'S3 region',
+  }),
   listen: option({
     flag: 'listen',
     arg: 'address',

@@ -17,6 +17,7 @@ import { flagName, mergeOptions, pickOptions, UsageError } from './options.ts';
 import type { QuotaLimits } from '../quota/quota-manager.ts';
 import type { LimitRule } from '../limits/user-limits.ts';
 import type { FreshnessRules } from '../view/freshness.ts';
+import { parseS3Url, type S3Location } from '../storage/s3/s3-layout.ts';
 
 export interface ListenerConfig {
   readonly address: ListenAddress;
@@ -41,8 +42,20 @@ export interface TlsConfig {
   readonly clientCa: string | undefined;
 }
 
+/** Where repositories are stored: the data folder (--path), or an S3 bucket. */
+export type StorageConfig =
+  | { readonly kind: 'file' }
+  | {
+      readonly kind: 's3';
+      readonly location: S3Location;
+      readonly endpoint: string | undefined;
+      readonly region: string | undefined;
+    };
+
 export interface ServerConfig {
+  /** The data folder: the repositories with file storage; local state (users, saved state) always. */
   readonly path: string;
+  readonly storage: StorageConfig;
   readonly listeners: readonly ListenerConfig[];
   readonly appendOnly: boolean;
   readonly noAuth: boolean;
@@ -97,6 +110,48 @@ export type ValueSource = (name: OptionName) => string | undefined;
  * holds the values of flags and environment variables; those whose source is not 'cli' or 'env'
  * are defaults and are ignored.
  */
+/** What the server serves, as the serving line and logs show it: the data folder or the bucket. */
+export function storageText(config: Pick<ServerConfig, 'path' | 'storage'>): string {
+  if (config.storage.kind === 'file') return config.path;
+  const { bucket, prefix } = config.storage.location;
+  return `s3://${bucket}${prefix === '' ? '' : `/${prefix.slice(0, -1)}`}`;
+}
+
+/** --storage: file:DIR is --path by another name; s3://BUCKET[/PREFIX] keeps --path for local state. */
+function storageOption(
+  values: OptionValues,
+  explicit: ReadonlySet<OptionName>,
+): { dataPath: string; storage: StorageConfig } {
+  const text = values.storage;
+  const s3Only = values.s3Endpoint !== undefined || values.s3Region !== undefined;
+  if (text === undefined || text.startsWith('file:')) {
+    if (s3Only) throw new UsageError('--s3-endpoint and --s3-region need --storage s3://BUCKET[/PREFIX]');
+    const dir = text?.slice('file:'.length) ?? values.path;
+    if (dir === '') throw new UsageError('--storage file: needs a folder, e.g. file:/srv/restic');
+    if (text !== undefined && explicit.has('path') && path.resolve(dir) !== path.resolve(values.path)) {
+      throw new UsageError(`--storage ${text} and --path ${values.path} name different folders: give one`);
+    }
+    return { dataPath: dir, storage: { kind: 'file' } };
+  }
+  if (!text.startsWith('s3://'))
+    throw new UsageError(`--storage ${text}: expected file:DIR or s3://BUCKET[/PREFIX]`);
+  let location: S3Location;
+  try {
+    location = parseS3Url(text);
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  if (values.s3Endpoint !== undefined && !/^https?:\/\/[^/]/.test(values.s3Endpoint)) {
+    throw new UsageError(
+      `--s3-endpoint ${values.s3Endpoint}: expected http://HOST[:PORT] or https://HOST[:PORT]`,
+    );
+  }
+  return {
+    dataPath: values.path,
+    storage: { kind: 's3', location, endpoint: values.s3Endpoint, region: values.s3Region },
+  };
+}
+
 export function buildServerConfig(
   given: OptionLayer,
   source: ValueSource,
@@ -104,7 +159,7 @@ export function buildServerConfig(
 ): ServerConfig {
   const command = pickOptions(given, (name) => source(name) === 'cli' || source(name) === 'env');
   const { values, explicit } = mergeOptions(file?.options ?? {}, command);
-  const dataPath = values.path;
+  const { dataPath, storage } = storageOption(values, explicit);
   if (file?.listeners) refuseListenerOverrides(values, explicit);
   // Without a listen setting, an admin-listen setting stands alone rather than beside the default.
   const listen = explicit.has('listen') || !explicit.has('adminListen') ? values.listen : [];
@@ -143,6 +198,7 @@ export function buildServerConfig(
 
   return {
     path: dataPath,
+    storage,
     listeners,
     appendOnly: values.appendOnly,
     noAuth: values.noAuth,

@@ -11,11 +11,12 @@ import path from 'node:path';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { Server as NetServer } from 'node:net';
+import { mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { AccessControl } from '../access/access-control.ts';
 import type { Role } from '../access/policy.ts';
 import type { ListenAddress } from '../config/listen-address.ts';
-import type { ListenerConfig, ServerConfig } from '../config/server-config.ts';
+import { storageText, type ListenerConfig, type ServerConfig } from '../config/server-config.ts';
 import { UserLimits } from '../limits/user-limits.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { QuotaManager } from '../quota/quota-manager.ts';
@@ -93,6 +94,31 @@ interface Served {
   drain(deadlineMs: number): Promise<void>;
 }
 
+/** The configured backend, ready for requests: the data folder, or an S3 bucket. */
+async function openStorage(config: ServerConfig, logger: Logger): Promise<Storage> {
+  if (config.storage.kind === 's3') {
+    const { S3Storage } = await import('../storage/s3/s3-storage.ts');
+    // Local state (users file, saved state) stays in the data folder.
+    await mkdir(config.path, { recursive: true });
+    const { location, endpoint, region } = config.storage;
+    const s3 = new S3Storage({ location, endpoint, region, maxSockets: 64, logger });
+    await s3.init();
+    logger.info({ endpoint, exclusiveCreate: s3.conditionalCreate }, `storage: ${storageText(config)}`);
+    return s3;
+  }
+  // Group access must not depend on the umask the server inherits (systemd's UMask=0077 would
+  // silently take it away): the group bits are cleared from this process's umask.
+  if (config.groupAccessibleRepos) process.umask(process.umask() & ~0o070);
+  const fsStorage = new FsStorage({
+    root: config.path,
+    groupAccessible: config.groupAccessibleRepos,
+    logger,
+    syncMetadata: await syncFsReadsFor(config, logger),
+  });
+  await fsStorage.init();
+  return fsStorage;
+}
+
 /** Starts Ratchet with the given configuration. */
 export async function startServer(config: ServerConfig, deps: ServerDependencies): Promise<RunningServer> {
   const { logger } = deps;
@@ -104,20 +130,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     logger.info({ fingerprint, subject, validTo, minVersion: tls?.minVersion }, 'TLS certificate loaded');
     warnIfExpired(material, logger);
   }
-  let storage = deps.storage;
-  if (storage === undefined) {
-    // Group access must not depend on the umask the server inherits (systemd's UMask=0077 would
-    // silently take it away): the group bits are cleared from this process's umask.
-    if (config.groupAccessibleRepos) process.umask(process.umask() & ~0o070);
-    const fsStorage = new FsStorage({
-      root: config.path,
-      groupAccessible: config.groupAccessibleRepos,
-      logger,
-      syncMetadata: await syncFsReadsFor(config, logger),
-    });
-    await fsStorage.init();
-    storage = fsStorage;
-  }
+  const storage = deps.storage ?? (await openStorage(config, logger));
   const accessLog = config.log === undefined ? undefined : openAccessLog(config.log);
   const audit =
     config.auditLog === undefined ? undefined : AuditLog.open(config.auditLog, auditFailureLogger(logger));

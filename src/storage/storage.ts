@@ -27,6 +27,11 @@ export interface ApprovedUpload {
 
 /** The veto a backend honours: `approve()` after the last byte, before publishing. */
 export interface UploadCheck {
+  /**
+   * What the body must be, when known before it arrives: an object store signs the expected hash
+   * as the payload hash and sends the declared length, so the store itself refuses a mismatch.
+   */
+  readonly expected?: { readonly sha256: string | undefined; readonly length: number | undefined };
   /** Throws HASH_MISMATCH or INCOMPLETE_BODY unless the consumed body may be stored. */
   approve(): ApprovedUpload;
 }

@@ -56,6 +56,7 @@ export function checkUpload(
   };
   let approved: ApprovedUpload | undefined;
   const check: UploadCheck = {
+    expected,
     approve() {
       if (approved !== undefined) return approved;
       if (!ended) throw new RatchetError('INCOMPLETE_BODY', 'the upload was not read to its end');

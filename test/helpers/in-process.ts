@@ -23,6 +23,7 @@ export interface TestServer {
 export function testConfig(dataDir: string, overrides: Partial<ServerConfig> = {}): ServerConfig {
   return {
     path: dataDir,
+    storage: { kind: 'file' },
     listeners: [
       {
         address: { kind: 'tcp', host: '127.0.0.1', port: 0 },

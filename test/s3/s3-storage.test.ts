@@ -1,0 +1,152 @@
+/**
+ * What only the S3 backend has to prove, against a real Ceph RGW: the start-up probe of
+ * conditional create, exclusive create across several servers, the store's own check of the
+ * signed payload hash, bodies without a declared length, and the gateway stopped and started
+ * again under a running server (503 with Retry-After and readiness 503, then recovery).
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { after, describe, it } from 'node:test';
+import type { ObjectRef } from '../../src/domain/object-ref.ts';
+import { RatchetError } from '../../src/errors.ts';
+import type { S3Storage } from '../../src/storage/s3/s3-storage.ts';
+import type { UploadCheck } from '../../src/storage/storage.ts';
+import { writeChecked } from '../../src/storage/upload-check.ts';
+import { raw, sha256, upload } from '../helpers/http.ts';
+import { startRatchetServer, withTempDir } from '../helpers/ratchet-process.ts';
+import {
+  freshPrefix,
+  openS3Storage,
+  keysUnder,
+  removePrefix,
+  s3Gateway,
+  s3StorageOnFreshPrefix,
+  stopGateway,
+} from '../helpers/s3.ts';
+import { sleep, waitFor } from '../helpers/wait.ts';
+
+const prefixes: string[] = [];
+after(async () => {
+  for (const prefix of prefixes) await removePrefix(`${prefix}/`);
+});
+
+async function fresh(label: string): Promise<S3Storage> {
+  const { storage, prefix } = await s3StorageOnFreshPrefix(label);
+  prefixes.push(prefix);
+  return storage;
+}
+
+const code = (expected: string) => (err: unknown) => err instanceof RatchetError && err.code === expected;
+
+describe('S3 backend on Ceph RGW', () => {
+  it('finds at start that the store honours If-None-Match, and leaves no probe key', async () => {
+    const { storage, prefix } = await s3StorageOnFreshPrefix('probe');
+    prefixes.push(prefix);
+    assert.equal(storage.conditionalCreate, true);
+    assert.deepEqual(await keysUnder(`${prefix}/`), []);
+    await storage.close();
+  });
+
+  it('lets exactly one of 8 servers create a name they all upload at once', async () => {
+    const first = await fresh('race');
+    await first.createRepo(['r']);
+    const prefix = prefixes.at(-1) ?? '';
+    const servers = await Promise.all(Array.from({ length: 8 }, () => openS3Storage(prefix)));
+    for (let round = 0; round < 3; round++) {
+      const data = randomBytes(256 * 1024);
+      const ref: ObjectRef = { repo: ['r'], type: 'data', name: sha256(data) };
+      const results = await Promise.all(
+        servers.map((storage) =>
+          writeChecked(storage, ref, Readable.from([data.subarray(0, 100_000), data.subarray(100_000)]), {
+            sha256: ref.name,
+            length: data.length,
+          }),
+        ),
+      );
+      assert.equal(results.filter((result) => result.created).length, 1, `round ${round}`);
+      assert.equal(await first.stat(ref), data.length);
+    }
+    await Promise.all([first, ...servers].map((storage) => storage.close()));
+  });
+
+  it('is refused by the store itself when the body does not match the signed hash', async () => {
+    const storage = await fresh('payload');
+    await storage.createRepo(['r']);
+    const data = randomBytes(70_000);
+    const ref: ObjectRef = { repo: ['r'], type: 'data', name: sha256(Buffer.from('something else')) };
+    // A check that approves anything: only the store's verification of the payload hash is left.
+    const blind: UploadCheck = {
+      expected: { sha256: ref.name, length: data.length },
+      approve: () => ({ sha256: ref.name, size: data.length, verified: true }),
+    };
+    await assert.rejects(storage.write(ref, Readable.from([data]), { check: blind }), code('HASH_MISMATCH'));
+    assert.equal(await storage.stat(ref), undefined);
+    await storage.close();
+  });
+
+  it('buffers a body without a declared length up to 8 MiB, and refuses a longer one with 411', async () => {
+    const storage = await fresh('chunked');
+    await storage.createRepo(['r']);
+    const small = randomBytes(1024 * 1024);
+    const smallRef: ObjectRef = { repo: ['r'], type: 'data', name: sha256(small) };
+    const stored = await writeChecked(storage, smallRef, Readable.from([small]), {
+      sha256: smallRef.name,
+      length: undefined,
+    });
+    assert.deepEqual(stored, { created: true, size: small.length });
+    const large = randomBytes(9 * 1024 * 1024);
+    const largeRef: ObjectRef = { repo: ['r'], type: 'data', name: sha256(large) };
+    await assert.rejects(
+      writeChecked(storage, largeRef, Readable.from([large]), { sha256: largeRef.name, length: undefined }),
+      code('LENGTH_REQUIRED'),
+    );
+    assert.equal(await storage.stat(largeRef), undefined);
+    await storage.close();
+  });
+
+  it('answers 503 with Retry-After while the gateway is down, and recovers without a restart', async () => {
+    const gateway = s3Gateway();
+    const prefix = freshPrefix('outage');
+    prefixes.push(prefix);
+    await withTempDir(async (dir) => {
+      const server = await startRatchetServer([
+        ...['--path', dir, '--listen', '127.0.0.1:0', '--no-auth'],
+        ...['--storage', `s3://${gateway.bucket}/${prefix}`, '--s3-endpoint', gateway.endpoint],
+      ]);
+      try {
+        assert.equal((await raw(server.url, 'POST', '/r/?create=true')).status, 200);
+        const before = randomBytes(5000);
+        assert.equal((await upload(server.url, '/r/', 'data', before)).status, 200);
+
+        const gatewayStop = await stopGateway();
+        try {
+          const during = randomBytes(5000);
+          const refused = await upload(server.url, '/r/', 'data', during);
+          assert.equal(refused.status, 503, refused.body.toString());
+          assert.ok(Number(refused.headers['retry-after']) > 0, 'Retry-After');
+          assert.doesNotMatch(refused.body.toString(), /\n\s+at /, 'no stack trace');
+          const read = await raw(server.url, 'GET', `/r/data/${sha256(before)}`);
+          assert.equal(read.status, 503);
+          await sleep(1100); // the readiness answer is cached for a second
+          assert.equal((await raw(server.url, 'GET', '/.ratchet/ready')).status, 503);
+        } finally {
+          await gatewayStop.restart();
+        }
+        await waitFor(
+          async () => (await raw(server.url, 'GET', '/.ratchet/ready')).status === 200,
+          'readiness after the gateway is back',
+          30_000,
+        );
+        const afterwards = randomBytes(5000);
+        assert.equal((await upload(server.url, '/r/', 'data', afterwards)).status, 200);
+        const read = await raw(server.url, 'GET', `/r/data/${sha256(before)}`);
+        assert.equal(read.status, 200);
+        assert.ok(read.body.equals(before));
+        assert.match(server.stderr(), /object storage unavailable/);
+      } finally {
+        assert.equal(await server.stop(), 0, server.stderr());
+      }
+    });
+  });
+});
