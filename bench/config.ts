@@ -11,6 +11,8 @@ export interface BenchOptions {
   readonly install: boolean;
   readonly keep: boolean;
   readonly restic: boolean;
+  /** Also Ratchet and rclone on S3 (a local Ceph RGW): the S3 rows. */
+  readonly s3: boolean;
   readonly outDir: string | undefined;
 }
 
@@ -74,6 +76,8 @@ const usage = `Usage: npm run bench -- [options]
   --no-build       do not run \`npm run build\` first (uses dist/ as it is)
   --no-install     do not apt-get install missing peers (they are skipped)
   --no-restic      skip the restic end-to-end steps
+  --s3             add ratchet-s3 and rclone-s3: both on a local Ceph RGW (S3), started with
+                   scripts/ceph-s3/start-ceph-s3.sh (or reused); their listing has 10k objects
   --keep           keep the temporary folder (data, logs) for inspection
   --out DIR        where to write results (default bench/results)
   -h, --help       this text
@@ -94,6 +98,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
         'no-build': { type: 'boolean', default: false },
         'no-install': { type: 'boolean', default: false },
         'no-restic': { type: 'boolean', default: false },
+        s3: { type: 'boolean', default: false },
         keep: { type: 'boolean', default: false },
         out: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
@@ -130,6 +135,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     install: !values['no-install'],
     keep: values.keep,
     restic: !values['no-restic'],
+    s3: values.s3,
     outDir: values.out,
   };
 }

@@ -27,6 +27,8 @@ export interface ServerHandle {
   logTail(): string;
   /** SIGTERM, then SIGKILL if it has not exited in time. */
   stop(): Promise<void>;
+  /** Data objects in its listing repository, where not the run's listObjects (S3 peers). */
+  readonly listObjects?: number;
 }
 
 /** A server the bench knows how to run. */
@@ -181,17 +183,28 @@ export function ratchetPeer(entry: string, name = 'ratchet'): PeerSpec {
       'verifies the SHA-256 of every upload against its name (400 on mismatch); writes a temp file, ' +
       'fsyncs it, moves it into place, fsyncs the folder',
     unavailable: () => (existsSync(entry) ? undefined : `${entry} not built`),
-    async start(workDir) {
-      const port = await freePort();
-      const dataDir = path.join(workDir, 'data');
-      // The flags of the `ratchet` launcher, as users run it; then RATCHET_NODE_FLAGS, extra
-      // Node.js flags to compare settings without changing the code (the last of a flag wins).
-      const flags = `${launcherNodeFlags()} ${process.env.RATCHET_NODE_FLAGS ?? ''}`;
-      const nodeFlags = flags.split(/\s+/).filter((f) => f !== '');
-      const args = ratchetArgs(entry, port, dataDir, nodeFlags);
-      return launch(name, process.execPath, args, workDir, port, dataDir);
-    },
+    start: (workDir) => startRatchetProcess(entry, name, workDir),
   };
+}
+
+/**
+ * Starts `node FLAGS <entry> ...entryArgs --no-auth --listen ... --path <workDir>/data`: the flags
+ * of the `ratchet` launcher, as users run it, then RATCHET_NODE_FLAGS, extra Node.js flags to
+ * compare settings without changing the code (the last of a flag wins).
+ */
+export async function startRatchetProcess(
+  entry: string,
+  name: string,
+  workDir: string,
+  entryArgs: readonly string[] = [],
+  env?: Readonly<Record<string, string>>,
+): Promise<ServerHandle> {
+  const port = await freePort();
+  const dataDir = path.join(workDir, 'data');
+  const flags = `${launcherNodeFlags()} ${process.env.RATCHET_NODE_FLAGS ?? ''}`;
+  const nodeFlags = flags.split(/\s+/).filter((f) => f !== '');
+  const args = ratchetArgs(entry, port, dataDir, nodeFlags, entryArgs);
+  return launch(name, process.execPath, args, workDir, port, dataDir, env);
 }
 
 /** `rclone serve restic` on a local folder (Debian's rclone). */

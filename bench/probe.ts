@@ -158,6 +158,7 @@ async function main(): Promise<void> {
     install: false,
     keep: false,
     restic: false,
+    s3: false,
     outDir: undefined,
   });
   const sizes = {

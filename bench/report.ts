@@ -103,9 +103,9 @@ function formatCell(cell: Cell | undefined): string {
   return `${value}${spread}${failed}`;
 }
 
-/** Ratchet's median over the peer's, or undefined when either is missing. */
-function ratio(figure: FigureResult, peer: string): number | undefined {
-  const mine = figure.byServer.ratchet?.summary?.median;
+/** One server's median over another's, or undefined when either is missing. */
+function ratio(figure: FigureResult, [server, peer]: readonly [string, string]): number | undefined {
+  const mine = figure.byServer[server]?.summary?.median;
   const theirs = figure.byServer[peer]?.summary?.median;
   if (mine === undefined || theirs === undefined || theirs === 0) return undefined;
   return mine / theirs;
@@ -129,26 +129,26 @@ function best(figure: FigureResult): string | undefined {
 /** The results as a Markdown table, columns padded so it also reads well in a terminal. */
 export function formatTable(results: Results): string {
   const names = results.servers.map((s) => s.name);
-  const peers = names.filter((n) => n !== 'ratchet');
-  const header = [
-    'figure',
-    'unit',
-    'better',
-    ...names,
-    ...(names.includes('ratchet') ? peers.map((p) => `ratchet/${p}`) : []),
-    'best',
+  // Ratchet against each peer on a local folder; on S3, Ratchet against rclone on the same store.
+  const onS3 = (n: string): boolean => n.endsWith('-s3');
+  const pairs: (readonly [string, string])[] = [
+    ...(names.includes('ratchet')
+      ? names.filter((n) => n !== 'ratchet' && !onS3(n)).map((p) => ['ratchet', p] as const)
+      : []),
+    ...(names.includes('ratchet-s3') && names.includes('rclone-s3')
+      ? [['ratchet-s3', 'rclone-s3'] as const]
+      : []),
   ];
+  const header = ['figure', 'unit', 'better', ...names, ...pairs.map(([a, b]) => `${a}/${b}`), 'best'];
   const rows = results.figures.map((f) => [
     f.label,
     f.unit,
     f.better,
     ...names.map((n) => formatCell(f.byServer[n])),
-    ...(names.includes('ratchet')
-      ? peers.map((p) => {
-          const r = ratio(f, p);
-          return r === undefined ? '-' : `${r.toFixed(2)}x`;
-        })
-      : []),
+    ...pairs.map((pair) => {
+      const r = ratio(f, pair);
+      return r === undefined ? '-' : `${r.toFixed(2)}x`;
+    }),
     best(f) ?? '-',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));

@@ -14,6 +14,7 @@ import { linkListingRepo, listingRepo, writeDataset, writeListingRepo } from './
 import { nginxPeer, ratchetPeer, rclonePeer, restServerPeer } from './peers.ts';
 import type { PeerSpec, ServerHandle } from './peers.ts';
 import { peakRssMiB } from './proc.ts';
+import { ratchetS3Peer, rcloneS3Peer } from './s3-peers.ts';
 import { formatErrors, formatNumber, formatTable, newResults, record, writeResults } from './report.ts';
 import type { Results } from './report.ts';
 import { resticEndToEnd } from './restic.ts';
@@ -39,8 +40,10 @@ function ratchetVersion(): string {
 function versionOf(name: string): string {
   switch (name) {
     case 'ratchet':
+    case 'ratchet-s3':
       return ratchetVersion();
     case 'rclone':
+    case 'rclone-s3':
       return toolVersion('rclone', ['version']);
     case 'nginx':
       return toolVersion('nginx', ['-v']).replace(/^nginx version: /, '');
@@ -115,6 +118,7 @@ async function main(): Promise<void> {
   const restServerBin = process.env.REST_SERVER_BIN;
   let specs: PeerSpec[] = [ratchetPeer(entry), rclonePeer(), nginxPeer()];
   if (restServerBin) specs.push(restServerPeer(path.resolve(restServerBin)));
+  if (options.s3) specs.push(ratchetS3Peer(entry), rcloneS3Peer());
   // An earlier build measured in the same run, e.g. /tmp/base/dist/cli/main.js: "slower than
   // before" is then judged against the same run-to-run noise.
   const baseEntry = process.env.RATCHET_BASE_ENTRY;

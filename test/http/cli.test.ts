@@ -49,12 +49,38 @@ describe('ratchet command line', () => {
       [['--max-repos-per-user', '0'], /--max-repos-per-user must be a whole number from 1 to 1000000/],
       [['--path'], /argument missing/],
       [['extra-argument'], /too many arguments/],
+      [['--storage', 'ftp://x'], /--storage ftp:\/\/x: expected file:DIR or s3:\/\/BUCKET\[\/PREFIX\]/],
+      [['--storage', 's3://No_Bucket'], /"No_Bucket" is not a valid bucket name/],
+      [['--storage', 's3://bucket/a/../b'], /the prefix may not contain "\.\."/],
+      [['--storage', 'file:'], /--storage file: needs a folder/],
+      [['--storage', 'file:/srv/a', '--path', '/srv/b'], /name different folders: give one/],
+      [['--s3-endpoint', 'http://127.0.0.1:1'], /--s3-endpoint and --s3-region need --storage s3:/],
+      [['--storage', 's3://bucket', '--s3-endpoint', 'rgw:7480'], /expected http:\/\/HOST\[:PORT\]/],
     ];
     for (const [args, message] of cases) {
       const result = await runRatchet([...unservable, ...args]);
       assert.equal(result.code, 2, args.join(' '));
       assert.match(result.stderr, message, args.join(' '));
     }
+  });
+
+  it('serves the folder --storage file:DIR names, as --path would', async () => {
+    await withTempDir(async (dir) => {
+      const server = await startRatchetServer([
+        '--storage',
+        `file:${dir}`,
+        '--listen',
+        '127.0.0.1:0',
+        '--no-auth',
+      ]);
+      try {
+        assert.match(server.stdout(), new RegExp(`serving ${dir} on`));
+        assert.equal((await raw(server.url, 'POST', '/r/?create=true')).status, 200);
+        assert.ok(existsSync(path.join(dir, 'r', 'config')) || existsSync(path.join(dir, 'r', 'data')));
+      } finally {
+        assert.equal(await server.stop(), 0, server.stderr());
+      }
+    });
   });
 
   it('exits 2 naming the variable for a bad RATCHET_* value', async () => {

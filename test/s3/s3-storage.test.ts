@@ -14,7 +14,7 @@ import type { S3Storage } from '../../src/storage/s3/s3-storage.ts';
 import type { UploadCheck } from '../../src/storage/storage.ts';
 import { writeChecked } from '../../src/storage/upload-check.ts';
 import { raw, sha256, upload } from '../helpers/http.ts';
-import { startRatchetServer, withTempDir } from '../helpers/ratchet-process.ts';
+import { startRatchetServer, withTempDir, type RatchetProcess } from '../helpers/ratchet-process.ts';
 import {
   freshPrefix,
   openS3Storage,
@@ -35,6 +35,28 @@ async function fresh(label: string): Promise<S3Storage> {
   const { storage, prefix } = await s3StorageOnFreshPrefix(label);
   prefixes.push(prefix);
   return storage;
+}
+
+/** Runs the test against `ratchet --storage s3://<bucket>/<fresh prefix>`, then insists on a clean exit. */
+async function withS3Server(
+  label: string,
+  args: readonly string[],
+  test: (server: RatchetProcess, prefix: string) => Promise<void>,
+): Promise<void> {
+  const gateway = s3Gateway();
+  const prefix = freshPrefix(label);
+  prefixes.push(prefix);
+  await withTempDir(async (dir) => {
+    const server = await startRatchetServer([
+      ...['--path', dir, '--listen', '127.0.0.1:0', '--no-auth', ...args],
+      ...['--storage', `s3://${gateway.bucket}/${prefix}`, '--s3-endpoint', gateway.endpoint],
+    ]);
+    try {
+      await test(server, prefix);
+    } finally {
+      assert.equal(await server.stop(), 0, server.stderr());
+    }
+  });
 }
 
 const code = (expected: string) => (err: unknown) => err instanceof RatchetError && err.code === expected;
@@ -105,48 +127,59 @@ describe('S3 backend on Ceph RGW', () => {
     await storage.close();
   });
 
-  it('answers 503 with Retry-After while the gateway is down, and recovers without a restart', async () => {
-    const gateway = s3Gateway();
-    const prefix = freshPrefix('outage');
-    prefixes.push(prefix);
-    await withTempDir(async (dir) => {
-      const server = await startRatchetServer([
-        ...['--path', dir, '--listen', '127.0.0.1:0', '--no-auth'],
-        ...['--storage', `s3://${gateway.bucket}/${prefix}`, '--s3-endpoint', gateway.endpoint],
-      ]);
-      try {
-        assert.equal((await raw(server.url, 'POST', '/r/?create=true')).status, 200);
-        const before = randomBytes(5000);
-        assert.equal((await upload(server.url, '/r/', 'data', before)).status, 200);
+  it('keeps quotas, metrics, identical re-uploads and admin deletes as on a local folder', async () => {
+    await withS3Server('quota', ['--prometheus', '--max-size', '150KiB'], async (server, prefix) => {
+      assert.equal((await raw(server.url, 'POST', '/r/?create=true')).status, 200);
+      const first = randomBytes(60_000);
+      assert.equal((await upload(server.url, '/r/', 'data', first)).status, 200);
+      assert.equal((await upload(server.url, '/r/', 'data', first)).status, 200, 'identical re-upload');
+      const second = randomBytes(100_000);
+      const refused = await upload(server.url, '/r/', 'data', second);
+      assert.equal(refused.status, 507, refused.body.toString());
+      assert.equal((await raw(server.url, 'HEAD', `/r/data/${sha256(second)}`)).status, 404);
+      assert.deepEqual(
+        (await keysUnder(`${prefix}/r/data/`)).map((key) => key.split('/').at(-1)),
+        [sha256(first)],
+      );
+      const metrics = (await raw(server.url, 'GET', '/metrics')).body.toString();
+      assert.match(metrics, /^ratchet_repo_size_bytes\{repo="r"\} 60000$/m);
+      assert.equal((await raw(server.url, 'DELETE', `/r/data/${sha256(first)}`)).status, 200);
+      assert.deepEqual(await keysUnder(`${prefix}/r/data/`), []);
+      assert.equal((await upload(server.url, '/r/', 'data', second)).status, 200, 'room again');
+    });
+  });
 
-        const gatewayStop = await stopGateway();
-        try {
-          const during = randomBytes(5000);
-          const refused = await upload(server.url, '/r/', 'data', during);
-          assert.equal(refused.status, 503, refused.body.toString());
-          assert.ok(Number(refused.headers['retry-after']) > 0, 'Retry-After');
-          assert.doesNotMatch(refused.body.toString(), /\n\s+at /, 'no stack trace');
-          const read = await raw(server.url, 'GET', `/r/data/${sha256(before)}`);
-          assert.equal(read.status, 503);
-          await sleep(1100); // the readiness answer is cached for a second
-          assert.equal((await raw(server.url, 'GET', '/.ratchet/ready')).status, 503);
-        } finally {
-          await gatewayStop.restart();
-        }
-        await waitFor(
-          async () => (await raw(server.url, 'GET', '/.ratchet/ready')).status === 200,
-          'readiness after the gateway is back',
-          30_000,
-        );
-        const afterwards = randomBytes(5000);
-        assert.equal((await upload(server.url, '/r/', 'data', afterwards)).status, 200);
+  it('answers 503 with Retry-After while the gateway is down, and recovers without a restart', async () => {
+    await withS3Server('outage', [], async (server) => {
+      assert.equal((await raw(server.url, 'POST', '/r/?create=true')).status, 200);
+      const before = randomBytes(5000);
+      assert.equal((await upload(server.url, '/r/', 'data', before)).status, 200);
+
+      const gatewayStop = await stopGateway();
+      try {
+        const during = randomBytes(5000);
+        const refused = await upload(server.url, '/r/', 'data', during);
+        assert.equal(refused.status, 503, refused.body.toString());
+        assert.ok(Number(refused.headers['retry-after']) > 0, 'Retry-After');
+        assert.doesNotMatch(refused.body.toString(), /\n\s+at /, 'no stack trace');
         const read = await raw(server.url, 'GET', `/r/data/${sha256(before)}`);
-        assert.equal(read.status, 200);
-        assert.ok(read.body.equals(before));
-        assert.match(server.stderr(), /object storage unavailable/);
+        assert.equal(read.status, 503);
+        await sleep(1100); // the readiness answer is cached for a second
+        assert.equal((await raw(server.url, 'GET', '/.ratchet/ready')).status, 503);
       } finally {
-        assert.equal(await server.stop(), 0, server.stderr());
+        await gatewayStop.restart();
       }
+      await waitFor(
+        async () => (await raw(server.url, 'GET', '/.ratchet/ready')).status === 200,
+        'readiness after the gateway is back',
+        30_000,
+      );
+      const afterwards = randomBytes(5000);
+      assert.equal((await upload(server.url, '/r/', 'data', afterwards)).status, 200);
+      const read = await raw(server.url, 'GET', `/r/data/${sha256(before)}`);
+      assert.equal(read.status, 200);
+      assert.ok(read.body.equals(before));
+      assert.match(server.stderr(), /object storage unavailable/);
     });
   });
 });

@@ -18,7 +18,7 @@ import {
 } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
 import { RatchetError, hasCode } from '../../errors.ts';
-import { applyRange, type RangeSpec } from '../../domain/byte-range.ts';
+import { applyRange, resolveRange, type RangeSpec } from '../../domain/byte-range.ts';
 import type { ObjectEntry, ObjectRef } from '../../domain/object-ref.ts';
 import type { ObjectType } from '../../domain/object-types.ts';
 import { repoKey, type RepoPath } from '../../domain/repo-path.ts';
@@ -33,9 +33,12 @@ import type {
 } from '../storage.ts';
 import { writeChecked } from '../upload-check.ts';
 import { createS3Client, type S3ClientSettings } from './s3-client.ts';
-import { fromS3Error, isNameTaken, isNotFound } from './s3-errors.ts';
+import { fromS3Error, isNameTaken, isNotFound, s3Status } from './s3-errors.ts';
 import { S3Layout, type S3Location } from './s3-layout.ts';
 import { putObject } from './s3-upload.ts';
+
+/** Uploads up to this size skip the HEAD before the PUT. */
+const sendWithoutHeadBytes = 1024 * 1024;
 
 export interface S3StorageOptions extends S3ClientSettings {
   readonly location: S3Location;
@@ -138,20 +141,19 @@ export class S3Storage implements Storage {
       const { body, length } = await this.get(key, undefined, signal);
       return { size: length, range: undefined, body };
     }
-    // The size first: ranges resolve exactly as on every backend (past the end: 416 with it).
-    const head = await this.head(key, signal);
-    if (head === undefined) throw new RatchetError('NOT_FOUND', 'no such object');
-    const resolved = applyRange(range, head.size);
-    const { body } = await this.get(key, resolved && `bytes=${resolved.start}-${resolved.end}`, signal);
-    return { size: head.size, range: resolved, body };
+    return (await this.readRange(key, range, signal)) ?? this.readRangeAfterHead(key, range, signal);
   }
 
   async write(ref: ObjectRef, body: AsyncIterable<Uint8Array>, options: WriteOptions): Promise<WriteResult> {
     const { signal, check } = options;
     const key = this.layout.objectKey(ref);
     if (!(await this.repoExists(ref.repo, signal))) throw new RatchetError('NOT_FOUND', 'no such repository');
-    // A HEAD first: a retried upload of a stored object is not sent to the store again.
-    const existing = await this.head(key, signal);
+    // A HEAD first, so that a retried upload of a stored object is not sent to the store again;
+    // a small one is sent straight away (one request instead of two), the exclusive create
+    // deciding. A store that ignores the condition always gets the HEAD.
+    const length = check.expected?.length;
+    const headFirst = !this.exclusiveCreate || length === undefined || length > sendWithoutHeadBytes;
+    const existing = headFirst ? await this.head(key, signal) : undefined;
     if (existing !== undefined) {
       for await (const chunk of body) void chunk;
       signal?.throwIfAborted();
@@ -274,6 +276,55 @@ export class S3Storage implements Storage {
   close(): Promise<void> {
     this.client.destroy();
     return Promise.resolve();
+  }
+
+  /**
+   * One ranged GET: the store's Content-Range gives the size. Undefined where that cannot decide
+   * alone (416, an empty object, a store that sent something else): then HEAD first.
+   */
+  private async readRange(
+    key: string,
+    range: RangeSpec,
+    signal: AbortSignal | undefined,
+  ): Promise<ReadResult | undefined> {
+    if (range.kind === 'suffix' && range.length === 0) return undefined;
+    const header =
+      range.kind === 'suffix' ? `bytes=-${range.length}` : `bytes=${range.start}-${range.end ?? ''}`;
+    let answer;
+    try {
+      answer = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: header }),
+        {
+          abortSignal: signal,
+        },
+      );
+    } catch (err) {
+      if (signal?.aborted !== true && s3Status(err) === 416) return undefined;
+      throw fromS3Error(err, 'GET', signal);
+    }
+    const body = answer.Body;
+    if (!(body instanceof Readable)) throw new RatchetError('INTERNAL', 'the object store sent no body');
+    const parsed = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(answer.ContentRange ?? '');
+    const size = Number(parsed?.[3]);
+    const resolved = parsed === null ? undefined : resolveRange(range, size);
+    if (resolved?.start !== Number(parsed?.[1]) || resolved.end !== Number(parsed?.[2])) {
+      body.destroy();
+      return undefined;
+    }
+    return { size, range: resolved, body };
+  }
+
+  /** A range resolved against the size a HEAD gives, exactly as on every backend (416 with the size). */
+  private async readRangeAfterHead(
+    key: string,
+    range: RangeSpec,
+    signal: AbortSignal | undefined,
+  ): Promise<ReadResult> {
+    const head = await this.head(key, signal);
+    if (head === undefined) throw new RatchetError('NOT_FOUND', 'no such object');
+    const resolved = applyRange(range, head.size);
+    const { body } = await this.get(key, resolved && `bytes=${resolved.start}-${resolved.end}`, signal);
+    return { size: head.size, range: resolved, body };
   }
 
   /** An object already under the key: the same content (no write) or a CONFLICT. */
