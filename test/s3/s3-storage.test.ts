@@ -1,14 +1,16 @@
 /**
  * What only the S3 backend has to prove, against a real Ceph RGW: the start-up probe of
  * conditional create, exclusive create across several servers, the store's own check of the
- * signed payload hash, bodies without a declared length, and the gateway stopped and started
+ * signed payload hash, bodies without a declared length, listings longer than a page, and the gateway stopped and started
  * again under a running server (503 with Retry-After and readiness 503, then recovery).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { ObjectRef } from '../../src/domain/object-ref.ts';
+import { createS3Client } from '../../src/storage/s3/s3-client.ts';
 import { RatchetError } from '../../src/errors.ts';
 import type { S3Storage } from '../../src/storage/s3/s3-storage.ts';
 import type { UploadCheck } from '../../src/storage/storage.ts';
@@ -124,6 +126,36 @@ describe('S3 backend on Ceph RGW', () => {
       code('LENGTH_REQUIRED'),
     );
     assert.equal(await storage.stat(largeRef), undefined);
+    await storage.close();
+  });
+
+  it('lists a data folder larger than one page exactly: each object once, nothing missing', async () => {
+    const storage = await fresh('listing');
+    const prefix = prefixes.at(-1) ?? '';
+    await storage.createRepo(['r']);
+    const gateway = s3Gateway();
+    const client = createS3Client({ endpoint: gateway.endpoint, region: gateway.region, maxSockets: 32 });
+    const names = Array.from({ length: 1500 }, (_, i) => sha256(Buffer.from(`listing ${i}`)));
+    const put = (key: string) =>
+      client.send(
+        new PutObjectCommand({ Bucket: gateway.bucket, Key: key, Body: Buffer.from('x'), ContentLength: 1 }),
+      );
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      for (let i = next++; i < names.length; i = next++) {
+        const name = names[i] ?? '';
+        await put(`${prefix}/r/data/${name.slice(0, 2)}/${name}`);
+      }
+    };
+    await Promise.all(Array.from({ length: 32 }, worker));
+    // Keys outside restic's layout are never listed.
+    await put(`${prefix}/r/data/zz/${names[0] ?? ''}`);
+    await put(`${prefix}/r/data/${names[1]?.slice(0, 2) === 'ab' ? 'cd' : 'ab'}/${names[1] ?? ''}`);
+    client.destroy();
+    const listed: string[] = [];
+    for await (const entry of storage.list(['r'], 'data')) listed.push(entry.name);
+    assert.equal(listed.length, names.length);
+    assert.deepEqual(listed.sort(), [...names].sort());
     await storage.close();
   });
 
