@@ -11,10 +11,9 @@ import { repoDisplay } from '../domain/repo-path.ts';
 import { errorMessage } from '../errors.ts';
 import { AuditLog } from '../log/audit-log.ts';
 import type { AuditAction } from '../log/audit-log.ts';
-import type { FsStorage } from '../storage/fs/fs-storage.ts';
-import type { TrashEntry } from '../storage/storage.ts';
+import type { Storage, TrashEntry } from '../storage/storage.ts';
 import { gatherTrash, purgeTrash, restoreSucceeded, restoreTrash } from '../trash/trash-operations.ts';
-import { openDataFolder, repoOption } from './data-folder-options.ts';
+import { openRepositories, repoOption, storageCommandOptions } from './data-folder-options.ts';
 import { operatorLogin, optionValue } from './user-command.ts';
 
 export const trashFailed = 'ratchet.trash.failed';
@@ -32,8 +31,7 @@ export function registerTrashCommands(program: Command, io: TrashCommandIo = pro
     .command('trash')
     .description('the trash that --delete-grace keeps: list, restore, purge');
   const withPath = (command: Command): Command =>
-    command
-      .addOption(new Option('--path <dir>', 'data directory').default('./data'))
+    storageCommandOptions(command.addOption(new Option('--path <dir>', 'data directory').default('./data')))
       .allowExcessArguments(false)
       .exitOverride((err) => {
         if (err.exitCode === 0) throw err;
@@ -114,15 +112,29 @@ function run<A extends unknown[]>(
       if (err instanceof CommanderError) throw err;
       io.stderr.write(`error: ${errorMessage(err)}\n`);
       throw new CommanderError(2, trashFailed, errorMessage(err));
+    } finally {
+      // An S3 client keeps connections open: release what the action opened.
+      await Promise.all(opened.splice(0).map((storage) => storage.close()));
     }
   };
 }
 
-function openStorage(command: Command): Promise<FsStorage> {
-  return openDataFolder(optionValue(command, 'path')?.value ?? './data');
+/** Storages the running action opened, closed when it ends. */
+const opened: Storage[] = [];
+
+async function openStorage(command: Command): Promise<Storage> {
+  const value = (key: string) => optionValue(command, key)?.value;
+  const storage = await openRepositories({
+    path: value('path') ?? './data',
+    storage: value('storage'),
+    s3Endpoint: value('s3Endpoint'),
+    s3Region: value('s3Region'),
+  });
+  opened.push(storage);
+  return storage;
 }
 
-function entriesOf(storage: FsStorage, repoText: string | undefined): Promise<TrashEntry[]> {
+function entriesOf(storage: Storage, repoText: string | undefined): Promise<TrashEntry[]> {
   return gatherTrash(storage, repoText === undefined ? undefined : [repoOption(repoText)]);
 }
 

@@ -1,13 +1,14 @@
 /**
  * End to end with the real restic client (0.14 in the s3 group, 0.18 in s3-0.18) against Ratchet
  * storing in a real Ceph RGW: a host backs up, checks, restores and is refused a prune; restic's
- * own s3 backend opens the same repository (the recovery path); the admin prunes.
+ * own s3 backend opens the same repository (the recovery path); the admin prunes, and
+ * `ratchet trash restore` on the bucket brings back what the prune deleted (--delete-grace).
  */
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { startRatchetServer } from '../helpers/ratchet-process.ts';
+import { runRatchet, startRatchetServer } from '../helpers/ratchet-process.ts';
 import { freshPrefix, keysUnder, removePrefix, s3Gateway } from '../helpers/s3.ts';
 import { inTest, resticEnvironment, step } from '../e2e/fixture.ts';
 import { smallTree } from '../e2e/restic-helpers.ts';
@@ -37,7 +38,16 @@ describe('restic e2e on S3 storage (Ceph RGW)', { timeout: 600_000 }, () => {
     const args = ['--path', env.dataDir, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'];
     await env.useServer(
       startRatchetServer(
-        [...args, '--no-auth', '--append-only', ...storage, '--s3-region', gateway.region],
+        [
+          ...args,
+          '--no-auth',
+          '--append-only',
+          '--delete-grace',
+          '7d',
+          ...storage,
+          '--s3-region',
+          gateway.region,
+        ],
         2,
       ),
     );
@@ -109,5 +119,40 @@ describe('restic e2e on S3 storage (Ceph RGW)', { timeout: 600_000 }, () => {
     await restic.snapshots(1);
     await restic.ok(['check', '--read-data'], { show: 2 });
     assert.deepEqual(await keysUnder(`${prefix}/host1/locks/`), [], 'no lock left');
+  });
+
+  it('ratchet trash restore on the bucket brings back what the prune deleted', step, async (t) => {
+    const storage = ['--storage', `s3://${gateway.bucket}/${prefix}`, '--s3-endpoint', gateway.endpoint];
+    const listed = await runRatchet([
+      'trash',
+      'list',
+      '--path',
+      env.dataDir,
+      ...storage,
+      '--repo',
+      '/host1/',
+    ]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^\S+Z \/host1\/ snapshots\/[0-9a-f]{64} \d+ bytes$/m);
+    assert.doesNotMatch(listed.stdout, / locks\//, 'locks are never kept');
+    const restored = await runRatchet([
+      'trash',
+      'restore',
+      '--path',
+      env.dataDir,
+      ...storage,
+      '--repo',
+      '/host1/',
+    ]);
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.doesNotMatch(restored.stdout, /^(conflict|damaged)/m);
+    const restic = inTest(admin(), t);
+    assert.deepEqual((await restic.snapshots(2)).map((snapshot) => snapshot.id).sort(), snapshotIds);
+    await restic.ok(['check', '--read-data'], { show: 2 });
+    assert.deepEqual(
+      await keysUnder(`${prefix}/.ratchet/trash/`),
+      [],
+      'the trash is empty after the restore',
+    );
   });
 });

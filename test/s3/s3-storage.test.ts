@@ -1,8 +1,9 @@
 /**
  * What only the S3 backend has to prove, against a real Ceph RGW: the start-up probe of
  * conditional create, exclusive create across several servers, the store's own check of the
- * signed payload hash, bodies without a declared length, listings longer than a page, and the gateway stopped and started
- * again under a running server (503 with Retry-After and readiness 503, then recovery).
+ * signed payload hash, bodies without a declared length, listings longer than a page, and the
+ * gateway stopped and started again under a running server (503 with Retry-After and readiness
+ * 503, then recovery).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
