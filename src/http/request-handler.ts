@@ -4,7 +4,7 @@
  */
 import type { Logger } from 'pino';
 import type { AccessControl } from '../access/access-control.ts';
-import type { Role } from '../access/policy.ts';
+import type { Operation, Role } from '../access/policy.ts';
 import { RatchetError } from '../errors.ts';
 import type { AccessLog } from '../log/access-log.ts';
 import { handleOperation } from '../protocol/handlers.ts';
@@ -170,27 +170,39 @@ async function serve(
     },
     user,
   };
-  if (isChange(operation)) {
-    const watch = {
-      audit: options.audit,
-      storage: options.storage,
-      metrics: options.metrics,
-      refusals: options.view.refusals,
-      logger: options.logger,
-      listener: options.listenerName,
-    };
-    exchange.onFailure = watchChange(watch, {
-      req,
-      res,
-      route,
-      operation,
-      user,
-      client: exchange.client.address,
-      changedBytes: () => handling.changedBytes,
-    });
-  }
+  if (isChange(operation)) exchange.onFailure = watchChangeOf(options, exchange, handling, operation);
   authorize(options, user, route.repo, operation, resourceOf(route), 'this repository');
   await handleOperation(options, operation, handling);
+}
+
+/**
+ * Starts the audit and metrics watch of a change request. A function of its own, not a closure
+ * in serve(): a closure there over `handling` made V8 keep every request's state in a context
+ * that outlived it, and 100k HEADs promoted 225 MB to the old generation instead of 17 MB.
+ */
+function watchChangeOf(
+  options: PipelineOptions,
+  exchange: ExchangeState,
+  handling: Exchange,
+  operation: Operation,
+): (err: unknown) => void {
+  const watch = {
+    audit: options.audit,
+    storage: options.storage,
+    metrics: options.metrics,
+    refusals: options.view.refusals,
+    logger: options.logger,
+    listener: options.listenerName,
+  };
+  return watchChange(watch, {
+    req: handling.req,
+    res: handling.res,
+    route: handling.route,
+    operation,
+    user: handling.user,
+    client: exchange.client.address,
+    changedBytes: () => handling.changedBytes,
+  });
 }
 
 /** The options with an identify that counts refusals in the metrics (unchanged without metrics). */

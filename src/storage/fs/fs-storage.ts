@@ -168,9 +168,7 @@ export class FsStorage implements Storage {
   async stat(ref: ObjectRef, signal?: AbortSignal): Promise<number | undefined> {
     signal?.throwIfAborted();
     const file = this.layout.objectPath(ref);
-    if (!(await this.realFolders.check(ref))) return undefined;
-    const info = await this.guard.lstat(file);
-    return info?.isFile() ? info.size : undefined;
+    return (await this.realFolders.statFile(ref, file))?.size;
   }
 
   async read(ref: ObjectRef, range: RangeSpec | undefined, signal?: AbortSignal): Promise<ReadResult> {

@@ -4,27 +4,22 @@
  * nothing there reaches outside it. The repository's own folder and the data root may be links
  * (other disks), as in rest-server.
  *
- * One realpath(3) of the object's folder, compared with the repository folder's real path plus
- * the relative part: equal exactly when no folder below the repository is a link (a link there
- * resolves elsewhere, or loops). The repository folder's real path is remembered; when the two
- * differ it is read again before the answer, so a stale one can only cost a second call, never
- * let a link pass. This replaces an lstat per folder: a Stats object with four Dates each, whose
- * garbage made HEAD some 25% slower (docs/benchmarks.md, session 6).
+ * One lstat(2) per folder below the repository, outermost first: a link there is reported as a
+ * link (not a folder), and once the outer folder is known real, the inner one's lstat resolves
+ * through real folders only. HEAD does its object's lstat in the same synchronous batch. Costs,
+ * measured in docs/benchmarks.md (session 9): two lstats of cached inodes take less of the
+ * event loop than one realpath(3) of the whole path, which reads every component from `/`.
  */
-import fs from 'node:fs';
+import type { Stats } from 'node:fs';
 import type { ObjectRef } from '../../domain/object-ref.ts';
-import type { SyncGuard } from './fast-fs.ts';
 import { errnoCode } from '../../errors.ts';
-import { isMissing } from './fs-errors.ts';
+import type { SyncGuard } from './fast-fs.ts';
+import { lstatOrUndefined } from './fast-fs.ts';
 import type { FsLayout } from './layout.ts';
-
-// Repositories whose real path is remembered; the map starts over when full.
-const rememberedRepos = 4096;
 
 export class RealFolders {
   private readonly layout: FsLayout;
   private readonly guard: SyncGuard;
-  private readonly repoReal = new Map<string, string>();
 
   constructor(layout: FsLayout, guard: SyncGuard) {
     this.layout = layout;
@@ -34,37 +29,46 @@ export class RealFolders {
   /** True when every folder below the repository on the way to the object is a real folder. */
   async check(ref: ObjectRef): Promise<boolean> {
     if (ref.type === 'config') return true;
-    const repoDir = this.layout.repoDir(ref.repo);
-    const dir = this.layout.objectDir(ref);
-    const below = dir.slice(repoDir.length);
-    const real = await this.realPath(dir);
-    if (real === undefined) return false;
-    const known = this.repoReal.get(repoDir);
-    if (known !== undefined && real === known + below) return true;
-    const repoReal = await this.realPath(repoDir);
-    if (repoReal === undefined) return false;
-    if (this.repoReal.size >= rememberedRepos) this.repoReal.clear();
-    this.repoReal.set(repoDir, repoReal);
-    return real === repoReal + below;
+    const infos = await this.lstatAll(this.foldersBelowRepo(ref));
+    return infos?.every(isRealFolder) === true;
   }
 
-  /** realpath(3), synchronously while the guard allows; undefined when a part is missing or loops. */
-  private async realPath(dir: string): Promise<string | undefined> {
+  /**
+   * The object's lstat(2) when every folder below the repository is real and the object is a
+   * file; undefined otherwise (missing, a link, or reached through a link).
+   */
+  async statFile(ref: ObjectRef, file: string): Promise<Stats | undefined> {
+    const paths = ref.type === 'config' ? [file] : [...this.foldersBelowRepo(ref), file];
+    const infos = await this.lstatAll(paths);
+    const info = infos?.pop();
+    return infos?.every(isRealFolder) === true && info?.isFile() === true ? info : undefined;
+  }
+
+  /** lstat of each path, in one synchronous batch while allowed; undefined when a link loops on the way. */
+  private async lstatAll(paths: readonly string[]): Promise<(Stats | undefined)[] | undefined> {
     try {
-      const now = this.guard.attempt(() => fs.realpathSync.native(dir));
-      return now?.value ?? (await realPathInPool(dir));
+      return this.guard.lstatBatchSync(paths) ?? (await lstatEach(paths));
     } catch (err) {
-      if (isMissing(err) || errnoCode(err) === 'ELOOP') return undefined;
+      if (errnoCode(err) === 'ELOOP') return undefined;
       throw err;
     }
   }
+
+  /** The type folder, then (for data) the fan-out folder: outermost first. */
+  private foldersBelowRepo(ref: ObjectRef): string[] {
+    const dir = this.layout.objectDir(ref);
+    if (ref.type !== 'data') return [dir];
+    return [this.layout.typeDir(ref.repo, ref.type), dir];
+  }
 }
 
-function realPathInPool(dir: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    fs.realpath.native(dir, (err, resolved) => {
-      if (err) reject(err);
-      else resolve(resolved);
-    });
-  });
+function isRealFolder(info: Stats | undefined): boolean {
+  return info?.isDirectory() === true;
+}
+
+/** lstat of each path in turn through the thread pool (in order: an outer link is seen first). */
+async function lstatEach(paths: readonly string[]): Promise<(Stats | undefined)[]> {
+  const infos: (Stats | undefined)[] = [];
+  for (const file of paths) infos.push(await lstatOrUndefined(file));
+  return infos;
 }
