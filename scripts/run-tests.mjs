@@ -22,7 +22,7 @@
 //
 // The browser group drives Debian's Chromium (package chromium) with playwright-core.
 //
-// Usage: node scripts/run-tests.mjs [group-or-file ...]   groups: unit storage http e2e e2e-0.18 s3 s3-0.18 browser
+// Usage: node scripts/run-tests.mjs [group-or-file ...]   groups: unit storage state http e2e e2e-0.18 s3 s3-0.18 browser
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,6 +32,7 @@ import path from 'node:path';
 const budgets = {
   unit: 60,
   storage: 60,
+  state: 60,
   http: 180,
   e2e: 240,
   'e2e-0.18': 240,

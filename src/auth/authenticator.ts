@@ -5,7 +5,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { RatchetError } from '../errors.ts';
+import { hasCode, RatchetError } from '../errors.ts';
 import { clientKey, parseBasicAuthorization } from './basic-credentials.ts';
 import { CheckQueue } from './check-queue.ts';
 import { CredentialCache } from './credential-cache.ts';
@@ -135,7 +135,18 @@ export class Authenticator {
     const started = performance.now();
     const address = clientKey(remoteAddress);
     const credentials = parseBasicAuthorization(authorization);
-    this.#refuseWhileWaiting(await this.#throttle.retryAfter(address, credentials?.user));
+    let wait: number;
+    try {
+      wait = await this.#throttle.retryAfter(address, credentials?.user);
+    } catch (err) {
+      // A shared throttle that cannot answer (Redis away) fails closed, except for credentials
+      // this instance verified already: answering those lets no one guess a password.
+      if (credentials === undefined || !hasCode(err, 'UNAVAILABLE') || !this.#cachedNow(credentials))
+        throw err;
+      this.#cacheHits++;
+      return credentials.user;
+    }
+    this.#refuseWhileWaiting(wait);
     if (credentials === undefined) {
       await this.#fail(address, undefined, remoteAddress);
       throw this.#unauthorized('malformed credentials');
@@ -218,6 +229,12 @@ export class Authenticator {
     } finally {
       this.#throttle.finish(address, user);
     }
+  }
+
+  /** True when the credentials are in the cache for the user's current hash. */
+  #cachedNow({ user, password }: { user: string; password: string }): boolean {
+    const hash = this.#users.get(user);
+    return hash !== undefined && this.#cache.has(this.#cache.keyOf(user, password), hash);
   }
 
   /** Throws 429 with Retry-After when the throttle says to wait. */

@@ -22,6 +22,8 @@ import type { ServerConfig, ValueSource } from '../config/server-config.ts';
 import { createLogger } from '../log/logger.ts';
 import type { Logger } from '../log/logger.ts';
 import { startServer } from '../server/server.ts';
+import { RedisState } from '../state/redis/redis-state.ts';
+import { sharedLoginThrottle } from '../state/redis/redis-throttle-store.ts';
 import { notifySystemd, takeSystemdSockets } from '../server/systemd.ts';
 import type { RunningServer } from '../server/server.ts';
 import { loadTlsMaterial } from '../server/tls-material.ts';
@@ -112,17 +114,28 @@ async function serve(resolve: () => Promise<ServerConfig>): Promise<void> {
   // A missing or mismatched certificate is reported before anything else happens (such as
   // creating the first admin); startServer checks it again when it loads it.
   if (config.tls !== undefined) await loadTlsMaterial(config.tls);
-  const auth = config.noAuth ? undefined : await startAuth(config, logger);
-  const server = await startServer(config, { logger, credentials: auth, inheritedFds: takeSystemdSockets() });
+  const shared = config.state === undefined ? undefined : new RedisState(config.state, logger);
+  await shared?.start();
+  const auth = config.noAuth ? undefined : await startAuth(config, logger, shared);
+  const server = await startServer(config, {
+    logger,
+    credentials: auth,
+    inheritedFds: takeSystemdSockets(),
+    shared,
+  });
+  const closeAll = async (): Promise<void> => {
+    await Promise.all([server.close(), auth?.close()]);
+    await shared?.close();
+  };
   // Before anything is announced: a supervisor that stops the server as soon as it reads the
   // serving line must find the SIGTERM handler in place (else the default action kills it).
-  handleSignals(resolve, server, auth, logger);
+  handleSignals(resolve, server, auth, closeAll, logger);
   // Only once the listeners are bound: a password printed by a start that then fails is lost.
   if (auth !== undefined) {
     try {
       await createFirstAdmin(config, auth, logger);
     } catch (err) {
-      await Promise.all([server.close(), auth.close()]);
+      await closeAll();
       throw err;
     }
   }
@@ -131,9 +144,15 @@ async function serve(resolve: () => Promise<ServerConfig>): Promise<void> {
 }
 
 /** Loads the users (none yet on a first start) and watches the file. */
-async function startAuth(config: ServerConfig, logger: Logger): Promise<HtpasswdAuth> {
+async function startAuth(
+  config: ServerConfig,
+  logger: Logger,
+  shared: RedisState | undefined,
+): Promise<HtpasswdAuth> {
   await mkdir(path.dirname(config.htpasswdFile), { recursive: true, mode: 0o700 });
-  return startHtpasswdAuth({ file: config.htpasswdFile, logger });
+  // With --state, failed logins count across every instance; the verified-credential cache stays here.
+  const throttle = shared === undefined ? undefined : sharedLoginThrottle(shared.client);
+  return startHtpasswdAuth({ file: config.htpasswdFile, logger, throttle });
 }
 
 /** On a first start without users, creates an admin, shows its password once and loads it. */
@@ -177,6 +196,7 @@ function handleSignals(
   resolve: () => Promise<ServerConfig>,
   server: RunningServer,
   auth: HtpasswdAuth | undefined,
+  closeAll: () => Promise<void>,
   logger: Logger,
 ): void {
   let stopping = false;
@@ -188,7 +208,7 @@ function handleSignals(
     stopping = true;
     logger.info({ signal }, 'shutting down');
     void notifySystemd('STOPPING=1', logger);
-    Promise.all([server.close(), auth?.close()]).then(
+    closeAll().then(
       () => {
         logger.info('stopped');
         logger.flush(() => process.exit(0));

@@ -111,6 +111,14 @@ export const options = {
     description: 'the S3 region',
     doc: 'S3 region',
   }),
+  state: option({
+    flag: 'state',
+    arg: 'url',
+    kind: { type: 'text' },
+    description:
+      'redis://HOST[:PORT][/DB]: Redis or Valkey holding what several instances share (the login throttle, rate and bandwidth limits); unset: this process alone',
+    doc: 'shared state store for several instances (Redis)',
+  }),
   listen: option({
     flag: 'listen',
     arg: 'address',

@@ -17,6 +17,7 @@ import { flagName, mergeOptions, pickOptions, UsageError } from './options.ts';
 import type { QuotaLimits } from '../quota/quota-manager.ts';
 import type { LimitRule } from '../limits/user-limits.ts';
 import type { FreshnessRules } from '../view/freshness.ts';
+import { parseRedisUrl, type RedisLocation } from '../state/redis/redis-state.ts';
 import { parseS3Url, type S3Location } from '../storage/s3/s3-layout.ts';
 
 export interface ListenerConfig {
@@ -56,6 +57,8 @@ export interface ServerConfig {
   /** The data folder: the repositories with file storage; local state (users, saved state) always. */
   readonly path: string;
   readonly storage: StorageConfig;
+  /** --state: where several instances keep shared state (Redis); undefined: in this process. */
+  readonly state: RedisLocation | undefined;
   readonly listeners: readonly ListenerConfig[];
   readonly appendOnly: boolean;
   readonly noAuth: boolean;
@@ -152,6 +155,16 @@ function storageOption(
   };
 }
 
+/** --state: a redis:// URL, checked here so that a typo is a usage error at start. */
+function stateOption(text: string | undefined): RedisLocation | undefined {
+  if (text === undefined || text === '') return undefined;
+  try {
+    return parseRedisUrl(text);
+  } catch (err) {
+    throw new UsageError(`--state: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
 export function buildServerConfig(
   given: OptionLayer,
   source: ValueSource,
@@ -199,6 +212,7 @@ export function buildServerConfig(
   return {
     path: dataPath,
     storage,
+    state: stateOption(values.state),
     listeners,
     appendOnly: values.appendOnly,
     noAuth: values.noAuth,

@@ -18,6 +18,8 @@ import type { Role } from '../access/policy.ts';
 import type { ListenAddress } from '../config/listen-address.ts';
 import { storageText, type ListenerConfig, type ServerConfig } from '../config/server-config.ts';
 import { UserLimits } from '../limits/user-limits.ts';
+import type { RedisState } from '../state/redis/redis-state.ts';
+import { RedisBucketStore } from '../state/redis/redis-bucket-store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { QuotaManager } from '../quota/quota-manager.ts';
 import { UsageLedger } from '../usage/usage-ledger.ts';
@@ -64,6 +66,8 @@ export interface ServerDependencies {
   readonly usageTickMs?: number;
   /** Replaces some of the resource bounds (tests; the defaults are documented). */
   readonly hardening?: Partial<HardeningLimits>;
+  /** The shared state store (--state), connected by the caller: rate limits and readiness use it. */
+  readonly shared?: RedisState;
 }
 
 export interface RunningServer {
@@ -149,7 +153,10 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
         )
       : undefined;
   const quota = new QuotaManager(usage, config.quotas, trash);
-  const limits = new UserLimits(config.limits);
+  const limits: UserLimits<boolean> =
+    deps.shared === undefined
+      ? new UserLimits(config.limits)
+      : new UserLimits<false>(config.limits, new RedisBucketStore(deps.shared.client));
   // prom-client is loaded only with --prometheus (about 12 MiB of memory).
   const metrics: Metrics | undefined = config.prometheus
     ? new (await import('../metrics/metrics.ts')).Metrics(usage)
@@ -175,7 +182,10 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     scrub: scrubber?.stats,
     metrics,
     logger,
-    ready: () => probeReadiness(readyStorage, hardening.readyCacheMs),
+    ready: async () => {
+      await deps.shared?.probe();
+      await probeReadiness(readyStorage, hardening.readyCacheMs);
+    },
   });
   const { view } = webView;
   trash?.start();
@@ -209,6 +219,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
       let listenerName = describeAddress(listener.address);
       const handler = createRequestHandler({
         storage,
+        sharedState: deps.shared,
         logger,
         accessLog,
         verifyUploads: config.verifyUpload,
@@ -293,7 +304,10 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
   const reloadPolicies = (next: ServerConfig): void => {
     access.update(next.grants);
     quota.update(next.quotas);
-    limits.update(next.limits);
+    // Shared buckets are cleared in Redis; if it is away they simply refill on their own.
+    Promise.resolve(limits.update(next.limits)).catch((err: unknown) =>
+      logger.warn({ err }, 'clearing the shared rate limit buckets failed'),
+    );
   };
   const maxRoles = listeners.map((listener) => listener.maxRole);
   return {

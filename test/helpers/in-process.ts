@@ -24,6 +24,7 @@ export function testConfig(dataDir: string, overrides: Partial<ServerConfig> = {
   return {
     path: dataDir,
     storage: { kind: 'file' },
+    state: undefined,
     listeners: [
       {
         address: { kind: 'tcp', host: '127.0.0.1', port: 0 },
