@@ -16,7 +16,8 @@ export interface RedisServer {
   flush(): Promise<void>;
 }
 
-async function freeLoopbackPort(): Promise<number> {
+/** A loopback port free at the moment of asking. */
+export async function freeLoopbackPort(): Promise<number> {
   const server = net.createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');

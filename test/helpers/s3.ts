@@ -4,11 +4,11 @@
  * tests: an S3 test never skips.
  */
 import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, openSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { createS3Client } from '../../src/storage/s3/s3-client.ts';
 import { S3Storage } from '../../src/storage/s3/s3-storage.ts';
 import { waitFor } from './wait.ts';
@@ -128,4 +128,18 @@ export async function stopGateway(): Promise<{ restart: () => Promise<void> }> {
       );
     },
   };
+}
+
+/** The SHA-256 of an object's content, read from the gateway (hex). */
+export async function objectSha256(key: string): Promise<string> {
+  const gateway = s3Gateway();
+  const client = createS3Client({ endpoint: gateway.endpoint, region: gateway.region, maxSockets: 1 });
+  try {
+    const answer = await client.send(new GetObjectCommand({ Bucket: gateway.bucket, Key: key }));
+    const hash = createHash('sha256');
+    for await (const chunk of answer.Body as AsyncIterable<Uint8Array>) hash.update(chunk);
+    return hash.digest('hex');
+  } finally {
+    client.destroy();
+  }
 }

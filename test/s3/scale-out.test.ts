@@ -1,0 +1,233 @@
+/**
+ * Two Ratchet instances on one Ceph RGW bucket with their shared state in a real redis-server,
+ * behind a real nginx configured by the block in docs/scale-out.md (read from the document,
+ * only its ports changed). The real restic client backs up about 300 MiB through nginx while
+ * one instance is killed with SIGKILL in the middle of an upload; restic's retry goes to the
+ * other instance, the backup succeeds, the killed instance comes back, a second backup
+ * succeeds, `check --read-data` is clean, every content-addressed object in the bucket hashes
+ * to its name, and a prune is refused on the hosts' vhost and done on the admin's.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { projectRoot, startRatchetServer } from '../helpers/ratchet-process.ts';
+import type { RatchetProcess } from '../helpers/ratchet-process.ts';
+import { freeLoopbackPort, startRedis } from '../helpers/redis.ts';
+import type { RedisServer } from '../helpers/redis.ts';
+import { freshPrefix, keysUnder, objectSha256, removePrefix, s3Gateway } from '../helpers/s3.ts';
+import { waitFor } from '../helpers/wait.ts';
+import { inTest, resticEnvironment, step } from '../e2e/fixture.ts';
+
+/** The nginx block of docs/scale-out.md, with its example ports replaced. */
+async function documentedNginxBlock(ports: Record<string, number>): Promise<string> {
+  const doc = await readFile(path.join(projectRoot, 'docs', 'scale-out.md'), 'utf8');
+  const block = /```nginx\n([\s\S]*?)```/.exec(doc)?.[1];
+  assert.ok(block !== undefined, 'docs/scale-out.md has an nginx block');
+  let config = block;
+  for (const [example, port] of Object.entries(ports)) {
+    assert.ok(config.includes(`127.0.0.1:${example}`), `the block uses port ${example}`);
+    config = config.replaceAll(`127.0.0.1:${example}`, `127.0.0.1:${port}`);
+  }
+  return config;
+}
+
+interface Nginx {
+  readonly accessLog: string;
+  stop(): Promise<void>;
+}
+
+/** Runs nginx in the foreground with the block inside a minimal http {} of its own. */
+async function startNginx(dir: string, block: string, port: number): Promise<Nginx> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, 'scale-out.conf'), block);
+  const accessLog = path.join(dir, 'access.log');
+  const conf = [
+    'user root;',
+    'worker_processes 1;',
+    `error_log ${path.join(dir, 'error.log')} info;`,
+    `pid ${path.join(dir, 'nginx.pid')};`,
+    'events { worker_connections 512; }',
+    'http {',
+    "  log_format upstream '$request_method $uri $status upstream=$upstream_addr upstream_status=$upstream_status';",
+    `  access_log ${accessLog} upstream;`,
+    ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(
+      (kind) => `  ${kind}_temp_path ${path.join(dir, `${kind}-temp`)};`,
+    ),
+    `  include ${path.join(dir, 'scale-out.conf')};`,
+    '}',
+  ].join('\n');
+  await writeFile(path.join(dir, 'nginx.conf'), conf);
+  const child: ChildProcess = spawn(
+    'nginx',
+    ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;'],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  let stderr = '';
+  child.stderr?.on('data', (data: Buffer) => (stderr += data.toString()));
+  await waitFor(() => {
+    if (child.exitCode !== null) throw new Error(`nginx exited: ${stderr}`);
+    return new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+  }, 'nginx to listen');
+  return {
+    accessLog,
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = once(child, 'exit');
+      child.kill('SIGQUIT');
+      await exited;
+    },
+  };
+}
+
+/**
+ * True while an instance is in the upload phase of a backup with a request in flight: it has
+ * stored packs already (so restic's opening reads are over) and serves a request besides the scrape.
+ */
+async function uploadingNow(instance: RatchetProcess): Promise<boolean> {
+  const response = await fetch(`${instance.listeners[1]?.url ?? ''}/metrics`).catch(() => undefined);
+  if (response === undefined || response.status !== 200) return false;
+  const lines = (await response.text()).split('\n');
+  const value = (line: string): number => Number(line.slice(line.lastIndexOf(' ') + 1));
+  const inFlight = lines.filter((line) => line.startsWith('ratchet_http_requests_in_flight')).map(value);
+  const packs = lines
+    .filter((line) => line.startsWith('rest_server_blob_write_total{') && line.includes('type="data"'))
+    .map(value);
+  return packs.reduce((sum, n) => sum + n, 0) >= 2 && (inFlight[0] ?? 0) > 1;
+}
+
+describe('two instances behind nginx on S3 with Redis, one killed mid-upload', { timeout: 900_000 }, () => {
+  const gateway = s3Gateway();
+  const prefix = freshPrefix('scale-out');
+  const env = resticEnvironment({
+    name: 'scale-out',
+    password: 'two of everything',
+    // About 300 MiB: 28 files of 10 MiB and a few hundred small ones.
+    tree: {
+      bigFiles: 28,
+      bigFileSize: 10 * 1024 * 1024,
+      smallFiles: 200,
+      dirs: 4,
+      subdirs: 3,
+      maxSmallSize: 8192,
+    },
+  });
+  let redis: RedisServer;
+  let nginx: Nginx;
+  const ports = { hosts: 0, admin: 0, a: 0, b: 0, adminA: 0, adminB: 0 };
+  const instances: (RatchetProcess | undefined)[] = [undefined, undefined];
+
+  const startInstance = (index: 0 | 1): Promise<RatchetProcess> => {
+    const [listen, adminListen] = index === 0 ? [ports.a, ports.adminA] : [ports.b, ports.adminB];
+    return startRatchetServer(
+      [
+        ...['--path', path.join(env.dataDir, `instance-${index}`)],
+        ...['--listen', `127.0.0.1:${listen}`, '--admin-listen', `127.0.0.1:${adminListen}`],
+        ...['--no-auth', '--append-only', '--prometheus', '--trusted-proxy', '127.0.0.1'],
+        ...['--storage', `s3://${gateway.bucket}/${prefix}`, '--s3-endpoint', gateway.endpoint],
+        ...['--s3-region', gateway.region, '--state', redis.url],
+      ],
+      2,
+    );
+  };
+
+  const hosts = () => env.runner(`rest:http://127.0.0.1:${ports.hosts}/host1/`, 'hosts-cache');
+  const admin = () => env.runner(`rest:http://127.0.0.1:${ports.admin}/host1/`, 'admin-cache');
+
+  before(async () => {
+    for (const name of Object.keys(ports) as (keyof typeof ports)[]) ports[name] = await freeLoopbackPort();
+    redis = await startRedis();
+  });
+  after(async () => {
+    await nginx?.stop();
+    for (const instance of instances) await instance?.stop();
+    await redis?.stop();
+    await removePrefix(`${prefix}/`);
+  });
+
+  it('starts two instances and nginx with the documented configuration', step, async () => {
+    instances[0] = await startInstance(0);
+    instances[1] = await startInstance(1);
+    const block = await documentedNginxBlock({
+      8000: ports.hosts,
+      8100: ports.admin,
+      8001: ports.a,
+      8002: ports.b,
+      9001: ports.adminA,
+      9002: ports.adminB,
+    });
+    nginx = await startNginx(path.join(env.dir, 'nginx'), block, ports.hosts);
+    const ready = await fetch(`http://127.0.0.1:${ports.hosts}/.ratchet/ready`);
+    assert.equal(ready.status, 200);
+  });
+
+  it('backs up about 300 MiB while one instance is killed with an upload in flight', step, async (t) => {
+    const restic = inTest(hosts(), t);
+    await restic.ok(['init']);
+    const backup = restic.run(['backup', '.'], { cwd: env.source, timeoutMs: 600_000 });
+    const victim = instances[0];
+    assert.ok(victim !== undefined);
+    await waitFor(() => uploadingNow(victim), 'an upload in flight on instance 0', 120_000);
+    victim.child.kill('SIGKILL');
+    await once(victim.child, 'exit').catch(() => undefined);
+    instances[0] = undefined;
+    const result = await backup;
+    assert.equal(result.code, 0, result.stderr);
+    for (const line of result.stderr.split('\n').filter((text) => /retry|502|Bad Gateway/i.test(text)))
+      t.diagnostic(`restic: ${line}`);
+    // nginx saw a request to the killed instance fail: an upload cut off there.
+    const log = await readFile(nginx.accessLog, 'utf8');
+    const cut = log
+      .split('\n')
+      .filter(
+        (line) => line.startsWith('POST ') && line.includes(`127.0.0.1:${ports.a}`) && !/ 200 /.test(line),
+      );
+    assert.ok(
+      cut.length > 0,
+      `an upload to the killed instance was cut off; its lines:\n${log
+        .split('\n')
+        .filter((line) => line.includes(`:${ports.a}`))
+        .join('\n')}`,
+    );
+    t.diagnostic(`cut off on the killed instance: ${cut.join(' | ')}`);
+  });
+
+  it('the killed instance comes back and a second backup succeeds', step, async (t) => {
+    instances[0] = await startInstance(0);
+    await writeFile(path.join(env.source, 'after-the-kill.txt'), 'written after the instance came back\n');
+    const restic = inTest(hosts(), t);
+    await restic.ok(['backup', '.'], { cwd: env.source, timeoutMs: 600_000 });
+    await restic.snapshots(2);
+  });
+
+  it('check --read-data is clean, and every object in the bucket hashes to its name', step, async (t) => {
+    await inTest(hosts(), t).ok(['check', '--read-data'], { show: 2, timeoutMs: 600_000 });
+    const keys = (await keysUnder(`${prefix}/host1/`)).filter((key) => !key.endsWith('/config'));
+    assert.ok(keys.length > 20, `objects stored: ${keys.length}`);
+    for (const key of keys) {
+      if (key.includes('/locks/')) continue;
+      assert.equal(await objectSha256(key), path.basename(key), `${key} hashes to its name`);
+    }
+  });
+
+  it('a prune is refused through the hosts’ vhost and done through the admin’s', step, async (t) => {
+    const refused = await inTest(hosts(), t).fails(['forget', '--keep-last', '1', '--prune'], { show: 10 });
+    assert.match(refused.stderr, /403|Forbidden/i);
+    const restic = inTest(admin(), t);
+    await restic.ok(['forget', '--keep-last', '1', '--prune'], { show: 10, timeoutMs: 600_000 });
+    await restic.snapshots(1);
+    await restic.ok(['check'], { show: 2 });
+  });
+});
