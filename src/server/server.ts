@@ -17,6 +17,7 @@ import { AccessControl } from '../access/access-control.ts';
 import type { Role } from '../access/policy.ts';
 import type { ListenAddress } from '../config/listen-address.ts';
 import { storageText, type ListenerConfig, type ServerConfig } from '../config/server-config.ts';
+import { RatchetError } from '../errors.ts';
 import { UserLimits } from '../limits/user-limits.ts';
 import type { RedisState } from '../state/redis/redis-state.ts';
 import { RedisBucketStore } from '../state/redis/redis-bucket-store.ts';
@@ -102,12 +103,25 @@ interface Served {
 async function openStorage(config: ServerConfig, logger: Logger): Promise<Storage> {
   if (config.storage.kind === 's3') {
     const { S3Storage } = await import('../storage/s3/s3-storage.ts');
+    const { instanceIdFor } = await import('../storage/s3/s3-instances.ts');
     // Local state (users file, saved state) stays in the data folder.
     await mkdir(config.path, { recursive: true });
     const { location, endpoint, region } = config.storage;
     const s3 = new S3Storage({ location, endpoint, region, maxSockets: 64, logger });
     await s3.init();
-    logger.info({ endpoint, exclusiveCreate: s3.conditionalCreate }, `storage: ${storageText(config)}`);
+    const others = await s3.joinInstances(instanceIdFor(config.path));
+    if (others.length > 0 && config.state === undefined) {
+      await s3.close();
+      const list = others.map((other) => `${other.id} (${Math.round(other.ageMs / 1000)} s ago)`).join(', ');
+      throw new RatchetError(
+        'UNAVAILABLE',
+        `another Ratchet instance serves ${storageText(config)}: ${list}; several instances must share their state: give each --state redis://HOST:PORT (docs/scale-out.md)`,
+      );
+    }
+    logger.info(
+      { endpoint, exclusiveCreate: s3.conditionalCreate, otherInstances: others.length },
+      `storage: ${storageText(config)}`,
+    );
     return s3;
   }
   // Group access must not depend on the umask the server inherits (systemd's UMask=0077 would

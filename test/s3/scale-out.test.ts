@@ -5,7 +5,8 @@
  * one instance is killed with SIGKILL in the middle of an upload; restic's retry goes to the
  * other instance, the backup succeeds, the killed instance comes back, a second backup
  * succeeds, `check --read-data` is clean, every content-addressed object in the bucket hashes
- * to its name, and a prune is refused on the hosts' vhost and done on the admin's.
+ * to its name, and a prune is refused on the hosts' vhost and done on the admin's. An instance
+ * started without --state beside them is refused.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -15,7 +16,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { projectRoot, startRatchetServer } from '../helpers/ratchet-process.ts';
+import { projectRoot, runRatchet, startRatchetServer } from '../helpers/ratchet-process.ts';
 import type { RatchetProcess } from '../helpers/ratchet-process.ts';
 import { freeLoopbackPort, startRedis } from '../helpers/redis.ts';
 import type { RedisServer } from '../helpers/redis.ts';
@@ -171,6 +172,18 @@ describe('two instances behind nginx on S3 with Redis, one killed mid-upload', {
     nginx = await startNginx(path.join(env.dir, 'nginx'), block, ports.hosts);
     const ready = await fetch(`http://127.0.0.1:${ports.hosts}/.ratchet/ready`);
     assert.equal(ready.status, 200);
+  });
+
+  it('a third instance without --state is refused while they serve the prefix', step, async () => {
+    const refused = await runRatchet([
+      ...['--path', path.join(env.dataDir, 'instance-without-state'), '--listen', '127.0.0.1:0'],
+      ...['--no-auth', '--storage', `s3://${gateway.bucket}/${prefix}`, '--s3-endpoint', gateway.endpoint],
+      ...['--s3-region', gateway.region],
+    ]);
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(refused.stderr, /another Ratchet instance serves s3:\/\/.*--state redis:\/\//);
+    const heartbeats = await keysUnder(`${prefix}/.ratchet/instances/`);
+    assert.equal(heartbeats.length, 2, 'the refused instance took its heartbeat away again');
   });
 
   it('backs up about 300 MiB while one instance is killed with an upload in flight', step, async (t) => {

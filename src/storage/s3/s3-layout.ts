@@ -96,6 +96,16 @@ export class S3Layout {
     return repo.every(isRepoComponent) ? repo : undefined;
   }
 
+  /** Where running instances keep their heartbeats: `<prefix>.ratchet/instances/`. */
+  instancesPrefix(): string {
+    return `${this.ratchet}instances/`;
+  }
+
+  /** One instance's heartbeat object. */
+  instanceKey(id: string): string {
+    return `${this.instancesPrefix()}${id}`;
+  }
+
   /** The repository's trash: `<prefix>.ratchet/trash/<repo>/`. */
   trashPrefix(repo: RepoPath): string {
     return `${this.ratchet}trash/${repo.length === 0 ? '' : `${repoKey(this.valid(repo))}/`}`;

@@ -33,6 +33,7 @@ import type {
 } from '../storage.ts';
 import { writeChecked } from '../upload-check.ts';
 import { createS3Client, type S3ClientSettings } from './s3-client.ts';
+import { InstanceRegistry, type LiveInstance } from './s3-instances.ts';
 import { fromS3Error, isNameTaken, isNotFound, s3Status } from './s3-errors.ts';
 import { S3Layout, type S3Location } from './s3-layout.ts';
 import { putObject } from './s3-upload.ts';
@@ -61,6 +62,8 @@ export class S3Storage implements Storage {
   private readonly knownRepos = new Set<string>();
   /** The store honours If-None-Match: * on PutObject (checked by init()). */
   private exclusiveCreate = true;
+  /** This server's heartbeat on the prefix, once it has joined (servers only, not commands). */
+  private instances: InstanceRegistry | undefined;
 
   constructor(options: S3StorageOptions) {
     this.client = createS3Client(options);
@@ -273,9 +276,18 @@ export class S3Storage implements Storage {
     );
   }
 
-  close(): Promise<void> {
+  /**
+   * Announces this server on the prefix (a heartbeat until close) and answers the other servers
+   * that are alive on it; the caller decides whether that is allowed (it needs --state).
+   */
+  joinInstances(id: string): Promise<LiveInstance[]> {
+    this.instances ??= new InstanceRegistry(id, this.client, this.bucket, this.layout, this.logger);
+    return this.instances.join();
+  }
+
+  async close(): Promise<void> {
+    await this.instances?.stop();
     this.client.destroy();
-    return Promise.resolve();
   }
 
   /**

@@ -1,0 +1,109 @@
+/**
+ * Which Ratchet instances serve one bucket prefix: each writes a heartbeat object under
+ * `<prefix>.ratchet/instances/<id>` every few seconds and removes it when it stops. Ages are
+ * the store's own LastModified times compared with each other (one clock, whatever the
+ * instances' clocks say), so a started instance sees the others that are alive. Several
+ * instances need shared state (--state); without it a second one is refused at start.
+ */
+import { createHash } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { Logger } from 'pino';
+import type { S3Layout } from './s3-layout.ts';
+
+/** Heartbeats are written this often; one older than aliveMs is an instance that is gone. */
+export const heartbeatMs = 10_000;
+export const aliveMs = 35_000;
+
+/** Another instance that was alive at the last look: its id and how old its heartbeat was. */
+export interface LiveInstance {
+  readonly id: string;
+  readonly ageMs: number;
+}
+
+/**
+ * An instance's name: the host and its local folder (--path), so that a server restarted after a
+ * crash recognises the heartbeat it left and is not refused as a second instance.
+ */
+export function instanceIdFor(localFolder: string): string {
+  const folder = createHash('sha256').update(path.resolve(localFolder)).digest('hex').slice(0, 12);
+  return `${os.hostname()}-${folder}`;
+}
+
+export class InstanceRegistry {
+  readonly id: string;
+  private readonly client: S3Client;
+  private readonly bucket: string;
+  private readonly layout: S3Layout;
+  private readonly logger: Logger | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  /** `id` names this instance: the same on a restart (so a crashed run's heartbeat is its own). */
+  constructor(id: string, client: S3Client, bucket: string, layout: S3Layout, logger: Logger | undefined) {
+    this.id = id;
+    this.client = client;
+    this.bucket = bucket;
+    this.layout = layout;
+    this.logger = logger;
+  }
+
+  /** Writes the first heartbeat and answers the other live instances; keeps beating until stop(). */
+  async join(): Promise<LiveInstance[]> {
+    await this.beat();
+    const others = await this.others();
+    this.timer = setInterval(() => {
+      this.beat().catch((err: unknown) =>
+        this.logger?.warn(
+          { err: err instanceof Error ? err.message : String(err) },
+          'instance heartbeat failed',
+        ),
+      );
+    }, heartbeatMs);
+    this.timer.unref();
+    return others;
+  }
+
+  /** Stops the heartbeats and removes this instance's object. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.client
+      .send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.layout.instanceKey(this.id) }))
+      .catch(() => undefined);
+  }
+
+  private async beat(): Promise<void> {
+    const body = JSON.stringify({
+      id: this.id,
+      host: os.hostname(),
+      pid: process.pid,
+      at: new Date().toISOString(),
+    });
+    await this.client.send(
+      new PutObjectCommand({ Bucket: this.bucket, Key: this.layout.instanceKey(this.id), Body: body }),
+    );
+  }
+
+  /** The instances besides this one whose heartbeat is younger than aliveMs, by the store's clock. */
+  private async others(): Promise<LiveInstance[]> {
+    const prefix = this.layout.instancesPrefix();
+    const seen: { id: string; at: number }[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
+      );
+      for (const item of page.Contents ?? []) {
+        if (item.Key === undefined || item.LastModified === undefined) continue;
+        seen.push({ id: item.Key.slice(prefix.length), at: item.LastModified.getTime() });
+      }
+      token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+    const own = seen.find((entry) => entry.id === this.id)?.at ?? Date.now();
+    return seen
+      .filter((entry) => entry.id !== this.id && own - entry.at < aliveMs)
+      .map((entry) => ({ id: entry.id, ageMs: Math.max(0, own - entry.at) }));
+  }
+}
