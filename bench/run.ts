@@ -14,7 +14,7 @@ import { linkListingRepo, listingRepo, writeDataset, writeListingRepo } from './
 import { nginxPeer, ratchetPeer, rclonePeer, restServerPeer } from './peers.ts';
 import type { PeerSpec, ServerHandle } from './peers.ts';
 import { peakRssMiB } from './proc.ts';
-import { ratchetS3Peer, rcloneS3Peer } from './s3-peers.ts';
+import { ratchetS3Peer, ratchetS3TwoPeer, rcloneS3Peer } from './s3-peers.ts';
 import { formatErrors, formatNumber, formatTable, newResults, record, writeResults } from './report.ts';
 import type { Results } from './report.ts';
 import { resticEndToEnd } from './restic.ts';
@@ -118,7 +118,7 @@ async function main(): Promise<void> {
   const restServerBin = process.env.REST_SERVER_BIN;
   let specs: PeerSpec[] = [ratchetPeer(entry), rclonePeer(), nginxPeer()];
   if (restServerBin) specs.push(restServerPeer(path.resolve(restServerBin)));
-  if (options.s3) specs.push(ratchetS3Peer(entry), rcloneS3Peer());
+  if (options.s3) specs.push(ratchetS3Peer(entry), ratchetS3TwoPeer(entry), rcloneS3Peer());
   // An earlier build measured in the same run, e.g. /tmp/base/dist/cli/main.js: "slower than
   // before" is then judged against the same run-to-run noise.
   const baseEntry = process.env.RATCHET_BASE_ENTRY;

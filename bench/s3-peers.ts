@@ -4,16 +4,18 @@
  * (scripts/ceph-s3/start-ceph-s3.sh, started or reused). Each gets its own prefix of the bucket,
  * seeded with the listing repository (10k data objects) before it starts.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { createS3Client } from '../src/storage/s3/s3-client.ts';
 import { listingRepo } from './fixtures.ts';
 import { freePort, launch, startRatchetProcess } from './peers.ts';
-import type { PeerSpec } from './peers.ts';
+import type { PeerSpec, ServerHandle } from './peers.ts';
+import { documentedNginxBlock, startNginx } from './nginx.ts';
 
 /** Data objects in each S3 peer's listing repository (a bucket listing is ~85 ms per 1000 keys). */
 export const s3ListObjects = 10_000;
@@ -126,6 +128,82 @@ export function rcloneS3Peer(): PeerSpec {
       };
       const handle = await launch('rclone-s3', '/usr/bin/rclone', args, workDir, port, workDir, env);
       return { ...handle, listObjects: s3ListObjects };
+    },
+  };
+}
+
+/** redis-server on a loopback port, without persistence; resolves once it accepts connections. */
+async function startRedisServer(workDir: string): Promise<{ url: string; stop(): void }> {
+  const port = await freePort();
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', workDir],
+    { stdio: 'ignore' },
+  );
+  const deadline = Date.now() + 10_000;
+  const accepts = (): Promise<boolean> =>
+    new Promise((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+  while (!(await accepts())) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error('redis-server did not start');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return { url: `redis://127.0.0.1:${port}`, stop: () => child.kill('SIGTERM') };
+}
+
+/**
+ * Two Ratchet instances on one prefix of the gateway, sharing state in redis-server, behind nginx
+ * configured by docs/scale-out.md: the deployment that document describes, measured through nginx.
+ */
+export function ratchetS3TwoPeer(entry: string): PeerSpec {
+  return {
+    name: 'ratchet-s3x2',
+    debianPackages: ['nginx', 'redis-server'],
+    behaviour: 'two ratchet-s3 instances with --state in redis-server, behind nginx as in docs/scale-out.md',
+    unavailable: () => (existsSync(entry) ? undefined : `${entry} not built`),
+    async start(workDir) {
+      const g = cephGateway();
+      const prefix = `bench-ratchet2-${randomUUID().slice(0, 8)}`;
+      await seedListing(g, prefix, s3ListObjects);
+      const redis = await startRedisServer(workDir);
+      const storage = ['--storage', `s3://${g.bucket}/${prefix}`, '--s3-endpoint', g.endpoint];
+      const shared = [...storage, '--state', redis.url, '--trusted-proxy', '127.0.0.1'];
+      const instances: ServerHandle[] = [];
+      for (const name of ['a', 'b']) {
+        const dir = path.join(workDir, name);
+        mkdirSync(dir, { recursive: true });
+        instances.push(await startRatchetProcess(entry, `ratchet-s3x2-${name}`, dir, shared, g.env));
+      }
+      const [a, b] = instances as [ServerHandle, ServerHandle];
+      const port = await freePort();
+      const block = documentedNginxBlock({
+        hosts: port,
+        admin: await freePort(),
+        instances: [a.port, b.port],
+        adminInstances: [await freePort(), await freePort()],
+      });
+      const nginx = await startNginx(path.join(workDir, 'nginx'), block, port);
+      return {
+        name: 'ratchet-s3x2',
+        host: a.host,
+        port,
+        baseUrl: `http://${a.host}:${port}`,
+        pid: a.pid,
+        dataDir: a.dataDir,
+        listObjects: s3ListObjects,
+        alive: () => nginx.alive() && a.alive() && b.alive(),
+        logTail: () => `${a.logTail()}${b.logTail()}`,
+        async stop() {
+          await nginx.stop();
+          await Promise.all([a.stop(), b.stop()]);
+          redis.stop();
+        },
+      };
     },
   };
 }

@@ -56,6 +56,8 @@ describe('ratchet command line', () => {
       [['--storage', 'file:/srv/a', '--path', '/srv/b'], /name different folders: give one/],
       [['--s3-endpoint', 'http://127.0.0.1:1'], /--s3-endpoint and --s3-region need --storage s3:/],
       [['--storage', 's3://bucket', '--s3-endpoint', 'rgw:7480'], /expected http:\/\/HOST\[:PORT\]/],
+      [['--state', 'http://127.0.0.1:6379'], /--state: only redis:\/\/ URLs are supported/],
+      [['--state', 'redis://127.0.0.1/x'], /--state: database "x" is not a number/],
     ];
     for (const [args, message] of cases) {
       const result = await runRatchet([...unservable, ...args]);

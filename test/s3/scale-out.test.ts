@@ -9,89 +9,19 @@
  * started without --state beside them is refused.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import net from 'node:net';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { projectRoot, runRatchet, startRatchetServer } from '../helpers/ratchet-process.ts';
+import { runRatchet, startRatchetServer } from '../helpers/ratchet-process.ts';
 import type { RatchetProcess } from '../helpers/ratchet-process.ts';
 import { freeLoopbackPort, startRedis } from '../helpers/redis.ts';
 import type { RedisServer } from '../helpers/redis.ts';
 import { freshPrefix, keysUnder, objectSha256, removePrefix, s3Gateway } from '../helpers/s3.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { documentedNginxBlock, startNginx } from '../../bench/nginx.ts';
+import type { Nginx } from '../../bench/nginx.ts';
 import { inTest, resticEnvironment, step } from '../e2e/fixture.ts';
-
-/** The nginx block of docs/scale-out.md, with its example ports replaced. */
-async function documentedNginxBlock(ports: Record<string, number>): Promise<string> {
-  const doc = await readFile(path.join(projectRoot, 'docs', 'scale-out.md'), 'utf8');
-  const block = /```nginx\n([\s\S]*?)```/.exec(doc)?.[1];
-  assert.ok(block !== undefined, 'docs/scale-out.md has an nginx block');
-  let config = block;
-  for (const [example, port] of Object.entries(ports)) {
-    assert.ok(config.includes(`127.0.0.1:${example}`), `the block uses port ${example}`);
-    config = config.replaceAll(`127.0.0.1:${example}`, `127.0.0.1:${port}`);
-  }
-  return config;
-}
-
-interface Nginx {
-  readonly accessLog: string;
-  stop(): Promise<void>;
-}
-
-/** Runs nginx in the foreground with the block inside a minimal http {} of its own. */
-async function startNginx(dir: string, block: string, port: number): Promise<Nginx> {
-  await mkdir(dir, { recursive: true });
-  await writeFile(path.join(dir, 'scale-out.conf'), block);
-  const accessLog = path.join(dir, 'access.log');
-  const conf = [
-    'user root;',
-    'worker_processes 1;',
-    `error_log ${path.join(dir, 'error.log')} info;`,
-    `pid ${path.join(dir, 'nginx.pid')};`,
-    'events { worker_connections 512; }',
-    'http {',
-    "  log_format upstream '$request_method $uri $status upstream=$upstream_addr upstream_status=$upstream_status';",
-    `  access_log ${accessLog} upstream;`,
-    ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(
-      (kind) => `  ${kind}_temp_path ${path.join(dir, `${kind}-temp`)};`,
-    ),
-    `  include ${path.join(dir, 'scale-out.conf')};`,
-    '}',
-  ].join('\n');
-  await writeFile(path.join(dir, 'nginx.conf'), conf);
-  const child: ChildProcess = spawn(
-    'nginx',
-    ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;'],
-    {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  );
-  let stderr = '';
-  child.stderr?.on('data', (data: Buffer) => (stderr += data.toString()));
-  await waitFor(() => {
-    if (child.exitCode !== null) throw new Error(`nginx exited: ${stderr}`);
-    return new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on('error', () => resolve(false));
-    });
-  }, 'nginx to listen');
-  return {
-    accessLog,
-    async stop() {
-      if (child.exitCode !== null) return;
-      const exited = once(child, 'exit');
-      child.kill('SIGQUIT');
-      await exited;
-    },
-  };
-}
 
 /**
  * True while an instance is in the upload phase of a backup with a request in flight: it has
@@ -161,13 +91,11 @@ describe('two instances behind nginx on S3 with Redis, one killed mid-upload', {
   it('starts two instances and nginx with the documented configuration', step, async () => {
     instances[0] = await startInstance(0);
     instances[1] = await startInstance(1);
-    const block = await documentedNginxBlock({
-      8000: ports.hosts,
-      8100: ports.admin,
-      8001: ports.a,
-      8002: ports.b,
-      9001: ports.adminA,
-      9002: ports.adminB,
+    const block = documentedNginxBlock({
+      hosts: ports.hosts,
+      admin: ports.admin,
+      instances: [ports.a, ports.b],
+      adminInstances: [ports.adminA, ports.adminB],
     });
     nginx = await startNginx(path.join(env.dir, 'nginx'), block, ports.hosts);
     const ready = await fetch(`http://127.0.0.1:${ports.hosts}/.ratchet/ready`);
