@@ -21,6 +21,7 @@ import { RatchetError } from '../errors.ts';
 import { UserLimits } from '../limits/user-limits.ts';
 import type { RedisState } from '../state/redis/redis-state.ts';
 import { RedisBucketStore } from '../state/redis/redis-bucket-store.ts';
+import { RedisJobLease } from '../state/redis/redis-job-lease.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { QuotaManager } from '../quota/quota-manager.ts';
 import { UsageLedger } from '../usage/usage-ledger.ts';
@@ -164,6 +165,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
           { graceMs: config.deleteGraceMs, minAgeMs: config.deleteGraceMinMs },
           logger,
           audit,
+          deps.shared === undefined ? undefined : new RedisJobLease(deps.shared.client),
         )
       : undefined;
   const quota = new QuotaManager(usage, config.quotas, trash);

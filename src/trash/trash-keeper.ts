@@ -3,7 +3,7 @@
  * a background purge removes what is older than the grace period, a repository at a time, on an
  * unref'd timer off the request path. The deletion time is part of each entry, so a restart loses
  * nothing and purges what came due meanwhile. One purge per data folder: the data folder's lock
- * keeps a second server off it.
+ * keeps a second server off it; instances sharing a bucket take turns by a lease in --state.
  *
  * The trash is on disk, so it counts against the total quota (--max-size), not against users'
  * and repositories' quotas: every move is told to the usage ledger. When the total quota or the
@@ -13,6 +13,8 @@
  * Restores and purges (by request, in the background, early) run one at a time, so a purge
  * never removes an entry a restore is putting back, and each entry is counted once.
  */
+import { soleInstance } from '../state/job-lease.ts';
+import type { JobLease } from '../state/job-lease.ts';
 import type { Logger } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { repoDisplay } from '../domain/repo-path.ts';
@@ -53,6 +55,8 @@ export class TrashKeeper {
   private reclaiming: Promise<number> | undefined;
   /** Until then no entry can be old enough for an early purge (new trash is always younger). */
   private nothingEligibleUntil = 0;
+  /** With several instances, only the holder of the 'trash-purge' lease runs the timed purge. */
+  private readonly lease: JobLease;
   /** The end of the restore or purge in progress: the next one starts after it. */
   private turn: Promise<unknown> = Promise.resolve();
 
@@ -62,7 +66,9 @@ export class TrashKeeper {
     settings: TrashSettings,
     logger: Logger,
     audit: AuditLog | undefined,
+    lease: JobLease = soleInstance,
   ) {
+    this.lease = lease;
     this.storage = storage;
     this.ledger = ledger;
     this.settings = settings;
@@ -75,8 +81,9 @@ export class TrashKeeper {
   }
 
   /** Stops the background purge; resolves once the pass in progress has stopped. */
-  stop(): Promise<void> {
-    return this.background.stop();
+  async stop(): Promise<void> {
+    await this.background.stop();
+    await this.lease.releaseAll();
   }
 
   /** Moves the object into its repository's trash (the protocol's delete). */
@@ -193,6 +200,8 @@ export class TrashKeeper {
     const everyMs = Math.min(600_000, Math.max(1000, this.settings.graceMs / 10));
     for (;;) {
       await sleep(everyMs, undefined, { signal, ref: false });
+      // Held for three passes: a holder that died leaves the job to another instance after that.
+      if (!(await this.lease.holds('trash-purge', 3 * everyMs))) continue;
       try {
         const { objects, bytes } = await this.purge(
           Date.now() - this.settings.graceMs,

@@ -9,7 +9,9 @@ import { silentLogger } from '../../src/log/logger.ts';
 import type { BucketStore } from '../../src/state/bucket-store.ts';
 import { MemoryBucketStore } from '../../src/state/memory-bucket-store.ts';
 import { MemoryThrottleStore } from '../../src/state/memory-throttle-store.ts';
+import { soleInstance } from '../../src/state/job-lease.ts';
 import { RedisBucketStore } from '../../src/state/redis/redis-bucket-store.ts';
+import { RedisJobLease } from '../../src/state/redis/redis-job-lease.ts';
 import { parseRedisUrl, RedisState } from '../../src/state/redis/redis-state.ts';
 import { RedisThrottleStore } from '../../src/state/redis/redis-throttle-store.ts';
 import type { ThrottleStore } from '../../src/state/throttle-store.ts';
@@ -135,6 +137,34 @@ for (const [kind, make] of bucketStores) {
     });
   });
 }
+
+describe('job leases in redis', () => {
+  it('one instance holds a job; the other takes it over when it expires or is released', async () => {
+    const first = new RedisJobLease(state.client);
+    const second = new RedisJobLease(state.client);
+    const job = `job-${Date.now()}`;
+    assert.equal(await first.holds(job, 300), true);
+    assert.equal(await second.holds(job, 300), false, 'held by the first');
+    assert.equal(await first.holds(job, 300), true, 'renewed by its holder');
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    assert.equal(await second.holds(job, 60_000), true, 'taken over after the TTL');
+    assert.equal(await first.holds(job, 300), false);
+    await second.releaseAll();
+    assert.equal(await first.holds(job, 300), true, 'free again after a release');
+    await first.releaseAll();
+  });
+
+  it('holds every job alone in one process, and none while redis-server is down', async () => {
+    assert.equal(await soleInstance.holds('anything', 1), true);
+    const lease = new RedisJobLease(state.client);
+    await redis.stop();
+    try {
+      assert.equal(await lease.holds('outage-job', 1000), false);
+    } finally {
+      await redis.start();
+    }
+  });
+});
 
 describe('redis state connection', () => {
   it('answers 503 while redis-server is down, and reconnects on its own', async () => {
