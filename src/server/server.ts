@@ -100,6 +100,11 @@ interface Served {
   drain(deadlineMs: number): Promise<void>;
 }
 
+/** True when any byte quota is configured (the total, per repository or per user). */
+function hasByteQuotas(quotas: ServerConfig['quotas']): boolean {
+  return quotas.maxTotalBytes !== undefined || quotas.repoRules.length > 0 || quotas.userRules.length > 0;
+}
+
 /** The configured backend, ready for requests: the data folder, or an S3 bucket. */
 async function openStorage(config: ServerConfig, logger: Logger): Promise<Storage> {
   if (config.storage.kind === 's3') {
@@ -111,12 +116,20 @@ async function openStorage(config: ServerConfig, logger: Logger): Promise<Storag
     const s3 = new S3Storage({ location, endpoint, region, maxSockets: 64, logger });
     await s3.init();
     const others = await s3.joinInstances(instanceIdFor(config.path));
+    const list = others.map((other) => `${other.id} (${Math.round(other.ageMs / 1000)} s ago)`).join(', ');
     if (others.length > 0 && config.state === undefined) {
       await s3.close();
-      const list = others.map((other) => `${other.id} (${Math.round(other.ageMs / 1000)} s ago)`).join(', ');
       throw new RatchetError(
         'UNAVAILABLE',
         `another Ratchet instance serves ${storageText(config)}: ${list}; several instances must share their state: give each --state redis://HOST:PORT (docs/scale-out.md)`,
+      );
+    }
+    // Quota reservations are not shared yet: two instances would each admit up to the limit.
+    if (others.length > 0 && hasByteQuotas(config.quotas)) {
+      await s3.close();
+      throw new RatchetError(
+        'UNAVAILABLE',
+        `another Ratchet instance serves ${storageText(config)}: ${list}; quotas (--max-size, repository and user quotas) are not shared between instances yet, so several instances run without them (docs/scale-out.md)`,
       );
     }
     logger.info(

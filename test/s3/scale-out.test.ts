@@ -102,17 +102,29 @@ describe('two instances behind nginx on S3 with Redis, one killed mid-upload', {
     assert.equal(ready.status, 200);
   });
 
-  it('a third instance without --state is refused while they serve the prefix', step, async () => {
-    const refused = await runRatchet([
-      ...['--path', path.join(env.dataDir, 'instance-without-state'), '--listen', '127.0.0.1:0'],
-      ...['--no-auth', '--storage', `s3://${gateway.bucket}/${prefix}`, '--s3-endpoint', gateway.endpoint],
-      ...['--s3-region', gateway.region],
-    ]);
-    assert.equal(refused.code, 1, refused.stderr);
-    assert.match(refused.stderr, /another Ratchet instance serves s3:\/\/.*--state redis:\/\//);
-    const heartbeats = await keysUnder(`${prefix}/.ratchet/instances/`);
-    assert.equal(heartbeats.length, 2, 'the refused instance took its heartbeat away again');
-  });
+  it(
+    'a third instance without --state, or with a quota, is refused while they serve the prefix',
+    step,
+    async () => {
+      const refused = await runRatchet([
+        ...['--path', path.join(env.dataDir, 'instance-without-state'), '--listen', '127.0.0.1:0'],
+        ...['--no-auth', '--storage', `s3://${gateway.bucket}/${prefix}`, '--s3-endpoint', gateway.endpoint],
+        ...['--s3-region', gateway.region],
+      ]);
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(refused.stderr, /another Ratchet instance serves s3:\/\/.*--state redis:\/\//);
+      // With --state but with a quota: quotas are not shared yet, so it is refused too.
+      const withQuota = await runRatchet([
+        ...['--path', path.join(env.dataDir, 'instance-with-quota'), '--listen', '127.0.0.1:0'],
+        ...['--no-auth', '--storage', `s3://${gateway.bucket}/${prefix}`, '--s3-endpoint', gateway.endpoint],
+        ...['--s3-region', gateway.region, '--state', redis.url, '--max-size', '1GiB'],
+      ]);
+      assert.equal(withQuota.code, 1, withQuota.stderr);
+      assert.match(withQuota.stderr, /quotas .* are not shared between instances yet/);
+      const heartbeats = await keysUnder(`${prefix}/.ratchet/instances/`);
+      assert.equal(heartbeats.length, 2, 'the refused instances took their heartbeats away again');
+    },
+  );
 
   it('backs up about 300 MiB while one instance is killed with an upload in flight', step, async (t) => {
     const restic = inTest(hosts(), t);
