@@ -115,7 +115,8 @@ async function openStorage(config: ServerConfig, logger: Logger): Promise<Storag
     const { location, endpoint, region } = config.storage;
     const s3 = new S3Storage({ location, endpoint, region, maxSockets: 64, logger });
     await s3.init();
-    const others = await s3.joinInstances(instanceIdFor(config.path));
+    const quotas = hasByteQuotas(config.quotas);
+    const others = await s3.joinInstances(instanceIdFor(config.path), { quotas });
     const list = others.map((other) => `${other.id} (${Math.round(other.ageMs / 1000)} s ago)`).join(', ');
     if (others.length > 0 && config.state === undefined) {
       await s3.close();
@@ -124,8 +125,9 @@ async function openStorage(config: ServerConfig, logger: Logger): Promise<Storag
         `another Ratchet instance serves ${storageText(config)}: ${list}; several instances must share their state: give each --state redis://HOST:PORT (docs/scale-out.md)`,
       );
     }
-    // Quota reservations are not shared yet: two instances would each admit up to the limit.
-    if (others.length > 0 && hasByteQuotas(config.quotas)) {
+    // Quota reservations are not shared yet: two instances would each admit up to the limit,
+    // whichever of them has the quota (an unreadable heartbeat counts as one that has).
+    if (others.length > 0 && (quotas || others.some((other) => other.quotas !== false))) {
       await s3.close();
       throw new RatchetError(
         'UNAVAILABLE',

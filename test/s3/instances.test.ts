@@ -1,13 +1,15 @@
 /**
  * Servers announce themselves on an S3 prefix: without --state a second server on the same
  * prefix is refused with a message naming --state, while a server restarted after a crash
- * (same host, same --path) recognises its own heartbeat and starts at once.
+ * (same host, same --path) recognises its own heartbeat and starts at once. Quotas are not
+ * shared yet: no server joins one that enforces a quota.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { runRatchet, startRatchetServer, withTempDir } from '../helpers/ratchet-process.ts';
+import { startRedis } from '../helpers/redis.ts';
 import { freshPrefix, keysUnder, removePrefix, s3Gateway } from '../helpers/s3.ts';
 
 describe('instances on one S3 prefix', { timeout: 120_000 }, () => {
@@ -44,5 +46,23 @@ describe('instances on one S3 prefix', { timeout: 120_000 }, () => {
         'a clean stop removes the heartbeat',
       );
     });
+  });
+
+  it('refuses to join a server that enforces a quota, even with --state', async () => {
+    const redis = await startRedis();
+    try {
+      await withTempDir(async (dir) => {
+        const withQuota = await startRatchetServer([...args(path.join(dir, 'quota')), '--max-size', '1GiB']);
+        try {
+          const joining = await runRatchet([...args(path.join(dir, 'joining')), '--state', redis.url]);
+          assert.equal(joining.code, 1, joining.stderr);
+          assert.match(joining.stderr, /quotas .* are not shared between instances yet/);
+        } finally {
+          assert.equal(await withQuota.stop(), 0);
+        }
+      });
+    } finally {
+      await redis.stop();
+    }
   });
 });

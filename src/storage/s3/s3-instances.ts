@@ -8,7 +8,12 @@
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
 import type { S3Layout } from './s3-layout.ts';
@@ -21,6 +26,14 @@ export const aliveMs = 35_000;
 export interface LiveInstance {
   readonly id: string;
   readonly ageMs: number;
+  /** It enforces byte quotas (which instances do not share yet); undefined when unreadable. */
+  readonly quotas: boolean | undefined;
+}
+
+/** What an instance says about itself in its heartbeat. */
+export interface InstanceFacts {
+  /** It enforces byte quotas. */
+  readonly quotas: boolean;
 }
 
 /**
@@ -39,6 +52,7 @@ export class InstanceRegistry {
   private readonly layout: S3Layout;
   private readonly logger: Logger | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private facts: InstanceFacts = { quotas: false };
 
   /** `id` names this instance: the same on a restart (so a crashed run's heartbeat is its own). */
   constructor(id: string, client: S3Client, bucket: string, layout: S3Layout, logger: Logger | undefined) {
@@ -50,7 +64,8 @@ export class InstanceRegistry {
   }
 
   /** Writes the first heartbeat and answers the other live instances; keeps beating until stop(). */
-  async join(): Promise<LiveInstance[]> {
+  async join(facts: InstanceFacts): Promise<LiveInstance[]> {
+    this.facts = facts;
     await this.beat();
     const others = await this.others();
     this.timer = setInterval(() => {
@@ -80,6 +95,7 @@ export class InstanceRegistry {
       host: os.hostname(),
       pid: process.pid,
       at: new Date().toISOString(),
+      quotas: this.facts.quotas,
     });
     await this.client.send(
       new PutObjectCommand({ Bucket: this.bucket, Key: this.layout.instanceKey(this.id), Body: body }),
@@ -102,8 +118,26 @@ export class InstanceRegistry {
       token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
     } while (token !== undefined);
     const own = seen.find((entry) => entry.id === this.id)?.at ?? Date.now();
-    return seen
-      .filter((entry) => entry.id !== this.id && own - entry.at < aliveMs)
-      .map((entry) => ({ id: entry.id, ageMs: Math.max(0, own - entry.at) }));
+    const alive = seen.filter((entry) => entry.id !== this.id && own - entry.at < aliveMs);
+    return Promise.all(
+      alive.map(async (entry) => ({
+        id: entry.id,
+        ageMs: Math.max(0, own - entry.at),
+        quotas: (await this.factsOf(entry.id))?.quotas,
+      })),
+    );
+  }
+
+  /** What another instance's heartbeat says; undefined when it cannot be read (gone meanwhile). */
+  private async factsOf(id: string): Promise<Partial<InstanceFacts> | undefined> {
+    try {
+      const answer = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.layout.instanceKey(id) }),
+      );
+      const parsed: unknown = JSON.parse((await answer.Body?.transformToString()) ?? '');
+      return typeof parsed === 'object' && parsed !== null ? parsed : undefined;
+    } catch {
+      return undefined;
+    }
   }
 }

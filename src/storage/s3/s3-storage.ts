@@ -33,7 +33,7 @@ import type {
 } from '../storage.ts';
 import { writeChecked } from '../upload-check.ts';
 import { createS3Client, type S3ClientSettings } from './s3-client.ts';
-import { InstanceRegistry, type LiveInstance } from './s3-instances.ts';
+import { InstanceRegistry, type InstanceFacts, type LiveInstance } from './s3-instances.ts';
 import { fromS3Error, isNameTaken, isNotFound, s3Status } from './s3-errors.ts';
 import { S3Layout, type S3Location } from './s3-layout.ts';
 import { putObject } from './s3-upload.ts';
@@ -280,9 +280,9 @@ export class S3Storage implements Storage {
    * Announces this server on the prefix (a heartbeat until close) and answers the other servers
    * that are alive on it; the caller decides whether that is allowed (it needs --state).
    */
-  joinInstances(id: string): Promise<LiveInstance[]> {
+  joinInstances(id: string, facts: InstanceFacts): Promise<LiveInstance[]> {
     this.instances ??= new InstanceRegistry(id, this.client, this.bucket, this.layout, this.logger);
-    return this.instances.join();
+    return this.instances.join(facts);
   }
 
   async close(): Promise<void> {
