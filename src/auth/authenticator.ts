@@ -191,8 +191,8 @@ export class Authenticator {
   }
 
   /**
-   * One login attempt: counted by the throttle from its start (so a burst cannot have more
-   * guesses checked than the limits allow), answered from the cache or by a queued check, and
+   * One login attempt: answered from the cache, or counted by the throttle from its start (so a
+   * burst cannot have more guesses checked than the limits allow), checked in the queue and
    * recorded as a success or failure. True when the password is right for the user's current hash.
    */
   async #attempt(
@@ -202,14 +202,15 @@ export class Authenticator {
     password: string,
     key: string,
   ): Promise<boolean> {
+    const hash = this.#users.get(user);
+    // Verified before (and not blocked: authenticate asked): no guess, so nothing to count or
+    // clear. With a shared throttle this keeps a cached login to one round trip to the store.
+    if (hash !== undefined && this.#cache.has(key, hash)) {
+      this.#cacheHits++;
+      return true;
+    }
     this.#refuseWhileWaiting(await this.#throttle.begin(address, user));
     try {
-      const hash = this.#users.get(user);
-      if (hash !== undefined && this.#cache.has(key, hash)) {
-        this.#cacheHits++;
-        await this.#throttle.recordSuccess(address, user);
-        return true;
-      }
       const target = hash ?? this.#decoy;
       const ok = await this.#queue.run([`address ${address}`, `user ${user}`], async () => {
         this.#checks++;
