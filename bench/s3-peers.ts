@@ -4,10 +4,9 @@
  * (scripts/ceph-s3/start-ceph-s3.sh, started or reused). Each gets its own prefix of the bucket,
  * seeded with the listing repository (10k data objects) before it starts.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
@@ -16,6 +15,7 @@ import { listingRepo } from './fixtures.ts';
 import { freePort, launch, startRatchetProcess } from './peers.ts';
 import type { PeerSpec, ServerHandle } from './peers.ts';
 import { documentedNginxBlock, startNginx } from './nginx.ts';
+import { startRedis } from './redis-server.ts';
 
 /** Data objects in each S3 peer's listing repository (a bucket listing is ~85 ms per 1000 keys). */
 export const s3ListObjects = 10_000;
@@ -132,30 +132,6 @@ export function rcloneS3Peer(): PeerSpec {
   };
 }
 
-/** redis-server on a loopback port, without persistence; resolves once it accepts connections. */
-async function startRedisServer(workDir: string): Promise<{ url: string; stop(): void }> {
-  const port = await freePort();
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', workDir],
-    { stdio: 'ignore' },
-  );
-  const deadline = Date.now() + 10_000;
-  const accepts = (): Promise<boolean> =>
-    new Promise((resolve) => {
-      const socket = net.connect(port, '127.0.0.1', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on('error', () => resolve(false));
-    });
-  while (!(await accepts())) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error('redis-server did not start');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  return { url: `redis://127.0.0.1:${port}`, stop: () => child.kill('SIGTERM') };
-}
-
 /**
  * Two Ratchet instances on one prefix of the gateway, sharing state in redis-server, behind nginx
  * configured by docs/scale-out.md: the deployment that document describes, measured through nginx.
@@ -170,7 +146,7 @@ export function ratchetS3TwoPeer(entry: string): PeerSpec {
       const g = cephGateway();
       const prefix = `bench-ratchet2-${randomUUID().slice(0, 8)}`;
       await seedListing(g, prefix, s3ListObjects);
-      const redis = await startRedisServer(workDir);
+      const redis = await startRedis();
       const storage = ['--storage', `s3://${g.bucket}/${prefix}`, '--s3-endpoint', g.endpoint];
       const shared = [...storage, '--state', redis.url, '--trusted-proxy', '127.0.0.1'];
       const instances: ServerHandle[] = [];
@@ -201,7 +177,7 @@ export function ratchetS3TwoPeer(entry: string): PeerSpec {
         async stop() {
           await nginx.stop();
           await Promise.all([a.stop(), b.stop()]);
-          redis.stop();
+          await redis.stop();
         },
       };
     },

@@ -141,10 +141,11 @@ export class Authenticator {
     } catch (err) {
       // A shared throttle that cannot answer (Redis away) fails closed, except for credentials
       // this instance verified already: answering those lets no one guess a password.
-      if (credentials === undefined || !hasCode(err, 'UNAVAILABLE') || !this.#cachedNow(credentials))
-        throw err;
+      if (credentials === undefined || !hasCode(err, 'UNAVAILABLE')) throw err;
+      const { user, password } = credentials;
+      if (!this.#cached(user, this.#cache.keyOf(user, password))) throw err;
       this.#cacheHits++;
-      return credentials.user;
+      return user;
     }
     this.#refuseWhileWaiting(wait);
     if (credentials === undefined) {
@@ -202,13 +203,13 @@ export class Authenticator {
     password: string,
     key: string,
   ): Promise<boolean> {
-    const hash = this.#users.get(user);
     // Verified before (and not blocked: authenticate asked): no guess, so nothing to count or
     // clear. With a shared throttle this keeps a cached login to one round trip to the store.
-    if (hash !== undefined && this.#cache.has(key, hash)) {
+    if (this.#cached(user, key)) {
       this.#cacheHits++;
       return true;
     }
+    const hash = this.#users.get(user);
     this.#refuseWhileWaiting(await this.#throttle.begin(address, user));
     try {
       const target = hash ?? this.#decoy;
@@ -232,10 +233,10 @@ export class Authenticator {
     }
   }
 
-  /** True when the credentials are in the cache for the user's current hash. */
-  #cachedNow({ user, password }: { user: string; password: string }): boolean {
+  /** True when the credential (its cache key) was verified against the user's current hash. */
+  #cached(user: string, key: string): boolean {
     const hash = this.#users.get(user);
-    return hash !== undefined && this.#cache.has(this.#cache.keyOf(user, password), hash);
+    return hash !== undefined && this.#cache.has(key, hash);
   }
 
   /** Throws 429 with Retry-After when the throttle says to wait. */

@@ -62,8 +62,8 @@ export interface PipelineOptions {
   readonly audit: AuditLog | undefined;
   /** This listener, as `127.0.0.1:8000`, for the audit trail (known once bound). */
   readonly listenerName: () => string;
-  /** The shared state store (--state), for readiness; undefined: state is in this process. */
-  readonly sharedState: { probe(): Promise<void> } | undefined;
+  /** Readiness (/.ratchet/ready): the storage's probe, and the shared state's with --state. */
+  readonly ready: () => Promise<void>;
 }
 
 /** What the pipeline learns about a request as it goes, for logs and metrics. */

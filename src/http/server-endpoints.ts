@@ -28,8 +28,8 @@ export interface EndpointOptions extends TrashEndpointOptions, WebViewOptions {
   readonly metrics: Metrics | undefined;
   readonly metricsNeedAuth: boolean;
   readonly hardening: Pick<HardeningLimits, 'readyCacheMs'>;
-  /** The shared state store (--state); readiness needs it to answer. */
-  readonly sharedState?: { probe(): Promise<void> } | undefined;
+  /** Readiness: resolves when the server can take uploads (storage, and the shared state with --state). */
+  readonly ready: () => Promise<void>;
 }
 
 // Metrics name every repository: the right to read the root, as a listing of it would need.
@@ -98,8 +98,7 @@ export async function serveEndpoint(
       return send(req, res, 'text/plain; charset=utf-8', 'ok\n');
     case '/.ratchet/ready':
       await authorizeEndpoint(anyone, req, client, options, onUser);
-      await options.sharedState?.probe();
-      await probeReadiness(options.storage, options.hardening.readyCacheMs);
+      await options.ready();
       return send(req, res, 'text/plain; charset=utf-8', 'ready\n');
     case '/metrics':
     case '/.ratchet/metrics': {

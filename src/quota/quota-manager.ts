@@ -52,6 +52,11 @@ export interface Reclaimer {
   reclaim(bytes: number): Promise<number>;
 }
 
+/** True when any byte limit is configured: the total, per repository or per user. */
+export function hasByteQuotas(limits: QuotaLimits): boolean {
+  return limits.maxTotalBytes !== undefined || limits.repoRules.length > 0 || limits.userRules.length > 0;
+}
+
 export const noQuotas: QuotaLimits = { maxTotalBytes: undefined, repoRules: [], userRules: [] };
 
 /** Repositories allowed below /<user>/ when the configuration does not say. */
@@ -103,11 +108,7 @@ export class QuotaManager {
 
   /** True when any byte limit is configured. */
   get active(): boolean {
-    return (
-      this.limits.maxTotalBytes !== undefined ||
-      this.limits.repoRules.length > 0 ||
-      this.limits.userRules.length > 0
-    );
+    return hasByteQuotas(this.limits);
   }
 
   /** Replaces the limits (configuration reload); uploads in flight keep their reservations. */

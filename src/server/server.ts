@@ -23,7 +23,7 @@ import type { RedisState } from '../state/redis/redis-state.ts';
 import { RedisBucketStore } from '../state/redis/redis-bucket-store.ts';
 import { RedisJobLease } from '../state/redis/redis-job-lease.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import { QuotaManager } from '../quota/quota-manager.ts';
+import { hasByteQuotas, QuotaManager } from '../quota/quota-manager.ts';
 import { UsageLedger } from '../usage/usage-ledger.ts';
 import { BackgroundScrub, FileScrubState } from '../scrub/background-scrub.ts';
 import { TrashKeeper } from '../trash/trash-keeper.ts';
@@ -100,38 +100,24 @@ interface Served {
   drain(deadlineMs: number): Promise<void>;
 }
 
-/** True when any byte quota is configured (the total, per repository or per user). */
-function hasByteQuotas(quotas: ServerConfig['quotas']): boolean {
-  return quotas.maxTotalBytes !== undefined || quotas.repoRules.length > 0 || quotas.userRules.length > 0;
-}
-
 /** The configured backend, ready for requests: the data folder, or an S3 bucket. */
 async function openStorage(config: ServerConfig, logger: Logger): Promise<Storage> {
   if (config.storage.kind === 's3') {
     const { S3Storage } = await import('../storage/s3/s3-storage.ts');
-    const { instanceIdFor } = await import('../storage/s3/s3-instances.ts');
+    const { instanceIdFor, whyNotBeside } = await import('../storage/s3/s3-instances.ts');
     // Local state (users file, saved state) stays in the data folder.
     await mkdir(config.path, { recursive: true });
     const { location, endpoint, region } = config.storage;
     const s3 = new S3Storage({ location, endpoint, region, maxSockets: 64, logger });
     await s3.init();
-    const quotas = hasByteQuotas(config.quotas);
-    const others = await s3.joinInstances(instanceIdFor(config.path), { quotas });
-    const list = others.map((other) => `${other.id} (${Math.round(other.ageMs / 1000)} s ago)`).join(', ');
-    if (others.length > 0 && config.state === undefined) {
+    const own = { quotas: hasByteQuotas(config.quotas), shared: config.state !== undefined };
+    const others = await s3.joinInstances(instanceIdFor(config.path), own);
+    const refusal = whyNotBeside(others, own);
+    if (refusal !== undefined) {
       await s3.close();
       throw new RatchetError(
         'UNAVAILABLE',
-        `another Ratchet instance serves ${storageText(config)}: ${list}; several instances must share their state: give each --state redis://HOST:PORT (docs/scale-out.md)`,
-      );
-    }
-    // Quota reservations are not shared yet: two instances would each admit up to the limit,
-    // whichever of them has the quota (an unreadable heartbeat counts as one that has).
-    if (others.length > 0 && (quotas || others.some((other) => other.quotas !== false))) {
-      await s3.close();
-      throw new RatchetError(
-        'UNAVAILABLE',
-        `another Ratchet instance serves ${storageText(config)}: ${list}; quotas (--max-size, repository and user quotas) are not shared between instances yet, so several instances run without them (docs/scale-out.md)`,
+        `another Ratchet instance serves ${storageText(config)}: ${refusal}`,
       );
     }
     logger.info(
@@ -204,7 +190,10 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     for (const entry of quota.report()) gauge.set({ scope: entry.scope }, entry.used);
   });
   const scrubber = startBackgroundScrub(config, storage, logger, metrics);
-  const readyStorage = storage;
+  const ready = async (): Promise<void> => {
+    await deps.shared?.probe();
+    await probeReadiness(storage, hardening.readyCacheMs);
+  };
   const webView = startWebView({
     config,
     ledger: usage,
@@ -213,10 +202,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     scrub: scrubber?.stats,
     metrics,
     logger,
-    ready: async () => {
-      await deps.shared?.probe();
-      await probeReadiness(readyStorage, hardening.readyCacheMs);
-    },
+    ready,
   });
   const { view } = webView;
   trash?.start();
@@ -250,7 +236,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
       let listenerName = describeAddress(listener.address);
       const handler = createRequestHandler({
         storage,
-        sharedState: deps.shared,
+        ready,
         logger,
         accessLog,
         verifyUploads: config.verifyUpload,

@@ -12,8 +12,8 @@ import { hashPassword } from '../../src/auth/htpasswd-file.ts';
 import { basic, raw } from '../helpers/http.ts';
 import { startRatchetServer, withTempDir } from '../helpers/ratchet-process.ts';
 import type { RatchetProcess } from '../helpers/ratchet-process.ts';
-import { startRedis } from '../helpers/redis.ts';
-import type { RedisServer } from '../helpers/redis.ts';
+import { startRedis } from '../../bench/redis-server.ts';
+import type { RedisServer } from '../../bench/redis-server.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 let redis: RedisServer;

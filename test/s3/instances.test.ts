@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { runRatchet, startRatchetServer, withTempDir } from '../helpers/ratchet-process.ts';
-import { startRedis } from '../helpers/redis.ts';
+import { startRedis } from '../../bench/redis-server.ts';
 import { freshPrefix, keysUnder, removePrefix, s3Gateway } from '../helpers/s3.ts';
 
 describe('instances on one S3 prefix', { timeout: 120_000 }, () => {

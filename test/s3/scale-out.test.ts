@@ -15,8 +15,9 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runRatchet, startRatchetServer } from '../helpers/ratchet-process.ts';
 import type { RatchetProcess } from '../helpers/ratchet-process.ts';
-import { freeLoopbackPort, startRedis } from '../helpers/redis.ts';
-import type { RedisServer } from '../helpers/redis.ts';
+import { freePort } from '../../bench/peers.ts';
+import { startRedis } from '../../bench/redis-server.ts';
+import type { RedisServer } from '../../bench/redis-server.ts';
 import { freshPrefix, keysUnder, objectSha256, removePrefix, s3Gateway } from '../helpers/s3.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { documentedNginxBlock, startNginx } from '../../bench/nginx.ts';
@@ -78,7 +79,7 @@ describe('two instances behind nginx on S3 with Redis, one killed mid-upload', {
   const admin = () => env.runner(`rest:http://127.0.0.1:${ports.admin}/host1/`, 'admin-cache');
 
   before(async () => {
-    for (const name of Object.keys(ports) as (keyof typeof ports)[]) ports[name] = await freeLoopbackPort();
+    for (const name of Object.keys(ports) as (keyof typeof ports)[]) ports[name] = await freePort();
     redis = await startRedis();
   });
   after(async () => {

@@ -15,8 +15,8 @@ import { RedisJobLease } from '../../src/state/redis/redis-job-lease.ts';
 import { parseRedisUrl, RedisState } from '../../src/state/redis/redis-state.ts';
 import { RedisThrottleStore } from '../../src/state/redis/redis-throttle-store.ts';
 import type { ThrottleStore } from '../../src/state/throttle-store.ts';
-import { startRedis } from '../helpers/redis.ts';
-import type { RedisServer } from '../helpers/redis.ts';
+import { startRedis } from '../../bench/redis-server.ts';
+import type { RedisServer } from '../../bench/redis-server.ts';
 
 let redis: RedisServer;
 let state: RedisState;

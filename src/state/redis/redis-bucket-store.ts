@@ -5,10 +5,10 @@
  */
 import type { Redis } from 'ioredis';
 import type { BucketStore, TakeResult } from '../bucket-store.ts';
-import { keyPrefix, unavailableUnlessAnswered } from './redis-state.ts';
+import { keyPrefix, LuaScript, unavailableUnlessAnswered } from './redis-state.ts';
 
 // KEYS: bucket; ARGV: cost, rate, burst, now, borrow (1: go into debt). Returns {allowed, waitMs}.
-const takeScript = `
+const takeScript = new LuaScript(`
 local k = KEYS[1]
 local cost, rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local borrow = ARGV[5] == '1'
@@ -28,7 +28,7 @@ end
 redis.call('HSET', k, 't', tostring(tokens), 'u', now)
 redis.call('PEXPIRE', k, math.ceil((burst - tokens) / rate * 1000) + 1000)
 return {allowed, tostring(wait)}
-`;
+`);
 
 const scanCount = 500;
 
@@ -72,7 +72,7 @@ export class RedisBucketStore implements BucketStore<false> {
     borrow: boolean,
   ): Promise<[number, number]> {
     const answer = (await unavailableUnlessAnswered(
-      this.#redis.eval(takeScript, 1, this.#prefix + key, cost, rate, burst, now, borrow ? '1' : '0'),
+      takeScript.run(this.#redis, [this.#prefix + key], [cost, rate, burst, now, borrow ? '1' : '0']),
     )) as [number, string];
     return [Number(answer[0]), Number(answer[1])];
   }

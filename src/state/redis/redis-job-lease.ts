@@ -3,23 +3,23 @@ import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Redis } from 'ioredis';
 import type { JobLease } from '../job-lease.ts';
-import { keyPrefix } from './redis-state.ts';
+import { keyPrefix, LuaScript } from './redis-state.ts';
 
 // KEYS: lease; ARGV: id, ttlMs. Takes a free lease or renews ours; 1 when held.
-const holdScript = `
+const holdScript = new LuaScript(`
 local holder = redis.call('GET', KEYS[1])
 if holder == false or holder == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
   return 1
 end
 return 0
-`;
+`);
 
 // KEYS: lease; ARGV: id. Deletes the lease only if it is ours.
-const releaseScript = `
+const releaseScript = new LuaScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-`;
+`);
 
 export class RedisJobLease implements JobLease {
   /** This instance, as the leases name it (host, process and a random part). */
@@ -33,7 +33,7 @@ export class RedisJobLease implements JobLease {
 
   async holds(job: string, ttlMs: number): Promise<boolean> {
     try {
-      const held = (await this.#redis.eval(holdScript, 1, `${keyPrefix}lease:${job}`, this.id, ttlMs)) === 1;
+      const held = (await holdScript.run(this.#redis, [`${keyPrefix}lease:${job}`], [this.id, ttlMs])) === 1;
       if (held) this.#held.add(job);
       else this.#held.delete(job);
       return held;
@@ -48,7 +48,7 @@ export class RedisJobLease implements JobLease {
     this.#held.clear();
     await Promise.all(
       jobs.map((job) =>
-        this.#redis.eval(releaseScript, 1, `${keyPrefix}lease:${job}`, this.id).catch(() => undefined),
+        releaseScript.run(this.#redis, [`${keyPrefix}lease:${job}`], [this.id]).catch(() => undefined),
       ),
     );
   }

@@ -4,6 +4,7 @@
  * a short command timeout) and reconnects on its own, so that requests that need shared state
  * get 503 at once instead of hanging, and recovery needs no restart.
  */
+import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { RatchetError } from '../../errors.ts';
@@ -131,5 +132,29 @@ export async function unavailableUnlessAnswered<T>(pending: Promise<T>): Promise
         headers: { 'Retry-After': '2' },
       },
     );
+  }
+}
+
+/**
+ * A Lua script sent once and then run by its SHA-1 (EVALSHA): every login and rate-limited
+ * request runs one, and sending the body each time made Redis hash it again. A Redis that lost
+ * its script cache (a restart) answers NOSCRIPT, and the body is sent again with EVAL.
+ */
+export class LuaScript {
+  readonly #source: string;
+  readonly #sha: string;
+
+  constructor(source: string) {
+    this.#source = source;
+    this.#sha = createHash('sha1').update(source).digest('hex');
+  }
+
+  async run(redis: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    try {
+      return await redis.evalsha(this.#sha, keys.length, ...keys, ...args);
+    } catch (err) {
+      if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) throw err;
+      return redis.eval(this.#source, keys.length, ...keys, ...args);
+    }
   }
 }

@@ -7,7 +7,7 @@
 import type { Redis } from 'ioredis';
 import { defaultThrottleOptions, LoginThrottle } from '../../auth/throttle.ts';
 import type { FailureRecord, ThrottleStore } from '../throttle-store.ts';
-import { keyPrefix, unavailableUnlessAnswered } from './redis-state.ts';
+import { keyPrefix, LuaScript, unavailableUnlessAnswered } from './redis-state.ts';
 
 // Reads an entry; `live` is false when there is none or `now` is past its expiry.
 const readEntry = `
@@ -27,7 +27,7 @@ end
 `;
 
 // KEYS: entry, index; ARGV: now, windowMs, maxEntries
-const failScript = `${readEntry}${saveEntry}
+const failScript = new LuaScript(`${readEntry}${saveEntry}
 local index = KEYS[2]
 local win = tonumber(ARGV[2])
 local cap = tonumber(ARGV[3])
@@ -44,10 +44,10 @@ if over > 0 then
   end
 end
 return {f, bu, b}
-`;
+`);
 
 // KEYS: entry, index; ARGV: now, until, seenBlocks, windowMs
-const blockScript = `${readEntry}${saveEntry}
+const blockScript = new LuaScript(`${readEntry}${saveEntry}
 local index = KEYS[2]
 local untilMs = tonumber(ARGV[2])
 local seen = tonumber(ARGV[3])
@@ -55,33 +55,33 @@ local win = tonumber(ARGV[4])
 if not live or b ~= seen then return 0 end
 save(k, index, 0, now, untilMs, b + 1, math.max(now, untilMs) + win, now)
 return 1
-`;
+`);
 
 // KEYS: entry; ARGV: now, windowMs
-const failuresScript = `${readEntry}
+const failuresScript = new LuaScript(`${readEntry}
 local win = tonumber(ARGV[2])
 if not live or now - ws > win then return 0 end
 return f
-`;
+`);
 
 // KEYS: entry; ARGV: now
-const blockedUntilScript = `${readEntry}
+const blockedUntilScript = new LuaScript(`${readEntry}
 if not live then return 0 end
 return bu
-`;
+`);
 
 // KEYS: entry, index
-const clearScript = `
+const clearScript = new LuaScript(`
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], KEYS[1])
 return 0
-`;
+`);
 
 // KEYS: index; ARGV: now
-const sizeScript = `
+const sizeScript = new LuaScript(`
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. tonumber(ARGV[1]))
 return redis.call('ZCARD', KEYS[1])
-`;
+`);
 
 /** One table of the login throttle (addresses, address and user pairs, users) in Redis. */
 export class RedisThrottleStore implements ThrottleStore<false> {
@@ -138,8 +138,8 @@ export class RedisThrottleStore implements ThrottleStore<false> {
     return this.#prefix + key;
   }
 
-  #run(script: string, keys: string[], args: number[]): Promise<unknown> {
-    return unavailableUnlessAnswered(this.#redis.eval(script, keys.length, ...keys, ...args));
+  #run(script: LuaScript, keys: string[], args: number[]): Promise<unknown> {
+    return unavailableUnlessAnswered(script.run(this.#redis, keys, args));
   }
 }
 

@@ -45,6 +45,24 @@ export function instanceIdFor(localFolder: string): string {
   return `${os.hostname()}-${folder}`;
 }
 
+/**
+ * Why this server may not run beside the other live ones, or undefined when it may: several
+ * instances need shared state (--state), and quota reservations are not shared yet, so none may
+ * enforce a byte quota (a heartbeat that could not be read counts as one that does).
+ */
+export function whyNotBeside(
+  others: readonly LiveInstance[],
+  own: InstanceFacts & { readonly shared: boolean },
+): string | undefined {
+  if (others.length === 0) return undefined;
+  const list = others.map((other) => `${other.id} (${Math.round(other.ageMs / 1000)} s ago)`).join(', ');
+  if (!own.shared)
+    return `${list}; several instances must share their state: give each --state redis://HOST:PORT (docs/scale-out.md)`;
+  if (own.quotas || others.some((other) => other.quotas !== false))
+    return `${list}; quotas (--max-size, repository and user quotas) are not shared between instances yet, so several instances run without them (docs/scale-out.md)`;
+  return undefined;
+}
+
 export class InstanceRegistry {
   readonly id: string;
   private readonly client: S3Client;

@@ -1,11 +1,12 @@
 /**
- * A real redis-server (Debian's package) on a loopback port, for the shared-state tests: no
- * persistence, stopped and started again on the same port to test outages.
+ * A real redis-server (Debian's package) on a loopback port, without persistence: the shared
+ * state of the --state tests and of the bench's two-instance row. It can be stopped and started
+ * again on the same port, to test outages.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
-import { waitFor } from './wait.ts';
+import { freePort } from './peers.ts';
 
 export interface RedisServer {
   readonly url: string;
@@ -14,17 +15,6 @@ export interface RedisServer {
   start(): Promise<void>;
   /** Forgets every key (between tests). */
   flush(): Promise<void>;
-}
-
-/** A loopback port free at the moment of asking. */
-export async function freeLoopbackPort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 /** Sends one inline command; true when the answer starts with `expected`. */
@@ -45,11 +35,12 @@ function answers(port: number, command: string, expected: string): Promise<boole
   });
 }
 
+/** Starts redis-server and resolves once it answers PING. */
 export async function startRedis(): Promise<RedisServer> {
-  const port = await freeLoopbackPort();
+  const port = await freePort();
   let child: ChildProcess | undefined;
   const start = async (): Promise<void> => {
-    child = spawn(
+    const running = spawn(
       'redis-server',
       [
         '--port',
@@ -65,7 +56,13 @@ export async function startRedis(): Promise<RedisServer> {
       ],
       { stdio: 'ignore' },
     );
-    await waitFor(() => answers(port, 'PING', '+PONG'), `redis-server on port ${port}`, 10_000);
+    child = running;
+    const deadline = Date.now() + 10_000;
+    while (!(await answers(port, 'PING', '+PONG'))) {
+      if (running.exitCode !== null || Date.now() > deadline)
+        throw new Error(`redis-server on port ${port} did not start`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   };
   const stop = async (): Promise<void> => {
     const running = child;
@@ -75,9 +72,9 @@ export async function startRedis(): Promise<RedisServer> {
     running.kill('SIGKILL');
     await exited;
   };
-  await start();
   const flush = async (): Promise<void> => {
     if (!(await answers(port, 'FLUSHALL', '+OK'))) throw new Error('FLUSHALL failed');
   };
+  await start();
   return { url: `redis://127.0.0.1:${port}`, port, stop, start, flush };
 }
