@@ -116,7 +116,7 @@ export const options = {
     arg: 'url',
     kind: { type: 'text' },
     description:
-      'redis://HOST[:PORT][/DB]: Redis or Valkey holding what several instances share (the login throttle, rate and bandwidth limits); unset: this process alone',
+      'redis://HOST[:PORT][/DB]: Redis or Valkey holding what several instances share (quota reservations and usage, the login throttle, rate and bandwidth limits, job leases); unset: this process alone',
     doc: 'shared state store for several instances (Redis)',
   }),
   listen: option({

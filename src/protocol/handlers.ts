@@ -81,10 +81,10 @@ async function createRepo(
   try {
     await ctx.storage.createRepo(repo, signal);
   } catch (err) {
-    admission.release();
+    await admission.release();
     throw err;
   }
-  admission.commit();
+  await admission.commit();
   ok(res);
 }
 
@@ -129,11 +129,11 @@ async function writeObject(ctx: HandlerContext, ref: ObjectRef, exchange: Exchan
       length: contentLength,
     };
     const result = await writeChecked(ctx.storage, ref, reservation.limit(body), expected, signal);
-    reservation.commit(result.created ? result.size : 0);
+    await reservation.commit(result.created ? result.size : 0);
     exchange.changedBytes = result.size;
     ctx.metrics?.blob('write', user, repoKey(ref.repo), ref.type, result.size);
   } catch (err) {
-    reservation.release();
+    await reservation.release();
     // A full disk: old trash makes room for restic's retry (this upload's body is spent).
     if (ctx.trash !== undefined && err instanceof RatchetError && err.code === 'NO_SPACE')
       await ctx.trash.reclaim(Math.max(contentLength ?? 0, roomAfterFullDisk));
@@ -153,7 +153,7 @@ async function deleteObject(ctx: HandlerContext, ref: ObjectRef, exchange: Excha
   exchange.changedBytes = bytes;
   if (existed) {
     // The keeper counts what it moves into the trash.
-    if (trash === undefined) ctx.quota.deleted(ref, bytes);
+    if (trash === undefined) await ctx.quota.deleted(ref, bytes);
     ctx.metrics?.blob('delete', user, repoKey(ref.repo), ref.type, bytes);
   }
   ok(res);

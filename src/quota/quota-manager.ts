@@ -8,7 +8,8 @@
  * that grows with the number of repositories; decisions wait for the start-up count. Uploads
  * reserve their declared length before anything is written, so concurrent uploads cannot
  * together overshoot; a body without a declared length is counted as it streams and cut off
- * when it overflows. Creating a repository counts 0 bytes (it makes six folders: the
+ * when it overflows. With a shared store (--state) the reservations and usage live in Redis, so
+ * several instances together keep every limit exactly. Creating a repository counts 0 bytes (it makes six folders: the
  * repository and its type folders) but is refused when a byte quota that applies is full.
  *
  * The trash (--delete-grace) counts in the total only. When the total is what is full, the
@@ -21,7 +22,8 @@ import { repoFromKey, repoKey } from '../domain/repo-path.ts';
 import type { ObjectRef } from '../domain/object-ref.ts';
 import type { UsageLedger } from '../usage/usage-ledger.ts';
 import { ownerOf } from '../usage/usage-store.ts';
-import type { Hold, ScopeKey } from '../usage/usage-store.ts';
+import type { Awaitable } from '../state/awaitable.ts';
+import type { Full, Hold, ScopeKey } from '../usage/usage-store.ts';
 
 export interface RepoQuotaRule {
   /** Repository patterns as in access grants; `{user}` is the uploading user. */
@@ -80,17 +82,17 @@ export interface Reservation {
   /** Passes the body through, failing with QUOTA_EXCEEDED as soon as it outgrows the room. */
   limit(body: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array>;
   /** The upload is finished: count its bytes if it created an object, and free the room. */
-  commit(createdBytes: number): void;
+  commit(createdBytes: number): Awaitable<void>;
   /** The upload failed: free the room. */
-  release(): void;
+  release(): Awaitable<void>;
 }
 
 /** A repository creation admitted under the repository count; commit or release it exactly once. */
 export interface Admission {
   /** The repository exists now: count it. */
-  commit(): void;
+  commit(): Awaitable<void>;
   /** The creation failed: free its place. */
-  release(): void;
+  release(): Awaitable<void>;
 }
 
 export class QuotaManager {
@@ -134,23 +136,38 @@ export class QuotaManager {
     user: string | undefined,
     declared: number | undefined,
   ): Promise<Reservation> {
-    const counted = (createdBytes: number): void => this.ledger.wrote(ref, createdBytes);
-    if (!this.active) return { limit: (body) => body, commit: counted, release: () => undefined };
+    if (!this.active) {
+      return {
+        limit: (body) => body,
+        commit: (bytes) => this.ledger.wrote(ref, bytes),
+        release: () => undefined,
+      };
+    }
     await this.ledger.ready;
     const scopes = this.scopesFor(ref.repo, user);
     const store = this.ledger.store;
+    const ids: string[] = [];
     let held = 0;
     const hold = async (bytes: number, what: string): Promise<void> => {
-      let full = store.reserve(scopes, bytes);
-      const reclaimer = full?.scope === 'total' ? this.reclaimerFor(scopes, bytes) : undefined;
+      let answer = await store.reserve(scopes, bytes);
+      const full = answer.full;
+      const reclaimer = full?.scope === 'total' ? await this.reclaimerFor(scopes, bytes) : undefined;
       if (full !== undefined && reclaimer !== undefined && (await reclaimer.reclaim(bytes - full.left)) > 0)
-        full = store.reserve(scopes, bytes);
-      if (full !== undefined)
-        throw exceeded(scopes, this.ownFirst(scopes, bytes, full), `${what} would exceed`);
+        answer = await store.reserve(scopes, bytes);
+      if (answer.full !== undefined)
+        throw exceeded(scopes, await this.ownFirst(scopes, bytes, answer.full), `${what} would exceed`);
+      ids.push(answer.id);
       held += bytes;
     };
     await hold(declared ?? 0, `an upload of ${declared ?? 0} bytes`);
-    const free = once(() => store.release(scopes, held));
+    let settled = false;
+    const settle = (createdBytes: number | undefined): Awaitable<void> => {
+      if (settled) return;
+      settled = true;
+      // One step: the room is given back as the bytes are counted.
+      if (createdBytes !== undefined) return this.ledger.wrote(ref, createdBytes, ids);
+      return this.released(ids);
+    };
     return {
       limit: async function* (body) {
         let seen = 0;
@@ -160,13 +177,19 @@ export class QuotaManager {
           yield chunk;
         }
       },
-      commit: (createdBytes) => {
-        // One synchronous step: the room is given back as the bytes are counted.
-        free();
-        counted(createdBytes);
-      },
-      release: free,
+      commit: (createdBytes) => settle(createdBytes),
+      release: () => settle(undefined),
     };
+  }
+
+  /** Gives holds back; a store that cannot take it now lets them expire (a shared store) instead. */
+  private released(ids: readonly string[]): Awaitable<void> {
+    try {
+      const done = this.ledger.store.release(ids);
+      return done instanceof Promise ? done.catch(() => undefined) : done;
+    } catch {
+      return undefined;
+    }
   }
 
   /**
@@ -186,7 +209,8 @@ export class QuotaManager {
     const maxLocks = this.limits.maxLocksPerRepo ?? defaultMaxLocksPerRepo;
     const key = repoKey(ref.repo);
     const count: Hold[] = [{ scope: `locks:${key}`, limit: maxLocks }];
-    if (this.ledger.store.reserve(count, 1) !== undefined) {
+    const place = await this.ledger.store.reserve(count, 1);
+    if (place.full !== undefined) {
       throw new RatchetError(
         'QUOTA_EXCEEDED',
         `repository /${key}/ already holds ${maxLocks} lock objects, the most allowed (--max-locks-per-repo); remove stale ones with restic unlock`,
@@ -196,10 +220,10 @@ export class QuotaManager {
     try {
       inner = await this.reserveBytes(ref, user, declared);
     } catch (err) {
-      this.ledger.store.release(count, 1);
+      await this.released([place.id]);
       throw err;
     }
-    const free = once(() => this.ledger.store.release(count, 1));
+    const free = once(() => this.released([place.id]));
     return {
       limit: async function* (body) {
         let seen = 0;
@@ -209,20 +233,20 @@ export class QuotaManager {
           yield chunk;
         }
       },
-      commit: (createdBytes) => {
-        free();
-        inner.commit(createdBytes);
+      commit: async (createdBytes) => {
+        await free();
+        await inner.commit(createdBytes);
       },
-      release: () => {
-        free();
-        inner.release();
+      release: async () => {
+        await free();
+        await inner.release();
       },
     };
   }
 
   /** This server deleted an object that held `bytes`. */
-  deleted(ref: ObjectRef, bytes: number): void {
-    this.ledger.deleted(ref, bytes);
+  deleted(ref: ObjectRef, bytes: number): Awaitable<void> {
+    return this.ledger.deleted(ref, bytes);
   }
 
   /**
@@ -238,7 +262,7 @@ export class QuotaManager {
     await this.ledger.ready;
     const known: Admission = { commit: () => this.ledger.created(repo), release: () => undefined };
     const store = this.ledger.store;
-    if (store.get(repoKey(repo)) !== undefined || (await exists())) return known;
+    if ((await store.knows(repoKey(repo))) || (await exists())) return known;
     const scopes = this.scopesFor(repo, user);
     const owner = ownerOf(repoKey(repo));
     const max = this.limits.maxReposPerUser ?? defaultMaxReposPerUser;
@@ -249,22 +273,27 @@ export class QuotaManager {
         `/${owner}/ already holds ${max} repositories, the most allowed (--max-repos-per-user)`,
       );
     // Checked first: old trash is purged below only for a creation that is then admitted.
-    if (!this.hasRoom(count, 1)) throw tooMany();
+    if ((await store.full([count], 1)) !== undefined) throw tooMany();
     // A creation counts 0 bytes but is not admitted into a full quota: it needs a byte of room.
-    let full = scopes.find((scope) => !this.hasRoom(scope, 1));
-    const reclaimer = full?.scope === 'total' ? this.reclaimerFor(scopes, 1) : undefined;
-    if (reclaimer !== undefined && (await reclaimer.reclaim(1)) > 0)
-      full = scopes.find((scope) => !this.hasRoom(scope, 1));
+    let full = await store.full(scopes, 1);
+    const reclaimer = full?.scope === 'total' ? await this.reclaimerFor(scopes, 1) : undefined;
+    if (reclaimer !== undefined && (await reclaimer.reclaim(1)) > 0) full = await store.full(scopes, 1);
     if (full !== undefined)
-      throw exceeded(scopes, { scope: full.scope, left: 0 }, 'a new repository would exceed');
-    if (store.reserve([count], 1) !== undefined) throw tooMany();
-    const free = once(() => store.release([count], 1));
+      throw exceeded(scopes, await this.ownFirst(scopes, 1, full), 'a new repository would exceed');
+    const place = await store.reserve([count], 1);
+    if (place.full !== undefined) throw tooMany();
+    let settled = false;
     return {
       commit: () => {
-        free();
-        known.commit();
+        if (settled) return;
+        settled = true;
+        return this.ledger.created(repo, [place.id]);
       },
-      release: free,
+      release: () => {
+        if (settled) return;
+        settled = true;
+        return this.released([place.id]);
+      },
     };
   }
 
@@ -305,31 +334,23 @@ export class QuotaManager {
     return out;
   }
 
-  private hasRoom(scope: Hold, bytes: number): boolean {
-    const store = this.ledger.store;
-    return store.used(scope.scope) + store.held(scope.scope) + bytes <= scope.limit;
-  }
-
   /**
    * The reclaimer, when the total is the one scope without room: old trash is purged only for an
    * upload that then fits, never for one that another quota refuses anyway.
    */
-  private reclaimerFor(scopes: readonly Scope[], bytes: number): Reclaimer | undefined {
-    const others = scopes.every((scope) => scope.scope === 'total' || this.hasRoom(scope, bytes));
-    return others ? this.reclaimer : undefined;
+  private async reclaimerFor(scopes: readonly Scope[], bytes: number): Promise<Reclaimer | undefined> {
+    const others = scopes.filter((scope) => scope.scope !== 'total');
+    return (await this.ledger.store.full(others, bytes)) === undefined ? this.reclaimer : undefined;
   }
 
   /** The scope a refusal names: a full scope of the user's own before the server's total. */
-  private ownFirst(
-    scopes: readonly Scope[],
-    bytes: number,
-    full: { scope: ScopeKey; left: number },
-  ): { scope: ScopeKey; left: number } {
+  private async ownFirst(scopes: readonly Scope[], bytes: number, full: Full): Promise<Full> {
     if (full.scope !== 'total') return full;
-    const own = scopes.find((scope) => scope.scope !== 'total' && !this.hasRoom(scope, bytes));
-    if (own === undefined) return full;
-    const store = this.ledger.store;
-    return { scope: own.scope, left: Math.max(0, own.limit - store.used(own.scope) - store.held(own.scope)) };
+    const own = await this.ledger.store.full(
+      scopes.filter((scope) => scope.scope !== 'total'),
+      bytes,
+    );
+    return own ?? full;
   }
 
   private compile(): void {
@@ -388,11 +409,11 @@ function exceeded(
 }
 
 /** Wraps a release so that it runs once, however often it is called (commit after release, ...). */
-function once(release: () => void): () => void {
+function once(release: () => Awaitable<void>): () => Awaitable<void> {
   let done = false;
   return () => {
     if (done) return;
     done = true;
-    release();
+    return release();
   };
 }

@@ -2,13 +2,17 @@
  * The background scrub (`--scrub-interval`): a pass over every repository (scrub.ts) starts this
  * long after the previous one started, reads at most `--scrub-rate` bytes a second, and runs on
  * its own timer, never on a request's path. Where a pass stands is saved every few seconds and
- * on shutdown, so a restart resumes it instead of starting over. One scrub per data folder: the
- * data folder's lock keeps a second server off it.
+ * on shutdown, so a restart resumes it instead of starting over. One scrub per storage: the data
+ * folder's lock keeps a second server off it, and instances sharing S3 storage (--state) scrub
+ * one at a time, by the `scrub` lease, from one saved position in Redis: another instance takes
+ * the pass over where it stood a few minutes after the holder died.
  */
 import type { Logger } from 'pino';
 import { BackgroundLoop } from '../util/background-loop.ts';
 import { readJsonFile, writeJsonFile } from '../util/json-file.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { soleInstance } from '../state/job-lease.ts';
+import type { JobLease } from '../state/job-lease.ts';
 import type { Storage } from '../storage/storage.ts';
 import { reposInOrder, scrub } from './scrub.ts';
 import type { CheckedObject, ScrubPosition } from './scrub.ts';
@@ -65,7 +69,17 @@ export interface BackgroundScrubOptions {
   readonly startDelayMs?: number;
   /** How often the position is saved while a pass runs (default 10 s). */
   readonly saveEveryMs?: number;
+  /** Who scrubs when several instances share the storage (default: this process). */
+  readonly lease?: JobLease;
 }
+
+/** The scrub's lease: renewed at least this often by its holder, lost this long after it stopped. */
+const scrubJob = 'scrub';
+const leaseRenewMs = 30_000;
+const leaseMs = 120_000;
+
+/** The lease went to another instance mid-pass: stop without saving over its position. */
+class LeaseLost extends Error {}
 
 export class BackgroundScrub {
   readonly stats = new ScrubStats();
@@ -95,34 +109,60 @@ export class BackgroundScrub {
   }
 
   private async loop(signal: AbortSignal): Promise<void> {
-    let state = await this.store.load();
+    const lease = this.options.lease ?? soleInstance;
     await sleep(this.options.startDelayMs ?? 60_000, undefined, { signal, ref: false });
     for (;;) {
+      // The holder looks again at least every leaseRenewMs, renewing the lease as it waits.
+      if (!(await lease.holds(scrubJob, leaseMs))) {
+        await sleep(leaseRenewMs, undefined, { signal, ref: false });
+        continue;
+      }
+      let state: ScrubState;
+      try {
+        // Read again each time: another instance may have moved the pass on.
+        state = await this.store.load();
+      } catch (err) {
+        this.logger.warn(
+          { err },
+          'background scrub: its saved state cannot be read; trying again in a minute',
+        );
+        await sleep(60_000, undefined, { signal, ref: false });
+        continue;
+      }
       if (state.inProgress !== true) {
         const due = (state.passStartedMs ?? 0) + this.options.intervalMs;
-        await sleepUntil(due, signal);
+        if (due > Date.now()) {
+          await sleepUntil(Math.min(due, Date.now() + leaseRenewMs), signal);
+          continue;
+        }
         state = { passStartedMs: Date.now(), inProgress: true };
-        await this.store.save(state);
-        this.logger.info('background scrub: pass started');
-      } else {
-        this.logger.info({ after: state.position }, 'background scrub: resuming the pass');
       }
       try {
-        state = await this.pass(state, signal);
+        if (state.position === undefined) {
+          await this.store.save(state);
+          this.logger.info('background scrub: pass started');
+        } else {
+          this.logger.info({ after: state.position }, 'background scrub: resuming the pass');
+        }
+        await this.pass(state, signal, lease);
       } catch (err) {
         if (signal.aborted) throw err;
-        // A storage error: the position is saved; try again in a while rather than give up.
+        if (err instanceof LeaseLost) {
+          this.logger.info('background scrub: another instance took the pass over');
+          continue;
+        }
+        // A storage (or state store) error: the position is saved; try again in a while rather than give up.
         this.logger.warn({ err }, 'background scrub: the pass failed; it resumes in a minute');
         await sleep(60_000, undefined, { signal, ref: false });
-        state = await this.store.load();
       }
     }
   }
 
   /** Runs (the rest of) a pass; returns the state after it. */
-  private async pass(state: ScrubState, signal: AbortSignal): Promise<ScrubState> {
+  private async pass(state: ScrubState, signal: AbortSignal, lease: JobLease): Promise<ScrubState> {
     let position = state.position;
     let savedAt = Date.now();
+    let renewedAt = Date.now();
     const save = (): Promise<void> => this.store.save({ ...state, position });
     const before = { objects: this.stats.objects, bytes: this.stats.bytes };
     let corrupt = 0;
@@ -148,6 +188,10 @@ export class BackgroundScrub {
               );
           }
           position = { repo: object.repo, type: object.type, name: object.name };
+          if (Date.now() - renewedAt >= leaseRenewMs) {
+            renewedAt = Date.now();
+            if (!(await lease.holds(scrubJob, leaseMs))) throw new LeaseLost();
+          }
           if (Date.now() - savedAt >= (this.options.saveEveryMs ?? 10_000)) {
             savedAt = Date.now();
             await save();
@@ -164,7 +208,7 @@ export class BackgroundScrub {
       });
     } catch (err) {
       // Stopped (or failed): keep the position, so the next start resumes here.
-      await save();
+      if (!(err instanceof LeaseLost)) await save();
       throw err;
     }
     this.stats.passes++;

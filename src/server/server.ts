@@ -11,7 +11,9 @@ import path from 'node:path';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { Server as NetServer } from 'node:net';
-import { mkdir } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, realpath } from 'node:fs/promises';
+import os from 'node:os';
 import type { Logger } from 'pino';
 import { AccessControl } from '../access/access-control.ts';
 import type { Role } from '../access/policy.ts';
@@ -22,8 +24,13 @@ import { UserLimits } from '../limits/user-limits.ts';
 import type { RedisState } from '../state/redis/redis-state.ts';
 import { RedisBucketStore } from '../state/redis/redis-bucket-store.ts';
 import { RedisJobLease } from '../state/redis/redis-job-lease.ts';
+import { RedisUsageStore } from '../state/redis/redis-usage-store.ts';
+import { RedisScrubState } from '../state/redis/redis-scrub-state.ts';
+import type { JobLease } from '../state/job-lease.ts';
+import type { Redis } from 'ioredis';
+import type { RedisUsageOptions } from '../state/redis/redis-usage-store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import { hasByteQuotas, QuotaManager } from '../quota/quota-manager.ts';
+import { QuotaManager } from '../quota/quota-manager.ts';
 import { UsageLedger } from '../usage/usage-ledger.ts';
 import { BackgroundScrub, FileScrubState } from '../scrub/background-scrub.ts';
 import { TrashKeeper } from '../trash/trash-keeper.ts';
@@ -68,8 +75,10 @@ export interface ServerDependencies {
   readonly usageTickMs?: number;
   /** Replaces some of the resource bounds (tests; the defaults are documented). */
   readonly hardening?: Partial<HardeningLimits>;
-  /** The shared state store (--state), connected by the caller: rate limits and readiness use it. */
+  /** The shared state store (--state), connected by the caller: usage, quotas, rate limits, leases and readiness use it. */
   readonly shared?: RedisState;
+  /** Timings of the shared usage store (tests shorten the hold expiry). */
+  readonly sharedUsage?: RedisUsageOptions;
 }
 
 export interface RunningServer {
@@ -101,7 +110,11 @@ interface Served {
 }
 
 /** The configured backend, ready for requests: the data folder, or an S3 bucket. */
-async function openStorage(config: ServerConfig, logger: Logger): Promise<Storage> {
+async function openStorage(
+  config: ServerConfig,
+  logger: Logger,
+  shared: RedisState | undefined,
+): Promise<Storage> {
   if (config.storage.kind === 's3') {
     const { S3Storage } = await import('../storage/s3/s3-storage.ts');
     const { instanceIdFor, whyNotBeside } = await import('../storage/s3/s3-instances.ts');
@@ -110,7 +123,7 @@ async function openStorage(config: ServerConfig, logger: Logger): Promise<Storag
     const { location, endpoint, region } = config.storage;
     const s3 = new S3Storage({ location, endpoint, region, maxSockets: 64, logger });
     await s3.init();
-    const own = { quotas: hasByteQuotas(config.quotas), shared: config.state !== undefined };
+    const own = { shared: shared !== undefined, stateId: await shared?.stateId() };
     const others = await s3.joinInstances(instanceIdFor(config.path), own);
     const refusal = whyNotBeside(others, own);
     if (refusal !== undefined) {
@@ -139,6 +152,18 @@ async function openStorage(config: ServerConfig, logger: Logger): Promise<Storag
   return fsStorage;
 }
 
+/**
+ * Names the storage served in the shared state: instances of one bucket and prefix (at one
+ * endpoint), or of one data folder on one machine, share their usage; no others do.
+ */
+async function storageNamespace(config: ServerConfig): Promise<string> {
+  const where =
+    config.storage.kind === 's3'
+      ? `${config.storage.endpoint ?? ''} ${storageText(config)}`
+      : `${os.hostname()} ${await realpath(config.path)}`;
+  return createHash('sha256').update(where).digest('hex').slice(0, 16);
+}
+
 /** Starts Ratchet with the given configuration. */
 export async function startServer(config: ServerConfig, deps: ServerDependencies): Promise<RunningServer> {
   const { logger } = deps;
@@ -150,14 +175,32 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     logger.info({ fingerprint, subject, validTo, minVersion: tls?.minVersion }, 'TLS certificate loaded');
     warnIfExpired(material, logger);
   }
-  const storage = deps.storage ?? (await openStorage(config, logger));
+  const storage = deps.storage ?? (await openStorage(config, logger, deps.shared));
   const accessLog = config.log === undefined ? undefined : openAccessLog(config.log);
   const audit =
     config.auditLog === undefined ? undefined : AuditLog.open(config.auditLog, auditFailureLogger(logger));
   const access = new AccessControl(config.grants);
+  // With --state, one lease per job for every instance of this storage, and usage in Redis.
+  const shared =
+    deps.shared === undefined
+      ? undefined
+      : { redis: deps.shared.client, namespace: await storageNamespace(config) };
+  const lease = shared === undefined ? undefined : new RedisJobLease(shared.redis, shared.namespace);
+  const sharedUsage =
+    shared === undefined
+      ? undefined
+      : new RedisUsageStore(shared.redis, shared.namespace, logger, deps.sharedUsage);
+  sharedUsage?.start();
   // Counted in the background from here; quota decisions wait for the count, listeners do not.
-  const usage = new UsageLedger(storage, new MemoryUsageStore(), logger, { tickMs: deps.usageTickMs });
+  const usage = new UsageLedger(storage, sharedUsage ?? new MemoryUsageStore(), logger, {
+    tickMs: deps.usageTickMs,
+    lease,
+  });
   usage.start();
+  const stopBackground = async (): Promise<void> => {
+    await Promise.all([usage.stop(), scrubber?.stop(), trash?.stop(), webView.stop()]);
+    await Promise.all([sharedUsage?.stop(), lease?.releaseAll()]);
+  };
   const trash =
     config.deleteGraceMs > 0
       ? new TrashKeeper(
@@ -166,7 +209,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
           { graceMs: config.deleteGraceMs, minAgeMs: config.deleteGraceMinMs },
           logger,
           audit,
-          deps.shared === undefined ? undefined : new RedisJobLease(deps.shared.client),
+          lease,
         )
       : undefined;
   const quota = new QuotaManager(usage, config.quotas, trash);
@@ -189,7 +232,13 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
   metrics?.gauge('ratchet_quota_used_bytes', 'Bytes counted against each quota', ['scope'], (gauge) => {
     for (const entry of quota.report()) gauge.set({ scope: entry.scope }, entry.used);
   });
-  const scrubber = startBackgroundScrub(config, storage, logger, metrics);
+  const scrubber = startBackgroundScrub(
+    config,
+    storage,
+    logger,
+    metrics,
+    shared === undefined || lease === undefined ? undefined : { ...shared, lease },
+  );
   const ready = async (): Promise<void> => {
     await deps.shared?.probe();
     await probeReadiness(storage, hardening.readyCacheMs);
@@ -297,7 +346,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     }
   } catch (err) {
     for (const { server } of servers) server.close();
-    await Promise.all([usage.stop(), scrubber?.stop(), trash?.stop(), webView.stop()]);
+    await stopBackground();
     throw err;
   }
 
@@ -307,7 +356,7 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     closing ??= (async () => {
       watcher?.close();
       await Promise.all(servers.map((served) => served.drain(config.shutdownTimeout * 1000)));
-      await Promise.all([usage.stop(), scrubber?.stop(), trash?.stop(), webView.stop()]);
+      await stopBackground();
       await Promise.all(addresses.map(removeSocketFile));
       await accessLog?.close();
       await finalStorage.close();
@@ -359,17 +408,21 @@ function startBackgroundScrub(
   storage: Storage,
   logger: Logger,
   metrics: Metrics | undefined,
+  shared: { lease: JobLease; namespace: string; redis: Redis } | undefined,
 ): BackgroundScrub | undefined {
   if (config.scrubIntervalMs <= 0) return undefined;
   const scrubber = new BackgroundScrub(
     storage,
-    new FileScrubState(path.join(config.path, '.ratchet', 'scrub.json')),
+    shared === undefined
+      ? new FileScrubState(path.join(config.path, '.ratchet', 'scrub.json'))
+      : new RedisScrubState(shared.redis, shared.namespace),
     logger,
     // Start-up work goes first: a minute, or a tenth of a short interval.
     {
       intervalMs: config.scrubIntervalMs,
       bytesPerSecond: config.scrubRate,
       startDelayMs: Math.min(60_000, config.scrubIntervalMs / 10),
+      lease: shared?.lease,
     },
   );
   const { stats } = scrubber;

@@ -89,7 +89,7 @@ export class TrashKeeper {
   /** Moves the object into its repository's trash (the protocol's delete). */
   async discard(ref: ObjectRef, signal?: AbortSignal): Promise<DeleteResult> {
     const result = await this.storage.moveToTrash(ref, Date.now(), signal);
-    if (result.existed) this.ledger.trashed(ref, result.bytes);
+    if (result.existed) await this.ledger.trashed(ref, result.bytes);
     return result;
   }
 
@@ -106,9 +106,10 @@ export class TrashKeeper {
   ): Promise<RestoreReport[]> {
     const onReport = (report: RestoreReport): void => {
       const { entry, outcome } = report;
-      if (outcome === 'restored') this.ledger.restored(refOf(entry), entry.size);
+      // The ledger logs and repairs a change its store did not take: nothing to wait for here.
+      if (outcome === 'restored') void this.ledger.restored(refOf(entry), entry.size);
       // The trash copy was dropped: an identical object is there already.
-      if (outcome === 'already-there') this.ledger.purged(entry.repo, entry.size);
+      if (outcome === 'already-there') void this.ledger.purged(entry.repo, entry.size);
       this.record(entry, 'trash-restore', by, outcome === 'restored' ? undefined : (report.error ?? outcome));
     };
     return this.exclusive(() => restoreTrash(this.storage, entries, onReport, signal));
@@ -122,7 +123,7 @@ export class TrashKeeper {
     signal?: AbortSignal,
   ): Promise<{ objects: number; bytes: number }> {
     const onPurged = (entry: TrashEntry, bytes: number): void => {
-      this.ledger.purged(entry.repo, bytes);
+      void this.ledger.purged(entry.repo, bytes);
       this.record(entry, 'trash-purge', by, undefined);
     };
     return this.exclusive(() => purgeTrash(this.storage, before, { repos, signal, onPurged }));
@@ -164,7 +165,7 @@ export class TrashKeeper {
       }
       const bytes = await purgeEntry(this.storage, entry);
       if (bytes === undefined) continue;
-      this.ledger.purged(entry.repo, bytes);
+      await this.ledger.purged(entry.repo, bytes);
       this.record(entry, 'trash-purge', {}, 'early: no room left');
       freed += bytes;
       objects++;

@@ -3,12 +3,16 @@
  * kept in a UsageStore so that quota decisions and metrics never walk storage.
  *
  * - Seeded at start by one walk over Storage's listings (`listRepos`, then `list` per type and the
- *   config's size); `ready` resolves when that walk is done.
+ *   config's size); `ready` resolves when that walk is done. A shared store (several instances)
+ *   is counted once, by the instance holding the `usage` lease; the others wait for that count.
+ *   A shared store that lost its count (Redis restarted empty) is counted again the same way.
  * - Updated by explicit calls for every create, write and delete this server makes.
  * - Reconciled in the background from the same listings, one repository per tick on an unref'd
  *   timer that is armed again only when the previous tick has finished: never more than one walk
  *   at a time, never on a request's path. A pass goes through every repository Storage lists,
- *   so repositories added by other processes are counted and those removed are forgotten.
+ *   so repositories added by other processes are counted and those removed are forgotten. With
+ *   several instances only the holder of the `usage` lease runs passes.
+ * - A change the store could not take (Redis away) is logged and its repository measured again.
  * - A measurement that raced with this server's own change to the repository (the store's stamp
  *   moved while it listed) does not replace the numbers. A repository that had to be measured
  *   (unknown, or a snapshot deleted) is measured again on the next tick; any other waits for the
@@ -17,6 +21,9 @@
  */
 import type { Logger } from 'pino';
 import { RatchetError } from '../errors.ts';
+import type { Awaitable } from '../state/awaitable.ts';
+import { soleInstance } from '../state/job-lease.ts';
+import type { JobLease } from '../state/job-lease.ts';
 import type { RepoPath } from '../domain/repo-path.ts';
 import { repoFromKey, repoKey } from '../domain/repo-path.ts';
 import type { ObjectRef } from '../domain/object-ref.ts';
@@ -33,9 +40,20 @@ const ticksPerPass = 60;
 const workRatio = 19;
 /** Repositories measured at once by the start-up count. */
 const seedConcurrency = 8;
+/**
+ * The lease of the count and the reconcile passes, renewed by every tick of its holder and every
+ * few repositories of its count: another instance takes over a minute after the holder died.
+ */
+const usageJob = 'usage';
+const usageLeaseMs = 60_000;
+const renewEveryMs = 15_000;
+/** How often an instance waiting for another's count looks whether it is done. */
+const countPollMs = 1000;
 
 export interface LedgerOptions {
   readonly tickMs?: number;
+  /** Who counts and reconciles when several instances share the store (default: this process). */
+  readonly lease?: JobLease;
 }
 
 /** What a measurement that raced with this server's own change does. */
@@ -61,6 +79,7 @@ export class UsageLedger {
   private readonly storage: Storage;
   private readonly logger: Logger;
   private readonly tickMs: number;
+  private readonly lease: JobLease;
   private markReady: () => void = () => undefined;
   private seeded = false;
   private pass: Pass | undefined;
@@ -78,6 +97,7 @@ export class UsageLedger {
     this.store = store;
     this.logger = logger;
     this.tickMs = options.tickMs ?? defaultTickMs;
+    this.lease = options.lease ?? soleInstance;
     this.ready = new Promise((resolve) => {
       this.markReady = resolve;
     });
@@ -90,11 +110,38 @@ export class UsageLedger {
 
   /** Counts every repository once, then reconciles one repository per tick until stop(). */
   start(): void {
-    this.running = this.seed().finally(() => {
-      this.seeded = true;
-      this.markReady();
-      this.schedule();
-    });
+    this.running = this.count().finally(() => this.schedule());
+  }
+
+  /**
+   * Waits until the store holds a complete count, making it when this instance holds the lease
+   * (always, in one process); another instance's count is waited for.
+   */
+  private async count(): Promise<void> {
+    while (!this.stopped) {
+      if (await this.storeCounted()) break;
+      if (await this.lease.holds(usageJob, usageLeaseMs)) {
+        await this.seed();
+        try {
+          await this.store.markCounted();
+          break;
+        } catch (err) {
+          this.logger.warn({ err }, 'recording the usage count failed; counting again');
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, countPollMs).unref());
+    }
+    this.seeded = true;
+    this.markReady();
+  }
+
+  /** True when the store holds a complete count; false when it cannot say. */
+  private async storeCounted(): Promise<boolean> {
+    try {
+      return await this.store.counted();
+    } catch {
+      return false;
+    }
   }
 
   /** Stops the background work; resolves when the count or tick in progress has finished. */
@@ -104,50 +151,74 @@ export class UsageLedger {
     await this.running;
   }
 
-  /** This server stored an object of `bytes` (0 when identical content was already there). */
-  wrote(ref: ObjectRef, bytes: number): void {
-    if (bytes === 0) return;
-    const key = this.noteTouched(ref.repo);
-    if (ref.type === 'config') this.store.add(key, { bytes });
-    else {
-      const snapshotMs = ref.type === 'snapshots' ? Date.now() : undefined;
-      this.store.add(key, { bytes, type: ref.type, objects: 1, snapshotMs });
-    }
+  /**
+   * This server stored an object of `bytes` (0 when identical content was already there); the
+   * quota holds `holds` of the upload are given back in the same step.
+   */
+  wrote(ref: ObjectRef, bytes: number, holds: readonly string[] = []): Awaitable<void> {
+    if (bytes === 0) return this.apply(ref.repo, undefined, holds);
+    if (ref.type === 'config') return this.apply(ref.repo, { bytes }, holds);
+    const snapshotMs = ref.type === 'snapshots' ? Date.now() : undefined;
+    return this.apply(ref.repo, { bytes, type: ref.type, objects: 1, snapshotMs }, holds);
   }
 
   /** This server deleted an object that held `bytes`. */
-  deleted(ref: ObjectRef, bytes: number): void {
-    this.moved(ref, { bytes: -bytes, objects: -1 });
+  deleted(ref: ObjectRef, bytes: number): Awaitable<void> {
+    return this.moved(ref, { bytes: -bytes, objects: -1 });
   }
 
   /** This server moved an object of `bytes` into the repository's trash. */
-  trashed(ref: ObjectRef, bytes: number): void {
-    this.moved(ref, { bytes: -bytes, objects: -1, trashBytes: bytes, trashObjects: 1 });
+  trashed(ref: ObjectRef, bytes: number): Awaitable<void> {
+    return this.moved(ref, { bytes: -bytes, objects: -1, trashBytes: bytes, trashObjects: 1 });
   }
 
   /** This server put a trashed object of `bytes` back under its name. */
-  restored(ref: ObjectRef, bytes: number): void {
-    this.moved(ref, { bytes, objects: 1, trashBytes: -bytes, trashObjects: -1 });
+  restored(ref: ObjectRef, bytes: number): Awaitable<void> {
+    return this.moved(ref, { bytes, objects: 1, trashBytes: -bytes, trashObjects: -1 });
   }
 
   /** This server removed a trashed object of `bytes` for good. */
-  purged(repo: RepoPath, bytes: number): void {
-    this.store.add(this.noteTouched(repo), { bytes: 0, trashBytes: -bytes, trashObjects: -1 });
+  purged(repo: RepoPath, bytes: number): Awaitable<void> {
+    return this.apply(repo, { bytes: 0, trashBytes: -bytes, trashObjects: -1 });
   }
 
   /** Applies a change of live objects (and of the trash) to the object's repository. */
-  private moved(ref: ObjectRef, change: UsageChange & { objects: number }): void {
-    const key = this.noteTouched(ref.repo);
-    if (ref.type === 'config') this.store.add(key, { ...change, objects: undefined });
-    else this.store.add(key, { ...change, type: ref.type });
+  private moved(ref: ObjectRef, change: UsageChange & { objects: number }): Awaitable<void> {
     // The newest snapshot time may have been the deleted one's, and a restored one keeps its own
     // (older) time: read it again soon.
-    if (ref.type === 'snapshots') this.again.add(key);
+    if (ref.type === 'snapshots') this.again.add(repoKey(ref.repo));
+    if (ref.type === 'config') return this.apply(ref.repo, { ...change, objects: undefined });
+    return this.apply(ref.repo, { ...change, type: ref.type });
   }
 
-  /** This server created the repository (its folders count as 0 bytes). */
-  created(repo: RepoPath): void {
-    this.store.add(this.noteTouched(repo), { bytes: 0 });
+  /** This server created the repository (its folders count as 0 bytes), under the hold of its admission. */
+  created(repo: RepoPath, holds: readonly string[] = []): Awaitable<void> {
+    return this.apply(repo, { bytes: 0 }, holds);
+  }
+
+  /**
+   * Gives back the holds and applies the change in one step. A store that cannot take it (Redis
+   * away) loses nothing for good: the repository is measured again from storage.
+   */
+  private apply(
+    repo: RepoPath,
+    change: UsageChange | undefined,
+    holds: readonly string[] = [],
+  ): Awaitable<void> {
+    const key = this.noteTouched(repo);
+    const lost = (err: unknown): void => {
+      this.again.add(key);
+      this.logger.warn(
+        { err, repo: key },
+        'the usage store did not take a change; the repository is measured again',
+      );
+    };
+    try {
+      const done = this.store.settle(holds, key, change);
+      return done instanceof Promise ? done.catch(lost) : done;
+    } catch (err) {
+      lost(err);
+    }
   }
 
   /** Every known repository with its numbers. */
@@ -167,19 +238,24 @@ export class UsageLedger {
       await this.measureOrSkip(repoFromKey(queued.value), { force: false, retry: true });
       return true;
     }
+    // Passes are the lease holder's (always this process's when nothing is shared).
+    if (!(await this.lease.holds(usageJob, usageLeaseMs))) {
+      this.pass = undefined;
+      return false;
+    }
     if (this.pass === undefined) {
       this.passStartedAt = Date.now();
       this.pass = {
         repos: this.storage.listRepos()[Symbol.asyncIterator](),
         seen: new Set(),
-        since: this.store.clock(),
+        since: await this.store.clock(),
       };
     }
     const { repos, seen, since } = this.pass;
     const next = await repos.next();
     if (next.done === true) {
       this.pass = undefined;
-      this.forgetUnseen(seen, since);
+      await this.forgetUnseen(seen, since);
       return false;
     }
     seen.add(repoKey(next.value));
@@ -218,11 +294,16 @@ export class UsageLedger {
    * but the listing no longer has are forgotten, as at the end of a reconcile pass.
    */
   private async seedPass(): Promise<void> {
-    const since = this.store.clock();
+    const since = await this.store.clock();
     const seen = new Set<string>();
     const inFlight = new Set<Promise<void>>();
+    let renewed = Date.now();
     for await (const repo of this.storage.listRepos()) {
       if (this.stopped) break;
+      if (Date.now() - renewed > renewEveryMs) {
+        renewed = Date.now();
+        await this.lease.holds(usageJob, usageLeaseMs);
+      }
       seen.add(repoKey(repo));
       const measuring: Promise<void> = this.measureOrSkip(repo, { force: true, retry: true }).finally(() =>
         inFlight.delete(measuring),
@@ -232,13 +313,14 @@ export class UsageLedger {
     }
     await Promise.all(inFlight);
     if (this.stopped) return;
-    this.forgetUnseen(seen, since);
+    await this.forgetUnseen(seen, since);
   }
 
   /** Forgets the repositories a finished listing did not show (unless changed since it began). */
-  private forgetUnseen(seen: ReadonlySet<string>, since: number): void {
+  private async forgetUnseen(seen: ReadonlySet<string>, since: number): Promise<void> {
     for (const [key] of [...this.store.repos()]) {
-      if (!seen.has(key) && this.store.forget(key, since)) this.logger.info({ repo: key }, 'repository gone');
+      if (!seen.has(key) && (await this.store.forget(key, since)))
+        this.logger.info({ repo: key }, 'repository gone');
     }
   }
 
@@ -247,7 +329,8 @@ export class UsageLedger {
     this.timer = setTimeout(() => {
       const started = Date.now();
       let passGoesOn = true;
-      this.running = this.step()
+      this.running = this.recount()
+        .then(() => this.step())
         .then(
           (more) => {
             passGoesOn = more;
@@ -277,20 +360,37 @@ export class UsageLedger {
    */
   private async measure(repo: RepoPath, race: RaceRule): Promise<void> {
     const key = repoKey(repo);
-    const since = this.store.clock();
+    const since = await this.store.clock();
     let usage: RepoUsage;
     try {
       usage = await measureRepo(this.storage, repo);
     } catch (err) {
       if (err instanceof RatchetError && err.code === 'NOT_FOUND') {
-        this.store.forget(key, since);
+        await this.store.forget(key, since);
         return;
       }
       throw err;
     }
-    if (this.store.replace(key, usage, since)) return;
-    if (race.force) this.store.replace(key, usage, Infinity);
+    if (await this.store.replace(key, usage, since)) return;
+    if (race.force) await this.store.replace(key, usage, Infinity);
     if (race.retry) this.again.add(key);
+  }
+
+  /**
+   * A shared store that lost its count (Redis restarted empty) is counted again before the tick's
+   * work; decisions meanwhile get UNAVAILABLE from the store itself.
+   */
+  private async recount(): Promise<void> {
+    let counted: boolean;
+    try {
+      counted = await this.store.counted();
+    } catch {
+      return; // the store cannot answer now: nothing is known to be lost
+    }
+    if (counted) return;
+    this.logger.warn('the shared usage store holds no complete count (restarted?); counting again');
+    this.pass = undefined;
+    await this.count();
   }
 
   /** The repository's key; a repository the ledger does not know yet is measured on the next tick. */

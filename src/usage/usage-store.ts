@@ -4,13 +4,14 @@
  * and in total, and the room uploads and creations hold while in flight. The trash is on disk, so
  * it counts in the total; it is not charged to the owner or the repository (a host does not pay
  * for what the admin deleted). An interface with an in-memory
- * implementation, so that several processes can later share one (Redis).
+ * implementation, and one in Redis that several instances share (--state).
  *
  * Every change made by this server stamps its repository from one increasing clock, so a
  * measurement from a listing that began before the change can tell it raced and must not replace
  * the numbers (see UsageLedger).
  */
 import type { ObjectType } from '../domain/object-types.ts';
+import type { Awaitable } from '../state/awaitable.ts';
 import { Counts } from '../util/counts.ts';
 
 export interface RepoUsage {
@@ -49,30 +50,58 @@ export interface Hold {
   readonly limit: number;
 }
 
+/** The first scope without room for an amount, and what it has left. */
+export interface Full {
+  readonly scope: ScopeKey;
+  readonly left: number;
+}
+
+/** What reserve answers: the hold's id (give it back with release or settle), or the full scope. */
+export type Reserved =
+  { readonly id: string; readonly full?: undefined } | { readonly id?: undefined; readonly full: Full };
+
+/**
+ * Reports (get, repos, used) answer at once: a shared store answers them from a copy it refreshes
+ * every few seconds, which is fine for metrics and the web view but never used for a decision.
+ * Decisions and changes answer through Awaitable: at once in memory, by a promise from a shared
+ * store (Redis), where each is one atomic step.
+ */
 export interface UsageStore {
-  /** The current value of the change clock; a measurement begun now is stamped with it. */
-  clock(): number;
-  /** A repository's numbers, or undefined when the repository is not known. */
+  /** A repository's numbers, or undefined when the repository is not known (report). */
   get(repo: string): RepoUsage | undefined;
-  /** Every known repository with its numbers. */
+  /** Every known repository with its numbers (report). */
   repos(): Iterable<[string, RepoUsage]>;
-  /** How much a scope holds now, not counting what is reserved. */
+  /** How much a scope holds, not counting what is reserved (report). */
   used(scope: ScopeKey): number;
-  /** How much is reserved against a scope by work in flight. */
-  held(scope: ScopeKey): number;
+  /** True when the store holds a complete count (the start-up count is done, and was not lost). */
+  counted(): Awaitable<boolean>;
+  /** The complete count is in: decisions may be made from the store. */
+  markCounted(): Awaitable<void>;
+  /** The current value of the change clock; a measurement begun now is stamped with it. */
+  clock(): Awaitable<number>;
+  /** True when the repository is known (decision). */
+  knows(repo: string): Awaitable<boolean>;
   /** Applies a change this server made (creating the repository's entry if needed). */
-  add(repo: string, change: UsageChange): void;
+  add(repo: string, change: UsageChange): Awaitable<void>;
   /** Sets a repository's numbers from a listing begun at `since`; false (nothing changed) if it raced. */
-  replace(repo: string, usage: RepoUsage, since: number): boolean;
+  replace(repo: string, usage: RepoUsage, since: number): Awaitable<boolean>;
   /** Forgets a repository found gone by a listing begun at `since`; false if it raced. */
-  forget(repo: string, since: number): boolean;
+  forget(repo: string, since: number): Awaitable<boolean>;
   /**
-   * Holds `amount` against every scope if each has room (used + held + amount <= limit), all or
-   * none; otherwise holds nothing and returns the first scope without room and what it has left.
+   * The first scope that has no room for `amount` (used + held + amount > limit), undefined when
+   * every one has room; holds nothing. UNAVAILABLE while the store holds no complete count.
    */
-  reserve(holds: readonly Hold[], amount: number): { scope: ScopeKey; left: number } | undefined;
-  /** Gives back what reserve held. */
-  release(holds: readonly Hold[], amount: number): void;
+  full(holds: readonly Hold[], amount: number): Awaitable<Full | undefined>;
+  /**
+   * Holds `amount` against every scope if each has room, all or none (the same check as full).
+   * A hold lives until released or settled, or until its process stops renewing it (a shared
+   * store lets the holds of a dead instance expire).
+   */
+  reserve(holds: readonly Hold[], amount: number): Awaitable<Reserved>;
+  /** Gives back holds (unknown ids are ignored). */
+  release(ids: readonly string[]): Awaitable<void>;
+  /** Gives back holds and applies a change, as one step: the room becomes the bytes it counted. */
+  settle(ids: readonly string[], repo: string, change: UsageChange | undefined): Awaitable<void>;
 }
 
 export const emptyUsage: RepoUsage = {
@@ -99,9 +128,20 @@ export class MemoryUsageStore implements UsageStore {
   private readonly entries = new Map<string, Entry>();
   private readonly owners = new Map<string, { bytes: number; repos: number }>();
   // Dropped at zero: a scope nothing is held against takes no memory.
-  private readonly holds = new Counts();
+  private readonly heldBy = new Counts();
+  private readonly holds = new Map<string, { scopes: readonly ScopeKey[]; amount: number }>();
+  private nextHold = 0;
   private total = 0;
   private ticks = 0;
+  private complete = false;
+
+  counted(): boolean {
+    return this.complete;
+  }
+
+  markCounted(): void {
+    this.complete = true;
+  }
 
   clock(): number {
     return this.ticks;
@@ -109,6 +149,10 @@ export class MemoryUsageStore implements UsageStore {
 
   get(repo: string): RepoUsage | undefined {
     return this.entries.get(repo)?.usage;
+  }
+
+  knows(repo: string): boolean {
+    return this.entries.has(repo);
   }
 
   *repos(): Iterable<[string, RepoUsage]> {
@@ -126,23 +170,8 @@ export class MemoryUsageStore implements UsageStore {
     return (kind === 'user' ? owner?.bytes : owner?.repos) ?? 0;
   }
 
-  held(scope: ScopeKey): number {
-    return this.holds.get(scope);
-  }
-
   add(repo: string, change: UsageChange): void {
-    const before = this.entries.get(repo)?.usage ?? emptyUsage;
-    const objects = { ...before.objects };
-    if (change.type !== undefined)
-      objects[change.type] = Math.max(0, objects[change.type] + (change.objects ?? 0));
-    const newest = Math.max(before.newestSnapshotMs ?? -Infinity, change.snapshotMs ?? -Infinity);
-    this.put(repo, {
-      bytes: Math.max(0, before.bytes + change.bytes),
-      objects,
-      newestSnapshotMs: Number.isFinite(newest) ? newest : undefined,
-      trashBytes: Math.max(0, before.trashBytes + (change.trashBytes ?? 0)),
-      trashObjects: Math.max(0, before.trashObjects + (change.trashObjects ?? 0)),
-    });
+    this.put(repo, applyChange(this.entries.get(repo)?.usage ?? emptyUsage, change));
     const entry = this.entries.get(repo);
     if (entry !== undefined) entry.stamp = ++this.ticks;
   }
@@ -162,17 +191,36 @@ export class MemoryUsageStore implements UsageStore {
     return true;
   }
 
-  reserve(holds: readonly Hold[], amount: number): { scope: ScopeKey; left: number } | undefined {
+  full(holds: readonly Hold[], amount: number): Full | undefined {
     for (const { scope, limit } of holds) {
-      const taken = this.used(scope) + this.held(scope);
+      const taken = this.used(scope) + this.heldBy.get(scope);
       if (taken + amount > limit) return { scope, left: Math.max(0, limit - taken) };
     }
-    this.release(holds, -amount);
     return undefined;
   }
 
-  release(holds: readonly Hold[], amount: number): void {
-    for (const { scope } of holds) this.holds.add(scope, -amount);
+  reserve(holds: readonly Hold[], amount: number): Reserved {
+    const full = this.full(holds, amount);
+    if (full !== undefined) return { full };
+    const id = String(++this.nextHold);
+    const scopes = holds.map((hold) => hold.scope);
+    this.holds.set(id, { scopes, amount });
+    for (const scope of scopes) this.heldBy.add(scope, amount);
+    return { id };
+  }
+
+  release(ids: readonly string[]): void {
+    for (const id of ids) {
+      const hold = this.holds.get(id);
+      if (hold === undefined) continue;
+      this.holds.delete(id);
+      for (const scope of hold.scopes) this.heldBy.add(scope, -hold.amount);
+    }
+  }
+
+  settle(ids: readonly string[], repo: string, change: UsageChange | undefined): void {
+    this.release(ids);
+    if (change !== undefined) this.add(repo, change);
   }
 
   /** Sets a repository's numbers and moves the owner and total sums by the difference. */
@@ -198,4 +246,19 @@ export class MemoryUsageStore implements UsageStore {
     if (sums.repos === 0) this.owners.delete(owner);
     else this.owners.set(owner, sums);
   }
+}
+
+/** A repository's numbers after a change (counts never below zero). */
+export function applyChange(before: RepoUsage, change: UsageChange): RepoUsage {
+  const objects = { ...before.objects };
+  if (change.type !== undefined)
+    objects[change.type] = Math.max(0, objects[change.type] + (change.objects ?? 0));
+  const newest = Math.max(before.newestSnapshotMs ?? -Infinity, change.snapshotMs ?? -Infinity);
+  return {
+    bytes: Math.max(0, before.bytes + change.bytes),
+    objects,
+    newestSnapshotMs: Number.isFinite(newest) ? newest : undefined,
+    trashBytes: Math.max(0, before.trashBytes + (change.trashBytes ?? 0)),
+    trashObjects: Math.max(0, before.trashObjects + (change.trashObjects ?? 0)),
+  };
 }

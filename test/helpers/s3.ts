@@ -67,22 +67,33 @@ export async function s3StorageOnFreshPrefix(label: string): Promise<{ storage: 
 
 /** Every key under the prefix (for assertions that nothing else was stored). */
 export async function keysUnder(prefix: string): Promise<string[]> {
+  return (await objectsUnder(prefix)).map((object) => object.key);
+}
+
+/** The bytes of every object under the prefix, by the store's own listing. */
+export async function bytesUnder(prefix: string): Promise<number> {
+  return (await objectsUnder(prefix)).reduce((sum, object) => sum + object.size, 0);
+}
+
+/** Every object under the prefix with its size, sorted by key. */
+async function objectsUnder(prefix: string): Promise<{ key: string; size: number }[]> {
   const gateway = s3Gateway();
   const client = createS3Client({ endpoint: gateway.endpoint, region: gateway.region, maxSockets: 4 });
-  const keys: string[] = [];
+  const objects: { key: string; size: number }[] = [];
   try {
     let token: string | undefined;
     do {
       const page = await client.send(
         new ListObjectsV2Command({ Bucket: gateway.bucket, Prefix: prefix, ContinuationToken: token }),
       );
-      for (const item of page.Contents ?? []) if (item.Key !== undefined) keys.push(item.Key);
+      for (const item of page.Contents ?? [])
+        if (item.Key !== undefined) objects.push({ key: item.Key, size: item.Size ?? 0 });
       token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
     } while (token !== undefined);
   } finally {
     client.destroy();
   }
-  return keys.sort();
+  return objects.sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
 }
 
 /** Removes every key under the prefix. */

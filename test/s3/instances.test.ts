@@ -1,8 +1,8 @@
 /**
  * Servers announce themselves on an S3 prefix: without --state a second server on the same
  * prefix is refused with a message naming --state, while a server restarted after a crash
- * (same host, same --path) recognises its own heartbeat and starts at once. Quotas are not
- * shared yet: no server joins one that enforces a quota.
+ * (same host, same --path) recognises its own heartbeat and starts at once. With --state a
+ * server joins only others that run with the same Redis (quotas included: they are shared).
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -48,21 +48,43 @@ describe('instances on one S3 prefix', { timeout: 120_000 }, () => {
     });
   });
 
-  it('refuses to join a server that enforces a quota, even with --state', async () => {
+  it('joins only servers that share its Redis, quotas and all', async () => {
     const redis = await startRedis();
+    const otherRedis = await startRedis();
     try {
       await withTempDir(async (dir) => {
-        const withQuota = await startRatchetServer([...args(path.join(dir, 'quota')), '--max-size', '1GiB']);
+        const quota = ['--max-size', '1GiB'];
+        const alone = await startRatchetServer([...args(path.join(dir, 'alone')), ...quota]);
         try {
           const joining = await runRatchet([...args(path.join(dir, 'joining')), '--state', redis.url]);
           assert.equal(joining.code, 1, joining.stderr);
-          assert.match(joining.stderr, /quotas .* are not shared between instances yet/);
+          assert.match(joining.stderr, /several instances must share their state .*--state redis:\/\//);
         } finally {
-          assert.equal(await withQuota.stop(), 0);
+          assert.equal(await alone.stop(), 0);
+        }
+        const first = await startRatchetServer([
+          ...args(path.join(dir, 'first')),
+          ...quota,
+          '--state',
+          redis.url,
+        ]);
+        try {
+          const stranger = await runRatchet([...args(path.join(dir, 'stranger')), '--state', otherRedis.url]);
+          assert.equal(stranger.code, 1, stranger.stderr);
+          assert.match(stranger.stderr, /use\(s\) another Redis/);
+          const second = await startRatchetServer([
+            ...args(path.join(dir, 'second')),
+            ...quota,
+            '--state',
+            redis.url,
+          ]);
+          assert.equal(await second.stop(), 0);
+        } finally {
+          assert.equal(await first.stop(), 0);
         }
       });
     } finally {
-      await redis.stop();
+      await Promise.all([redis.stop(), otherRedis.stop()]);
     }
   });
 });

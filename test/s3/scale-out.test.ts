@@ -5,7 +5,8 @@
  * one instance is killed with SIGKILL in the middle of an upload; restic's retry goes to the
  * other instance, the backup succeeds, the killed instance comes back, a second backup
  * succeeds, `check --read-data` is clean, every content-addressed object in the bucket hashes
- * to its name, and a prune is refused on the hosts' vhost and done on the admin's. An instance
+ * to its name, and a prune is refused on the hosts' vhost and done on the admin's. Both enforce
+ * one shared quota (--max-size) and end up reporting the same use, the bucket's. An instance
  * started without --state beside them is refused.
  */
 import assert from 'node:assert/strict';
@@ -18,7 +19,7 @@ import type { RatchetProcess } from '../helpers/ratchet-process.ts';
 import { freePort } from '../../bench/peers.ts';
 import { startRedis } from '../../bench/redis-server.ts';
 import type { RedisServer } from '../../bench/redis-server.ts';
-import { freshPrefix, keysUnder, objectSha256, removePrefix, s3Gateway } from '../helpers/s3.ts';
+import { bytesUnder, freshPrefix, keysUnder, objectSha256, removePrefix, s3Gateway } from '../helpers/s3.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { documentedNginxBlock, startNginx } from '../../bench/nginx.ts';
 import type { Nginx } from '../../bench/nginx.ts';
@@ -69,7 +70,7 @@ describe('two instances behind nginx on S3 with Redis, one killed mid-upload', {
         ...['--listen', `127.0.0.1:${listen}`, '--admin-listen', `127.0.0.1:${adminListen}`],
         ...['--no-auth', '--append-only', '--prometheus', '--trusted-proxy', '127.0.0.1'],
         ...['--storage', `s3://${gateway.bucket}/${prefix}`, '--s3-endpoint', gateway.endpoint],
-        ...['--s3-region', gateway.region, '--state', redis.url],
+        ...['--s3-region', gateway.region, '--state', redis.url, '--max-size', '2GiB'],
       ],
       2,
     );
@@ -103,29 +104,17 @@ describe('two instances behind nginx on S3 with Redis, one killed mid-upload', {
     assert.equal(ready.status, 200);
   });
 
-  it(
-    'a third instance without --state, or with a quota, is refused while they serve the prefix',
-    step,
-    async () => {
-      const refused = await runRatchet([
-        ...['--path', path.join(env.dataDir, 'instance-without-state'), '--listen', '127.0.0.1:0'],
-        ...['--no-auth', '--storage', `s3://${gateway.bucket}/${prefix}`, '--s3-endpoint', gateway.endpoint],
-        ...['--s3-region', gateway.region],
-      ]);
-      assert.equal(refused.code, 1, refused.stderr);
-      assert.match(refused.stderr, /another Ratchet instance serves s3:\/\/.*--state redis:\/\//);
-      // With --state but with a quota: quotas are not shared yet, so it is refused too.
-      const withQuota = await runRatchet([
-        ...['--path', path.join(env.dataDir, 'instance-with-quota'), '--listen', '127.0.0.1:0'],
-        ...['--no-auth', '--storage', `s3://${gateway.bucket}/${prefix}`, '--s3-endpoint', gateway.endpoint],
-        ...['--s3-region', gateway.region, '--state', redis.url, '--max-size', '1GiB'],
-      ]);
-      assert.equal(withQuota.code, 1, withQuota.stderr);
-      assert.match(withQuota.stderr, /quotas .* are not shared between instances yet/);
-      const heartbeats = await keysUnder(`${prefix}/.ratchet/instances/`);
-      assert.equal(heartbeats.length, 2, 'the refused instances took their heartbeats away again');
-    },
-  );
+  it('a third instance without --state is refused while they serve the prefix', step, async () => {
+    const refused = await runRatchet([
+      ...['--path', path.join(env.dataDir, 'instance-without-state'), '--listen', '127.0.0.1:0'],
+      ...['--no-auth', '--storage', `s3://${gateway.bucket}/${prefix}`, '--s3-endpoint', gateway.endpoint],
+      ...['--s3-region', gateway.region],
+    ]);
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(refused.stderr, /another Ratchet instance serves s3:\/\/.*--state redis:\/\//);
+    const heartbeats = await keysUnder(`${prefix}/.ratchet/instances/`);
+    assert.equal(heartbeats.length, 2, 'the refused instance took its heartbeat away again');
+  });
 
   it('backs up about 300 MiB while one instance is killed with an upload in flight', step, async (t) => {
     const restic = inTest(hosts(), t);
@@ -183,5 +172,24 @@ describe('two instances behind nginx on S3 with Redis, one killed mid-upload', {
     await restic.ok(['forget', '--keep-last', '1', '--prune'], { show: 10, timeoutMs: 600_000 });
     await restic.snapshots(1);
     await restic.ok(['check'], { show: 2 });
+  });
+
+  it('both instances report the same quota use: what the bucket holds', step, async () => {
+    const stored = await bytesUnder(`${prefix}/host1/`);
+    const reported = async (instance: RatchetProcess | undefined): Promise<number | undefined> => {
+      const response = await fetch(`${instance?.listeners[1]?.url ?? ''}/metrics`);
+      const line = (await response.text())
+        .split('\n')
+        .find((text) => text.startsWith('ratchet_quota_used_bytes{scope="total"}'));
+      return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+    };
+    for (const instance of instances) {
+      let last: number | undefined;
+      await waitFor(
+        async () => (last = await reported(instance)) === stored,
+        `an instance to report the bucket's ${stored} bytes (last ${last})`,
+        60_000,
+      );
+    }
   });
 });

@@ -4,41 +4,27 @@
  * buckets must answer alike, and the shared ones must stay exact under concurrent callers.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { silentLogger } from '../../src/log/logger.ts';
+import { describe, it } from 'node:test';
 import type { BucketStore } from '../../src/state/bucket-store.ts';
 import { MemoryBucketStore } from '../../src/state/memory-bucket-store.ts';
 import { MemoryThrottleStore } from '../../src/state/memory-throttle-store.ts';
 import { soleInstance } from '../../src/state/job-lease.ts';
 import { RedisBucketStore } from '../../src/state/redis/redis-bucket-store.ts';
 import { RedisJobLease } from '../../src/state/redis/redis-job-lease.ts';
-import { parseRedisUrl, RedisState } from '../../src/state/redis/redis-state.ts';
 import { RedisThrottleStore } from '../../src/state/redis/redis-throttle-store.ts';
 import type { ThrottleStore } from '../../src/state/throttle-store.ts';
-import { startRedis } from '../../bench/redis-server.ts';
-import type { RedisServer } from '../../bench/redis-server.ts';
+import { useRedis } from '../helpers/redis.ts';
 
-let redis: RedisServer;
-let state: RedisState;
-before(async () => {
-  redis = await startRedis();
-  state = new RedisState(parseRedisUrl(redis.url), silentLogger());
-  await state.start();
-  assert.ok(state.ready(), 'connected to the test redis-server');
-});
-after(async () => {
-  await state.close();
-  await redis.stop();
-});
+const redisFixture = useRedis();
 
 let tables = 0;
 const throttleStores: [string, (maxEntries: number) => ThrottleStore][] = [
   ['memory', (maxEntries) => new MemoryThrottleStore(maxEntries)],
-  ['redis', (maxEntries) => new RedisThrottleStore(state.client, `t${++tables}`, maxEntries)],
+  ['redis', (maxEntries) => new RedisThrottleStore(redisFixture.state.client, `t${++tables}`, maxEntries)],
 ];
 const bucketStores: [string, () => BucketStore][] = [
   ['memory', () => new MemoryBucketStore()],
-  ['redis', () => new RedisBucketStore(state.client)],
+  ['redis', () => new RedisBucketStore(redisFixture.state.client)],
 ];
 
 const windowMs = 60_000;
@@ -140,8 +126,8 @@ for (const [kind, make] of bucketStores) {
 
 describe('job leases in redis', () => {
   it('one instance holds a job; the other takes it over when it expires or is released', async () => {
-    const first = new RedisJobLease(state.client);
-    const second = new RedisJobLease(state.client);
+    const first = new RedisJobLease(redisFixture.state.client, 'leases');
+    const second = new RedisJobLease(redisFixture.state.client, 'leases');
     const job = `job-${Date.now()}`;
     assert.equal(await first.holds(job, 300), true);
     assert.equal(await second.holds(job, 300), false, 'held by the first');
@@ -156,29 +142,30 @@ describe('job leases in redis', () => {
 
   it('holds every job alone in one process, and none while redis-server is down', async () => {
     assert.equal(await soleInstance.holds('anything', 1), true);
-    const lease = new RedisJobLease(state.client);
-    await redis.stop();
+    const lease = new RedisJobLease(redisFixture.state.client, 'leases');
+    await redisFixture.server.stop();
     try {
       assert.equal(await lease.holds('outage-job', 1000), false);
     } finally {
-      await redis.start();
+      await redisFixture.server.start();
     }
   });
 });
 
 describe('redis state connection', () => {
   it('answers 503 while redis-server is down, and reconnects on its own', async () => {
-    const store = new RedisThrottleStore(state.client, 'outage', 10);
-    await redis.stop();
+    const store = new RedisThrottleStore(redisFixture.state.client, 'outage', 10);
+    await redisFixture.server.stop();
     try {
       await assert.rejects(store.fail('x', t0, windowMs), { code: 'UNAVAILABLE' });
-      await assert.rejects(state.probe(), { code: 'UNAVAILABLE' });
+      await assert.rejects(redisFixture.state.probe(), { code: 'UNAVAILABLE' });
     } finally {
-      await redis.start();
+      await redisFixture.server.start();
     }
     const deadline = Date.now() + 10_000;
-    while (!state.ready() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-    assert.ok(state.ready(), 'reconnected');
+    while (!redisFixture.state.ready() && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok(redisFixture.state.ready(), 'reconnected');
     assert.equal((await store.fail('x', t0, windowMs)).failures, 1);
   });
 });

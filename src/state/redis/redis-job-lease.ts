@@ -1,4 +1,7 @@
-/** Job leases in Redis (see JobLease): one key per job holding the holder's id, with a TTL. */
+/**
+ * Job leases in Redis (see JobLease): one key per job and storage served, holding the holder's
+ * id, with a TTL. Instances of another storage on the same Redis hold their own leases.
+ */
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Redis } from 'ioredis';
@@ -25,15 +28,18 @@ export class RedisJobLease implements JobLease {
   /** This instance, as the leases name it (host, process and a random part). */
   readonly id = `${os.hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
   readonly #redis: Redis;
+  readonly #prefix: string;
   readonly #held = new Set<string>();
 
-  constructor(redis: Redis) {
+  /** `namespace` names the storage served (as the usage store's does). */
+  constructor(redis: Redis, namespace: string) {
     this.#redis = redis;
+    this.#prefix = `${keyPrefix}lease:${namespace}:`;
   }
 
   async holds(job: string, ttlMs: number): Promise<boolean> {
     try {
-      const held = (await holdScript.run(this.#redis, [`${keyPrefix}lease:${job}`], [this.id, ttlMs])) === 1;
+      const held = (await holdScript.run(this.#redis, [this.#prefix + job], [this.id, ttlMs])) === 1;
       if (held) this.#held.add(job);
       else this.#held.delete(job);
       return held;
@@ -48,7 +54,7 @@ export class RedisJobLease implements JobLease {
     this.#held.clear();
     await Promise.all(
       jobs.map((job) =>
-        releaseScript.run(this.#redis, [`${keyPrefix}lease:${job}`], [this.id]).catch(() => undefined),
+        releaseScript.run(this.#redis, [this.#prefix + job], [this.id]).catch(() => undefined),
       ),
     );
   }

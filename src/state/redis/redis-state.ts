@@ -4,7 +4,7 @@
  * a short command timeout) and reconnects on its own, so that requests that need shared state
  * get 503 at once instead of hanging, and recovery needs no restart.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { RatchetError } from '../../errors.ts';
@@ -108,6 +108,19 @@ export class RedisState {
   /** Throws UNAVAILABLE unless the store answers a PING now (readiness). */
   async probe(): Promise<void> {
     await unavailableUnlessAnswered(this.client.ping());
+  }
+
+  /**
+   * This Redis's id: a random value stored once (SET NX), the same for every client of this
+   * Redis and database; undefined while Redis does not answer.
+   */
+  async stateId(): Promise<string | undefined> {
+    try {
+      await this.client.set(`${keyPrefix}state-id`, randomUUID(), 'NX');
+      return (await this.client.get(`${keyPrefix}state-id`)) ?? undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Closes the connection (QUIT when connected, so Redis sees a clean goodbye). */

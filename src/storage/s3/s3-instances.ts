@@ -3,7 +3,8 @@
  * `<prefix>.ratchet/instances/<id>` every few seconds and removes it when it stops. Ages are
  * the store's own LastModified times compared with each other (one clock, whatever the
  * instances' clocks say), so a started instance sees the others that are alive. Several
- * instances need shared state (--state); without it a second one is refused at start.
+ * instances need one shared state (--state, the same Redis); otherwise a second one is refused
+ * at start.
  */
 import { createHash } from 'node:crypto';
 import os from 'node:os';
@@ -26,14 +27,16 @@ export const aliveMs = 35_000;
 export interface LiveInstance {
   readonly id: string;
   readonly ageMs: number;
-  /** It enforces byte quotas (which instances do not share yet); undefined when unreadable. */
-  readonly quotas: boolean | undefined;
+  /** What its heartbeat says; undefined when it could not be read. */
+  readonly facts: Partial<InstanceFacts> | undefined;
 }
 
 /** What an instance says about itself in its heartbeat. */
 export interface InstanceFacts {
-  /** It enforces byte quotas. */
-  readonly quotas: boolean;
+  /** It runs with --state. */
+  readonly shared: boolean;
+  /** The shared state's own id (the same for every client of one Redis); undefined: unknown. */
+  readonly stateId: string | undefined;
 }
 
 /**
@@ -47,19 +50,22 @@ export function instanceIdFor(localFolder: string): string {
 
 /**
  * Why this server may not run beside the other live ones, or undefined when it may: several
- * instances need shared state (--state), and quota reservations are not shared yet, so none may
- * enforce a byte quota (a heartbeat that could not be read counts as one that does).
+ * instances must all run with --state (a heartbeat that could not be read counts as one without),
+ * and with the same Redis where both sides know its id (one that was away at start is not held
+ * against a restart).
  */
-export function whyNotBeside(
-  others: readonly LiveInstance[],
-  own: InstanceFacts & { readonly shared: boolean },
-): string | undefined {
+export function whyNotBeside(others: readonly LiveInstance[], own: InstanceFacts): string | undefined {
   if (others.length === 0) return undefined;
   const list = others.map((other) => `${other.id} (${Math.round(other.ageMs / 1000)} s ago)`).join(', ');
-  if (!own.shared)
-    return `${list}; several instances must share their state: give each --state redis://HOST:PORT (docs/scale-out.md)`;
-  if (own.quotas || others.some((other) => other.quotas !== false))
-    return `${list}; quotas (--max-size, repository and user quotas) are not shared between instances yet, so several instances run without them (docs/scale-out.md)`;
+  const fix = 'give each the same --state redis://HOST:PORT (docs/scale-out.md)';
+  if (!own.shared || others.some((other) => other.facts?.shared !== true))
+    return `${list}; several instances must share their state (quotas, throttles, leases): ${fix}`;
+  const elsewhere = others.filter(
+    (other) =>
+      own.stateId !== undefined && other.facts?.stateId !== undefined && other.facts.stateId !== own.stateId,
+  );
+  if (elsewhere.length > 0)
+    return `${list}; ${elsewhere.map((other) => other.id).join(', ')} use(s) another Redis: ${fix}`;
   return undefined;
 }
 
@@ -70,7 +76,7 @@ export class InstanceRegistry {
   private readonly layout: S3Layout;
   private readonly logger: Logger | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private facts: InstanceFacts = { quotas: false };
+  private facts: InstanceFacts = { shared: false, stateId: undefined };
 
   /** `id` names this instance: the same on a restart (so a crashed run's heartbeat is its own). */
   constructor(id: string, client: S3Client, bucket: string, layout: S3Layout, logger: Logger | undefined) {
@@ -113,7 +119,8 @@ export class InstanceRegistry {
       host: os.hostname(),
       pid: process.pid,
       at: new Date().toISOString(),
-      quotas: this.facts.quotas,
+      shared: this.facts.shared,
+      stateId: this.facts.stateId,
     });
     await this.client.send(
       new PutObjectCommand({ Bucket: this.bucket, Key: this.layout.instanceKey(this.id), Body: body }),
@@ -141,7 +148,7 @@ export class InstanceRegistry {
       alive.map(async (entry) => ({
         id: entry.id,
         ageMs: Math.max(0, own - entry.at),
-        quotas: (await this.factsOf(entry.id))?.quotas,
+        facts: await this.factsOf(entry.id),
       })),
     );
   }
