@@ -137,6 +137,9 @@ export class QuotaManager {
     declared: number | undefined,
   ): Promise<Reservation> {
     if (!this.active) {
+      // Nothing shared decides, but an upload the shared usage could not count is refused (503)
+      // like every change that needs the shared state, rather than counted late.
+      this.ledger.store.assertReachable();
       return {
         limit: (body) => body,
         commit: (bytes) => this.ledger.wrote(ref, bytes),

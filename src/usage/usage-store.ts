@@ -73,6 +73,8 @@ export interface UsageStore {
   repos(): Iterable<[string, RepoUsage]>;
   /** How much a scope holds, not counting what is reserved (report). */
   used(scope: ScopeKey): number;
+  /** Throws UNAVAILABLE while a shared store is known to be out of reach (the connection's state: no round trip). */
+  assertReachable(): void;
   /** True when the store holds a complete count (the start-up count is done, and was not lost). */
   counted(): Awaitable<boolean>;
   /** The complete count is in: decisions may be made from the store. */
@@ -134,6 +136,10 @@ export class MemoryUsageStore implements UsageStore {
   private total = 0;
   private ticks = 0;
   private complete = false;
+
+  assertReachable(): void {
+    // In this process: always.
+  }
 
   counted(): boolean {
     return this.complete;

@@ -80,9 +80,15 @@ export function upload(
   data: Buffer,
   name = sha256(data),
   method = 'POST',
+  headers: Record<string, string> = {},
 ): Promise<RawResponse> {
   return raw(base, method, `${repoPath}${type}/${name}`, {
-    headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': data.length, Accept: v2 },
+    headers: {
+      ...headers,
+      'Content-Type': 'application/octet-stream',
+      'Content-Length': data.length,
+      Accept: v2,
+    },
     body: data,
   });
 }

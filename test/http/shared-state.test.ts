@@ -9,7 +9,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { hashPassword } from '../../src/auth/htpasswd-file.ts';
-import { basic, raw } from '../helpers/http.ts';
+import { basic, blob, raw, upload } from '../helpers/http.ts';
 import { startRatchetServer, withTempDir } from '../helpers/ratchet-process.ts';
 import type { RatchetProcess } from '../helpers/ratchet-process.ts';
 import { startRedis } from '../../bench/redis-server.ts';
@@ -71,7 +71,8 @@ describe('shared state in Redis (--state)', () => {
     });
   });
 
-  it('with Redis gone: uncached logins 503, verified users keep working, readiness 503; then recovery', async () => {
+  it('with Redis gone: uploads and uncached logins 503, verified users keep reading, readiness 503; then recovery', async () => {
+    const key = blob(300);
     await withTwoInstances(async (a, b) => {
       assert.equal((await raw(a.url, 'POST', '/alice/?create=true', right)).status, 200);
       assert.equal((await raw(a.url, 'GET', '/.ratchet/ready')).status, 200);
@@ -79,6 +80,11 @@ describe('shared state in Redis (--state)', () => {
       try {
         // Verified on a a moment ago: still served there.
         assert.equal((await raw(a.url, 'GET', '/alice/keys/', right)).status, 200);
+        // ... but an upload, which the shared usage must count, waits for Redis: nothing is stored.
+        const refused = await upload(a.url, '/alice/', 'keys', key.data, key.name, 'POST', right.headers);
+        assert.equal(refused.status, 503);
+        assert.ok(Number(refused.headers['retry-after']) > 0, 'Retry-After is set');
+        assert.equal((await raw(a.url, 'HEAD', `/alice/keys/${key.name}`, right)).status, 404);
         // Never verified on b: the throttle cannot be asked, so no password check happens.
         const uncached = await raw(b.url, 'GET', '/alice/keys/', right);
         assert.equal(uncached.status, 503);
@@ -104,6 +110,8 @@ describe('shared state in Redis (--state)', () => {
         async () => (await raw(a.url, 'GET', '/.ratchet/ready')).status === 200,
         'readiness again',
       );
+      const stored = await upload(a.url, '/alice/', 'keys', key.data, key.name, 'POST', right.headers);
+      assert.equal(stored.status, 200);
     });
   });
 });

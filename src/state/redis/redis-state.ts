@@ -138,14 +138,19 @@ export async function unavailableUnlessAnswered<T>(pending: Promise<T>): Promise
   try {
     return await pending;
   } catch {
-    throw new RatchetError(
-      'UNAVAILABLE',
-      'the shared state store (Redis) is not reachable; try again shortly',
-      {
-        headers: { 'Retry-After': '2' },
-      },
-    );
+    throw stateUnavailable();
   }
+}
+
+/** What a request that needs the shared state gets while Redis is out of reach. */
+export function stateUnavailable(): RatchetError {
+  return new RatchetError(
+    'UNAVAILABLE',
+    'the shared state store (Redis) is not reachable; try again shortly',
+    {
+      headers: { 'Retry-After': '2' },
+    },
+  );
 }
 
 /**

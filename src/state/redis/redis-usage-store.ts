@@ -35,7 +35,7 @@ import type {
   UsageChange,
   UsageStore,
 } from '../../usage/usage-store.ts';
-import { keyPrefix, LuaScript, unavailableUnlessAnswered } from './redis-state.ts';
+import { keyPrefix, LuaScript, stateUnavailable, unavailableUnlessAnswered } from './redis-state.ts';
 
 const defaultHoldTtlMs = 15_000;
 const defaultRefreshMs = 2_000;
@@ -252,6 +252,10 @@ export class RedisUsageStore implements UsageStore {
 
   used(scope: ScopeKey): number {
     return this.#copy.used(scope);
+  }
+
+  assertReachable(): void {
+    if (this.#redis.status !== 'ready') throw stateUnavailable();
   }
 
   async counted(): Promise<boolean> {
