@@ -21,6 +21,7 @@ export class Metrics {
   private readonly blobBytes: Record<BlobOperation, Counter<(typeof blobLabels)[number]>>;
   private readonly duration: Histogram<'method' | 'operation' | 'status'>;
   private readonly inFlight: Gauge;
+  private readonly uploadsInFlight: Gauge;
   private readonly authFailures: Counter<'reason'>;
   private readonly refusedChanges: Counter<'repo' | 'user' | 'reason'>;
 
@@ -57,6 +58,11 @@ export class Metrics {
     this.inFlight = new Gauge({
       name: 'ratchet_http_requests_in_flight',
       help: 'Requests being served',
+      registers: [registry],
+    });
+    this.uploadsInFlight = new Gauge({
+      name: 'ratchet_uploads_in_flight',
+      help: 'Object uploads being received (bodies streaming in), a part of the requests in flight',
       registers: [registry],
     });
     this.authFailures = new Counter({
@@ -132,6 +138,12 @@ export class Metrics {
       this.inFlight.dec();
       end({ operation, status: String(status) });
     };
+  }
+
+  /** Counts an object upload as in flight until the returned function is called. */
+  startUpload(): () => void {
+    this.uploadsInFlight.inc();
+    return () => this.uploadsInFlight.dec();
   }
 
   /** Counts a request refused by authentication. */

@@ -123,6 +123,7 @@ async function writeObject(ctx: HandlerContext, ref: ObjectRef, exchange: Exchan
   continueUpload(res);
   let body = requestBody(req);
   if (ctx.limits.active) body = ctx.limits.paceUpload(user, body);
+  const uploaded = ctx.metrics?.startUpload();
   try {
     const expected = {
       sha256: ctx.verifyUploads && ref.type !== 'config' ? ref.name : undefined,
@@ -138,6 +139,8 @@ async function writeObject(ctx: HandlerContext, ref: ObjectRef, exchange: Exchan
     if (ctx.trash !== undefined && err instanceof RatchetError && err.code === 'NO_SPACE')
       await ctx.trash.reclaim(Math.max(contentLength ?? 0, roomAfterFullDisk));
     throw err;
+  } finally {
+    uploaded?.();
   }
   ok(res);
 }
