@@ -130,12 +130,15 @@ describe('quotas shared by two instances on S3 (--state)', { timeout: 240_000 },
     }
     assert.equal((await raw(a().url, 'POST', '/outage/?create=true')).status, 200);
     const sent: number[] = [];
+    const stored = new Set<string>();
     let stop = false;
     // Uploads keep going through both instances while Redis goes away and comes back.
     const uploading = (async () => {
       for (let i = 0; !stop; i++) {
-        const answer = await upload((i % 2 === 0 ? a() : b()).url, '/outage/', 'data', blob(4096).data);
+        const object = blob(4096);
+        const answer = await upload((i % 2 === 0 ? a() : b()).url, '/outage/', 'data', object.data);
         sent.push(answer.status);
+        if (answer.status === 200) stored.add(object.name);
         if (answer.status === 503) assert.ok(Number(answer.headers['retry-after']) > 0, 'Retry-After');
         await sleep(20);
       }
@@ -160,12 +163,16 @@ describe('quotas shared by two instances on S3 (--state)', { timeout: 240_000 },
       sent.every((status) => status === 200 || status === 503),
       `only 200 and 503: ${[...new Set(sent)].join(' ')}`,
     );
+    // Nothing acknowledged was lost, nothing refused was stored.
+    const listing = await raw(a().url, 'GET', '/outage/data/', { headers: { Accept: v2 } });
+    const listed = (JSON.parse(listing.body.toString()) as { name: string }[]).map((entry) => entry.name);
+    assert.deepEqual(listed.sort(), [...stored].sort());
     // The recount (by whichever instance holds the lease) matches the bucket, on both instances.
-    const stored = await storedBytes();
+    const inBucket = await storedBytes();
     for (const instance of [a(), b()]) {
       await waitFor(
-        async () => (await reportedTotal(instance)) === stored.bytes,
-        `the reported use to match the bucket's ${stored.bytes} bytes`,
+        async () => (await reportedTotal(instance)) === inBucket.bytes,
+        `the reported use to match the bucket's ${inBucket.bytes} bytes`,
         30_000,
       );
     }
