@@ -84,6 +84,12 @@ async function seedListing(g: Gateway, prefix: string, count: number): Promise<v
   }
 }
 
+/**
+ * Both Ratchet peers on S3 enforce a quota, as the deployment of docs/scale-out.md does: every
+ * upload reserves its room (in memory for one instance, in Redis for two).
+ */
+const quota = ['--max-size', '1TiB'];
+
 /** Ratchet storing in the gateway's bucket. */
 export function ratchetS3Peer(entry: string): PeerSpec {
   return {
@@ -91,13 +97,13 @@ export function ratchetS3Peer(entry: string): PeerSpec {
     debianPackages: [],
     behaviour:
       'stores in Ceph RGW (S3): the name signed as the payload hash (the store verifies), If-None-Match: * ' +
-      '(exclusive create), the last chunk held until the upload check approves',
+      '(exclusive create), the last chunk held until the upload check approves; --max-size 1TiB',
     unavailable: () => (existsSync(entry) ? undefined : `${entry} not built`),
     async start(workDir) {
       const g = cephGateway();
       const prefix = `bench-ratchet-${randomUUID().slice(0, 8)}`;
       await seedListing(g, prefix, s3ListObjects);
-      const storage = ['--storage', `s3://${g.bucket}/${prefix}`, '--s3-endpoint', g.endpoint];
+      const storage = ['--storage', `s3://${g.bucket}/${prefix}`, '--s3-endpoint', g.endpoint, ...quota];
       const handle = await startRatchetProcess(entry, 'ratchet-s3', workDir, storage, g.env);
       return { ...handle, listObjects: s3ListObjects };
     },
@@ -140,14 +146,15 @@ export function ratchetS3TwoPeer(entry: string): PeerSpec {
   return {
     name: 'ratchet-s3x2',
     debianPackages: ['nginx', 'redis-server'],
-    behaviour: 'two ratchet-s3 instances with --state in redis-server, behind nginx as in docs/scale-out.md',
+    behaviour:
+      'two ratchet-s3 instances with --state in redis-server (one shared --max-size 1TiB), behind nginx as in docs/scale-out.md',
     unavailable: () => (existsSync(entry) ? undefined : `${entry} not built`),
     async start(workDir) {
       const g = cephGateway();
       const prefix = `bench-ratchet2-${randomUUID().slice(0, 8)}`;
       await seedListing(g, prefix, s3ListObjects);
       const redis = await startRedis();
-      const storage = ['--storage', `s3://${g.bucket}/${prefix}`, '--s3-endpoint', g.endpoint];
+      const storage = ['--storage', `s3://${g.bucket}/${prefix}`, '--s3-endpoint', g.endpoint, ...quota];
       const shared = [...storage, '--state', redis.url, '--trusted-proxy', '127.0.0.1'];
       const instances: ServerHandle[] = [];
       for (const name of ['a', 'b']) {
