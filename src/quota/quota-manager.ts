@@ -130,11 +130,15 @@ export class QuotaManager {
       : this.reserveBytes(ref, user, declared);
   }
 
-  /** Holds the declared bytes against every byte quota that applies. */
+  /**
+   * Holds the declared bytes against every byte quota that applies. `carried` holds (a lock's
+   * place) are settled in the same step as the bytes.
+   */
   private async reserveBytes(
     ref: ObjectRef,
     user: string | undefined,
     declared: number | undefined,
+    carried: readonly string[] = [],
   ): Promise<Reservation> {
     if (!this.active) {
       // Nothing shared decides, but an upload the shared usage could not count is refused (503)
@@ -142,14 +146,14 @@ export class QuotaManager {
       this.ledger.store.assertReachable();
       return {
         limit: (body) => body,
-        commit: (bytes) => this.ledger.wrote(ref, bytes),
-        release: () => undefined,
+        commit: (bytes) => this.ledger.wrote(ref, bytes, carried),
+        release: () => (carried.length === 0 ? undefined : this.released(carried)),
       };
     }
-    await this.ledger.ready;
+    await this.counted();
     const scopes = this.scopesFor(ref.repo, user);
     const store = this.ledger.store;
-    const ids: string[] = [];
+    const ids: string[] = [...carried];
     let held = 0;
     const hold = async (bytes: number, what: string): Promise<void> => {
       let answer = await store.reserve(scopes, bytes);
@@ -208,7 +212,7 @@ export class QuotaManager {
     const tooLarge = (): RatchetError =>
       new RatchetError('TOO_LARGE', `a lock object may hold at most ${maxBytes} bytes (--max-lock-size)`);
     if (declared !== undefined && declared > maxBytes) throw tooLarge();
-    await this.ledger.ready;
+    await this.counted();
     const maxLocks = this.limits.maxLocksPerRepo ?? defaultMaxLocksPerRepo;
     const key = repoKey(ref.repo);
     const count: Hold[] = [{ scope: `locks:${key}`, limit: maxLocks }];
@@ -221,12 +225,12 @@ export class QuotaManager {
     }
     let inner: Reservation;
     try {
-      inner = await this.reserveBytes(ref, user, declared);
+      // The lock's place is given back as its bytes are counted: one step, no gap.
+      inner = await this.reserveBytes(ref, user, declared, [place.id]);
     } catch (err) {
       await this.released([place.id]);
       throw err;
     }
-    const free = once(() => this.released([place.id]));
     return {
       limit: async function* (body) {
         let seen = 0;
@@ -236,15 +240,18 @@ export class QuotaManager {
           yield chunk;
         }
       },
-      commit: async (createdBytes) => {
-        await free();
-        await inner.commit(createdBytes);
-      },
-      release: async () => {
-        await free();
-        await inner.release();
-      },
+      commit: (createdBytes) => inner.commit(createdBytes),
+      release: () => inner.release(),
     };
+  }
+
+  /**
+   * Waits for the usage count decisions are made from. A shared store out of reach answers 503
+   * at once instead of a wait that lasts as long as the outage.
+   */
+  private async counted(): Promise<void> {
+    this.ledger.store.assertReachable();
+    await this.ledger.ready;
   }
 
   /** This server deleted an object that held `bytes`. */
@@ -262,7 +269,7 @@ export class QuotaManager {
     user: string | undefined,
     exists: () => Promise<boolean>,
   ): Promise<Admission> {
-    await this.ledger.ready;
+    await this.counted();
     const known: Admission = { commit: () => this.ledger.created(repo), release: () => undefined };
     const store = this.ledger.store;
     if ((await store.knows(repoKey(repo))) || (await exists())) return known;
@@ -409,14 +416,4 @@ function exceeded(
     });
   }
   return new RatchetError('QUOTA_EXCEEDED', `${what} the quota of ${scope?.name ?? full.scope} (${numbers})`);
-}
-
-/** Wraps a release so that it runs once, however often it is called (commit after release, ...). */
-function once(release: () => Awaitable<void>): () => Awaitable<void> {
-  let done = false;
-  return () => {
-    if (done) return;
-    done = true;
-    return release();
-  };
 }

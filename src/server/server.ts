@@ -123,7 +123,11 @@ async function openStorage(
     const { location, endpoint, region } = config.storage;
     const s3 = new S3Storage({ location, endpoint, region, maxSockets: 64, logger });
     await s3.init();
-    const own = { shared: shared !== undefined, stateId: await shared?.stateId() };
+    const own = {
+      shared: shared !== undefined,
+      stateId: await shared?.stateId(),
+      namespace: shared === undefined ? undefined : await storageNamespace(config),
+    };
     const others = await s3.joinInstances(instanceIdFor(config.path), own);
     const refusal = whyNotBeside(others, own);
     if (refusal !== undefined) {

@@ -91,6 +91,8 @@ export class UsageLedger {
   /** The start-up count or the reconcile tick in progress, if any. */
   private running: Promise<void> | undefined;
   private stopped = false;
+  /** A store call failed during the count in progress: it is not recorded as complete. */
+  private countSpoiled = false;
 
   constructor(storage: Storage, store: UsageStore, logger: Logger, options: LedgerOptions = {}) {
     this.storage = storage;
@@ -121,12 +123,17 @@ export class UsageLedger {
     while (!this.stopped) {
       if (await this.storeCounted()) break;
       if (await this.lease.holds(usageJob, usageLeaseMs)) {
-        await this.seed();
         try {
-          await this.store.markCounted();
+          // The count is recorded only for the store it was made in, and only when the store
+          // took every measurement: a count with holes would let quotas be passed.
+          const token = await this.store.startCount();
+          this.countSpoiled = false;
+          await this.seed();
+          if (this.countSpoiled) throw new Error('the usage store failed during the count');
+          await this.store.markCounted(token);
           break;
         } catch (err) {
-          this.logger.warn({ err }, 'recording the usage count failed; counting again');
+          this.logger.warn({ err }, 'the usage count could not be recorded; counting again');
         }
       }
       await new Promise((resolve) => setTimeout(resolve, countPollMs).unref());
@@ -235,7 +242,9 @@ export class UsageLedger {
     const queued = this.seeded ? this.again.values().next() : undefined;
     if (queued !== undefined && queued.done !== true) {
       this.again.delete(queued.value);
-      await this.measureOrSkip(repoFromKey(queued.value), { force: false, retry: true });
+      // Queued again when the store could not take it: nothing else would bring it back.
+      if ((await this.measureOrSkip(repoFromKey(queued.value), { force: false, retry: true })) === 'store')
+        this.again.add(queued.value);
       return true;
     }
     // Passes are the lease holder's (always this process's when nothing is shared).
@@ -248,7 +257,7 @@ export class UsageLedger {
       this.pass = {
         repos: this.storage.listRepos()[Symbol.asyncIterator](),
         seen: new Set(),
-        since: await this.store.clock(),
+        since: await fromStore(() => this.store.clock()),
       };
     }
     const { repos, seen, since } = this.pass;
@@ -264,11 +273,18 @@ export class UsageLedger {
   }
 
   /** Measures, logging a repository that cannot be read (it keeps its numbers; the pass goes on). */
-  private async measureOrSkip(repo: RepoPath, race: RaceRule): Promise<void> {
+  private async measureOrSkip(repo: RepoPath, race: RaceRule): Promise<'ok' | 'store' | 'storage'> {
     try {
       await this.measure(repo, race);
+      return 'ok';
     } catch (err) {
-      this.logger.warn({ err, repo: repoKey(repo) }, 'reading the usage of a repository failed');
+      const store = err instanceof StoreFailure;
+      if (store) this.countSpoiled = true;
+      this.logger.warn(
+        { err: store ? err.cause : err, repo: repoKey(repo) },
+        store ? 'the usage store did not take a measurement' : 'reading the usage of a repository failed',
+      );
+      return store ? 'store' : 'storage';
     }
   }
 
@@ -277,6 +293,7 @@ export class UsageLedger {
     try {
       await this.seedPass();
     } catch (err) {
+      if (err instanceof StoreFailure) this.countSpoiled = true;
       // Listing the repositories failed: what was counted stands, the reconcile goes on.
       this.logger.warn(
         { err },
@@ -294,7 +311,7 @@ export class UsageLedger {
    * but the listing no longer has are forgotten, as at the end of a reconcile pass.
    */
   private async seedPass(): Promise<void> {
-    const since = await this.store.clock();
+    const since = await fromStore(() => this.store.clock());
     const seen = new Set<string>();
     const inFlight = new Set<Promise<void>>();
     let renewed = Date.now();
@@ -305,9 +322,9 @@ export class UsageLedger {
         await this.lease.holds(usageJob, usageLeaseMs);
       }
       seen.add(repoKey(repo));
-      const measuring: Promise<void> = this.measureOrSkip(repo, { force: true, retry: true }).finally(() =>
-        inFlight.delete(measuring),
-      );
+      const measuring: Promise<void> = this.measureOrSkip(repo, { force: true, retry: true })
+        .then(() => undefined)
+        .finally(() => inFlight.delete(measuring));
       inFlight.add(measuring);
       if (inFlight.size >= seedConcurrency) await Promise.race(inFlight);
     }
@@ -319,7 +336,7 @@ export class UsageLedger {
   /** Forgets the repositories a finished listing did not show (unless changed since it began). */
   private async forgetUnseen(seen: ReadonlySet<string>, since: number): Promise<void> {
     for (const [key] of [...this.store.repos()]) {
-      if (!seen.has(key) && (await this.store.forget(key, since)))
+      if (!seen.has(key) && (await fromStore(() => this.store.forget(key, since))))
         this.logger.info({ repo: key }, 'repository gone');
     }
   }
@@ -360,19 +377,19 @@ export class UsageLedger {
    */
   private async measure(repo: RepoPath, race: RaceRule): Promise<void> {
     const key = repoKey(repo);
-    const since = await this.store.clock();
+    const since = await fromStore(() => this.store.clock());
     let usage: RepoUsage;
     try {
       usage = await measureRepo(this.storage, repo);
     } catch (err) {
       if (err instanceof RatchetError && err.code === 'NOT_FOUND') {
-        await this.store.forget(key, since);
+        await fromStore(() => this.store.forget(key, since));
         return;
       }
       throw err;
     }
-    if (await this.store.replace(key, usage, since)) return;
-    if (race.force) await this.store.replace(key, usage, Infinity);
+    if (await fromStore(() => this.store.replace(key, usage, since))) return;
+    if (race.force) await fromStore(() => this.store.replace(key, usage, Infinity));
     if (race.retry) this.again.add(key);
   }
 
@@ -398,5 +415,21 @@ export class UsageLedger {
     const key = repoKey(repo);
     if (this.store.get(key) === undefined) this.again.add(key);
     return key;
+  }
+}
+
+/** A call to the usage store (not to storage) failed: the measurement is lost, not wrong. */
+class StoreFailure extends Error {
+  constructor(cause: unknown) {
+    super('the usage store did not answer', { cause });
+  }
+}
+
+/** The store's answer; its failure as a StoreFailure. */
+async function fromStore<T>(call: () => Awaitable<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    throw new StoreFailure(err);
   }
 }

@@ -77,8 +77,13 @@ export interface UsageStore {
   assertReachable(): void;
   /** True when the store holds a complete count (the start-up count is done, and was not lost). */
   counted(): Awaitable<boolean>;
-  /** The complete count is in: decisions may be made from the store. */
-  markCounted(): Awaitable<void>;
+  /** A count begins: the token names the store it is made in (a shared store's process). */
+  startCount(): Awaitable<string>;
+  /**
+   * The complete count begun with `token` is in: decisions may be made from the store. A shared
+   * store that is no longer the one the count began in throws (the count is made again).
+   */
+  markCounted(token: string): Awaitable<void>;
   /** The current value of the change clock; a measurement begun now is stamped with it. */
   clock(): Awaitable<number>;
   /** True when the repository is known (decision). */
@@ -143,6 +148,10 @@ export class MemoryUsageStore implements UsageStore {
 
   counted(): boolean {
     return this.complete;
+  }
+
+  startCount(): string {
+    return '';
   }
 
   markCounted(): void {

@@ -23,7 +23,7 @@ after(async () => {
 });
 
 /** A Redis store on a fresh namespace (or the given one: another instance of the same storage). */
-function redisStore(namespace = randomUUID(), holdTtlMs = 15_000): RedisUsageStore {
+function redisStore(namespace = randomUUID(), holdTtlMs = 1500): RedisUsageStore {
   const store = new RedisUsageStore(redisFixture.state.client, namespace, silentLogger(), {
     holdTtlMs,
     refreshMs: 60_000,
@@ -47,13 +47,13 @@ for (const [kind, make] of stores) {
       if (kind === 'redis') {
         await assert.rejects(Promise.resolve(store.reserve([total(10)], 1)), { code: 'UNAVAILABLE' });
       }
-      await store.markCounted();
+      await store.markCounted(await store.startCount());
       assert.equal(await store.counted(), true);
     });
 
     it('holds all scopes or none, names the full one with what it has left, and releases', async () => {
       const store = make();
-      await store.markCounted();
+      await store.markCounted(await store.startCount());
       await store.add('alice/laptop', { bytes: 60, type: 'data', objects: 1 });
       const scopes: Hold[] = [total(1000), { scope: 'user:alice', limit: 100 }];
       const first = await store.reserve(scopes, 30);
@@ -69,7 +69,7 @@ for (const [kind, make] of stores) {
 
     it('settles a hold into counted bytes in one step; trash counts in the total only', async () => {
       const store = make();
-      await store.markCounted();
+      await store.markCounted(await store.startCount());
       const scopes: Hold[] = [total(100), { scope: 'repo:bob/pc', limit: 100 }];
       const hold = await store.reserve(scopes, 70);
       assert.ok(hold.id !== undefined);
@@ -105,7 +105,7 @@ for (const [kind, make] of stores) {
 
     it('a measurement that raced with a change does not replace it; forget is stamped too', async () => {
       const store = make();
-      await store.markCounted();
+      await store.markCounted(await store.startCount());
       const since = await store.clock();
       await store.add('carol/a', { bytes: 10, type: 'data', objects: 1 });
       const measured = { ...emptyUsage, bytes: 999 };
@@ -128,7 +128,7 @@ describe('usage store shared by several instances (redis)', () => {
     const namespace = randomUUID();
     const a = redisStore(namespace);
     const b = redisStore(namespace);
-    await a.markCounted();
+    await a.markCounted(await a.startCount());
     const limit = 1000;
     const scopes: Hold[] = [total(limit), { scope: 'user:dave', limit: 5000 }];
     const asks = Array.from({ length: 200 }, (_, i) => (i % 2 === 0 ? a : b).reserve(scopes, 7));
@@ -150,7 +150,7 @@ describe('usage store shared by several instances (redis)', () => {
     const dead = redisStore(namespace, 600);
     const live = redisStore(namespace, 600);
     live.start();
-    await live.markCounted();
+    await live.markCounted(await live.startCount());
     const scopes = [total(100)];
     assert.ok((await dead.reserve(scopes, 60)).id !== undefined);
     assert.ok((await live.reserve(scopes, 30)).id !== undefined);
@@ -167,9 +167,10 @@ describe('usage store shared by several instances (redis)', () => {
   it('sees a Redis restart as a lost count (503 until counted again) and puts live holds back', async () => {
     const namespace = randomUUID();
     const store = redisStore(namespace);
-    await store.markCounted();
+    await store.markCounted(await store.startCount());
     const held = await store.reserve([total(100)], 40);
     assert.ok(held.id !== undefined);
+    const before = await store.startCount();
     await redisFixture.server.stop();
     await assert.rejects(Promise.resolve(store.reserve([total(100)], 1)), { code: 'UNAVAILABLE' });
     await redisFixture.server.start();
@@ -178,7 +179,9 @@ describe('usage store shared by several instances (redis)', () => {
     const refused = await store.reserve([total(100)], 1).catch((err: unknown) => err);
     assert.ok(refused instanceof RatchetError && refused.code === 'UNAVAILABLE');
     assert.match(refused.message, /being rebuilt/);
-    await store.markCounted();
+    // A count begun in the Redis process that is gone is not recorded in the new one.
+    await assert.rejects(Promise.resolve(store.markCounted(before)), /restarted during the usage count/);
+    await store.markCounted(await store.startCount());
     await store.heartbeat();
     assert.deepEqual(
       await store.full([total(100)], 61),

@@ -58,6 +58,8 @@ export class RedisState {
   readonly where: string;
   private readonly logger: Logger;
   private up = false;
+  /** The id this instance announced: put back after a Redis restart, so instances still agree. */
+  #stateId: string | undefined;
 
   constructor(location: RedisLocation, logger: Logger) {
     this.logger = logger;
@@ -78,6 +80,8 @@ export class RedisState {
     this.client.on('ready', () => {
       if (!this.up) this.logger.info({ state: this.where }, 'shared state: connected');
       this.up = true;
+      if (this.#stateId !== undefined)
+        void this.client.set(`${keyPrefix}state-id`, this.#stateId, 'NX').catch(() => undefined);
     });
     // Without a listener an 'error' event would end the process; the reconnects go on.
     this.client.on('error', (err: Error) => {
@@ -116,8 +120,9 @@ export class RedisState {
    */
   async stateId(): Promise<string | undefined> {
     try {
-      await this.client.set(`${keyPrefix}state-id`, randomUUID(), 'NX');
-      return (await this.client.get(`${keyPrefix}state-id`)) ?? undefined;
+      await this.client.set(`${keyPrefix}state-id`, this.#stateId ?? randomUUID(), 'NX');
+      this.#stateId = (await this.client.get(`${keyPrefix}state-id`)) ?? undefined;
+      return this.#stateId;
     } catch {
       return undefined;
     }

@@ -200,8 +200,13 @@ export class RedisUsageStore implements UsageStore {
   #timers: NodeJS.Timeout[] = [];
   /** The Redis process's run id, read again after every reconnect: a restart changes it. */
   #runId: Promise<string> | undefined;
-  readonly #forgetRunId = (): void => {
+  /** The last run id seen, and when this instance first saw it. */
+  #knownRunId: string | undefined;
+  #runIdSeenAt = 0;
+  /** A reconnect: the run id is read again, and the holds are put back at once (not in 5 s). */
+  readonly #reconnected = (): void => {
     this.#runId = undefined;
+    if (this.#timers.length > 0) void this.heartbeat().catch(() => undefined);
   };
 
   /** `namespace` names the storage served: instances of one storage share it, no others do. */
@@ -211,7 +216,7 @@ export class RedisUsageStore implements UsageStore {
     this.#logger = logger;
     this.#holdTtlMs = options.holdTtlMs ?? defaultHoldTtlMs;
     this.#refreshMs = options.refreshMs ?? defaultRefreshMs;
-    redis.on('ready', this.#forgetRunId);
+    redis.on('ready', this.#reconnected);
   }
 
   /** Starts the heartbeat and the reports' refresh (unref'd timers). */
@@ -237,7 +242,7 @@ export class RedisUsageStore implements UsageStore {
   async stop(): Promise<void> {
     for (const timer of this.#timers) clearInterval(timer);
     this.#timers = [];
-    this.#redis.off('ready', this.#forgetRunId);
+    this.#redis.off('ready', this.#reconnected);
     this.#granted.clear();
     await this.#redis.del(`${this.#ns}holds:${this.instance}`).catch(() => undefined);
   }
@@ -266,8 +271,23 @@ export class RedisUsageStore implements UsageStore {
     return marker === runId;
   }
 
-  async markCounted(): Promise<void> {
-    await this.#call(this.#redis.set(`${this.#ns}counted`, await this.#redisRun()));
+  startCount(): Promise<string> {
+    return this.#redisRun();
+  }
+
+  /**
+   * Records the count as complete for the Redis process it was made in, and not sooner than a
+   * fifth of the hold expiry after this instance first saw that process: every instance puts its
+   * holds back on reconnecting, and a count recorded before they are back would let new
+   * reservations ignore uploads in flight.
+   */
+  async markCounted(token: string): Promise<void> {
+    const runId = await this.#redisRun();
+    if (runId !== token) throw new Error('Redis restarted during the usage count');
+    const wait = this.#runIdSeenAt + this.#holdTtlMs / 5 - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    if ((await this.#redisRun()) !== token) throw new Error('Redis restarted during the usage count');
+    await this.#call(this.#redis.set(`${this.#ns}counted`, token));
   }
 
   /** The run id of the Redis process answering now (INFO server). */
@@ -275,6 +295,10 @@ export class RedisUsageStore implements UsageStore {
     this.#runId ??= this.#call(this.#redis.info('server')).then((info) => {
       const runId = /^run_id:(\w+)/m.exec(info)?.[1];
       if (runId === undefined) throw new Error('Redis did not report its run_id');
+      if (runId !== this.#knownRunId) {
+        this.#knownRunId = runId;
+        this.#runIdSeenAt = Date.now();
+      }
       return runId;
     });
     const pending = this.#runId;

@@ -37,6 +37,8 @@ export interface InstanceFacts {
   readonly shared: boolean;
   /** The shared state's own id (the same for every client of one Redis); undefined: unknown. */
   readonly stateId: string | undefined;
+  /** The keys its shared usage and leases live under (from the storage's configuration). */
+  readonly namespace: string | undefined;
 }
 
 /**
@@ -66,6 +68,14 @@ export function whyNotBeside(others: readonly LiveInstance[], own: InstanceFacts
   );
   if (elsewhere.length > 0)
     return `${list}; ${elsewhere.map((other) => other.id).join(', ')} use(s) another Redis: ${fix}`;
+  const apart = others.filter(
+    (other) =>
+      own.namespace !== undefined &&
+      other.facts?.namespace !== undefined &&
+      other.facts.namespace !== own.namespace,
+  );
+  if (apart.length > 0)
+    return `${list}; ${apart.map((other) => other.id).join(', ')} name(s) the storage differently (--storage, --s3-endpoint), so quotas would not be shared: give every instance the same storage options`;
   return undefined;
 }
 
@@ -76,7 +86,7 @@ export class InstanceRegistry {
   private readonly layout: S3Layout;
   private readonly logger: Logger | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private facts: InstanceFacts = { shared: false, stateId: undefined };
+  private facts: InstanceFacts = { shared: false, stateId: undefined, namespace: undefined };
 
   /** `id` names this instance: the same on a restart (so a crashed run's heartbeat is its own). */
   constructor(id: string, client: S3Client, bucket: string, layout: S3Layout, logger: Logger | undefined) {
@@ -121,6 +131,7 @@ export class InstanceRegistry {
       at: new Date().toISOString(),
       shared: this.facts.shared,
       stateId: this.facts.stateId,
+      namespace: this.facts.namespace,
     });
     await this.client.send(
       new PutObjectCommand({ Bucket: this.bucket, Key: this.layout.instanceKey(this.id), Body: body }),
