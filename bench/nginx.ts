@@ -43,7 +43,6 @@ export function documentedNginxBlock(ports: ScaleOutPorts): string {
 }
 
 export interface Nginx {
-  readonly pid: number;
   /** One line per request: method, path, status, upstream address and status. */
   readonly accessLog: string;
   alive(): boolean;
@@ -100,7 +99,6 @@ export async function startNginx(dir: string, block: string, port: number): Prom
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   return {
-    pid: child.pid ?? 0,
     accessLog,
     alive: () => child.exitCode === null && child.signalCode === null,
     async stop() {

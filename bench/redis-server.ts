@@ -57,10 +57,15 @@ export async function startRedis(): Promise<RedisServer> {
       { stdio: 'ignore' },
     );
     child = running;
+    // A missing binary is an 'error' event: without a listener it would end the process.
+    let failure: Error | undefined;
+    running.once('error', (err) => (failure = err));
     const deadline = Date.now() + 10_000;
     while (!(await answers(port, 'PING', '+PONG'))) {
-      if (running.exitCode !== null || Date.now() > deadline)
-        throw new Error(`redis-server on port ${port} did not start`);
+      if (failure !== undefined || running.exitCode !== null || Date.now() > deadline) {
+        running.kill('SIGKILL');
+        throw new Error(`redis-server on port ${port} did not start${failure ? `: ${failure.message}` : ''}`);
+      }
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   };

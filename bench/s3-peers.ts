@@ -15,6 +15,7 @@ import { listingRepo } from './fixtures.ts';
 import { freePort, launch, startRatchetProcess } from './peers.ts';
 import type { PeerSpec, ServerHandle } from './peers.ts';
 import { documentedNginxBlock, startNginx } from './nginx.ts';
+import type { Nginx } from './nginx.ts';
 import { startRedis } from './redis-server.ts';
 
 /** Data objects in each S3 peer's listing repository (a bucket listing is ~85 ms per 1000 keys). */
@@ -157,25 +158,36 @@ export function ratchetS3TwoPeer(entry: string): PeerSpec {
       const storage = ['--storage', `s3://${g.bucket}/${prefix}`, '--s3-endpoint', g.endpoint, ...quota];
       const shared = [...storage, '--state', redis.url, '--trusted-proxy', '127.0.0.1'];
       const instances: ServerHandle[] = [];
-      for (const name of ['a', 'b']) {
-        const dir = path.join(workDir, name);
-        mkdirSync(dir, { recursive: true });
-        instances.push(await startRatchetProcess(entry, `ratchet-s3x2-${name}`, dir, shared, g.env));
+      let nginx: Nginx;
+      let port: number;
+      try {
+        for (const name of ['a', 'b']) {
+          const dir = path.join(workDir, name);
+          mkdirSync(dir, { recursive: true });
+          instances.push(await startRatchetProcess(entry, `ratchet-s3x2-${name}`, dir, shared, g.env));
+        }
+        const [first, second] = instances as [ServerHandle, ServerHandle];
+        port = await freePort();
+        const block = documentedNginxBlock({
+          hosts: port,
+          admin: await freePort(),
+          instances: [first.port, second.port],
+          adminInstances: [await freePort(), await freePort()],
+        });
+        nginx = await startNginx(path.join(workDir, 'nginx'), block, port);
+      } catch (err) {
+        // What did start is stopped: a failed start leaves no server or redis-server behind.
+        await Promise.all(instances.map((instance) => instance.stop()));
+        await redis.stop();
+        throw err;
       }
       const [a, b] = instances as [ServerHandle, ServerHandle];
-      const port = await freePort();
-      const block = documentedNginxBlock({
-        hosts: port,
-        admin: await freePort(),
-        instances: [a.port, b.port],
-        adminInstances: [await freePort(), await freePort()],
-      });
-      const nginx = await startNginx(path.join(workDir, 'nginx'), block, port);
       return {
         name: 'ratchet-s3x2',
         host: a.host,
         port,
         baseUrl: `http://${a.host}:${port}`,
+        // Peak memory is instance a's: one instance of the two, as the row compares.
         pid: a.pid,
         dataDir: a.dataDir,
         listObjects: s3ListObjects,

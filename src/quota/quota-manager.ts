@@ -54,11 +54,6 @@ export interface Reclaimer {
   reclaim(bytes: number): Promise<number>;
 }
 
-/** True when any byte limit is configured: the total, per repository or per user. */
-export function hasByteQuotas(limits: QuotaLimits): boolean {
-  return limits.maxTotalBytes !== undefined || limits.repoRules.length > 0 || limits.userRules.length > 0;
-}
-
 export const noQuotas: QuotaLimits = { maxTotalBytes: undefined, repoRules: [], userRules: [] };
 
 /** Repositories allowed below /<user>/ when the configuration does not say. */
@@ -110,7 +105,8 @@ export class QuotaManager {
 
   /** True when any byte limit is configured. */
   get active(): boolean {
-    return hasByteQuotas(this.limits);
+    const { maxTotalBytes, repoRules, userRules } = this.limits;
+    return maxTotalBytes !== undefined || repoRules.length > 0 || userRules.length > 0;
   }
 
   /** Replaces the limits (configuration reload); uploads in flight keep their reservations. */

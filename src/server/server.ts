@@ -12,7 +12,7 @@ import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { Server as NetServer } from 'node:net';
 import { createHash } from 'node:crypto';
-import { mkdir, realpath } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import type { Logger } from 'pino';
 import { AccessControl } from '../access/access-control.ts';
@@ -27,7 +27,6 @@ import { RedisJobLease } from '../state/redis/redis-job-lease.ts';
 import { RedisUsageStore } from '../state/redis/redis-usage-store.ts';
 import { RedisScrubState } from '../state/redis/redis-scrub-state.ts';
 import type { JobLease } from '../state/job-lease.ts';
-import type { Redis } from 'ioredis';
 import type { RedisUsageOptions } from '../state/redis/redis-usage-store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { QuotaManager } from '../quota/quota-manager.ts';
@@ -113,7 +112,7 @@ interface Served {
 async function openStorage(
   config: ServerConfig,
   logger: Logger,
-  shared: RedisState | undefined,
+  shared: SharedState | undefined,
 ): Promise<Storage> {
   if (config.storage.kind === 's3') {
     const { S3Storage } = await import('../storage/s3/s3-storage.ts');
@@ -125,8 +124,8 @@ async function openStorage(
     await s3.init();
     const own = {
       shared: shared !== undefined,
-      stateId: await shared?.stateId(),
-      namespace: shared === undefined ? undefined : await storageNamespace(config),
+      stateId: await shared?.state.stateId(),
+      namespace: shared?.namespace,
     };
     const others = await s3.joinInstances(instanceIdFor(config.path), own);
     const refusal = whyNotBeside(others, own);
@@ -156,16 +155,31 @@ async function openStorage(
   return fsStorage;
 }
 
+/** The shared state (--state) as this server uses it: the connection, its keys, its leases. */
+interface SharedState {
+  readonly state: RedisState;
+  /** Names the storage served: its instances share usage and leases under it, no others do. */
+  readonly namespace: string;
+  readonly lease: JobLease;
+}
+
 /**
- * Names the storage served in the shared state: instances of one bucket and prefix (at one
- * endpoint), or of one data folder on one machine, share their usage; no others do.
+ * The storage's name in the shared state: one bucket and prefix at one endpoint, or one data
+ * folder on one machine (a second server on a folder is refused by its lock anyway).
  */
-async function storageNamespace(config: ServerConfig): Promise<string> {
+function storageNamespace(config: ServerConfig): string {
   const where =
     config.storage.kind === 's3'
       ? `${config.storage.endpoint ?? ''} ${storageText(config)}`
-      : `${os.hostname()} ${await realpath(config.path)}`;
+      : `${os.hostname()} ${path.resolve(config.path)}`;
   return createHash('sha256').update(where).digest('hex').slice(0, 16);
+}
+
+/** The shared state of this server, or undefined without --state. */
+function sharedStateOf(state: RedisState | undefined, config: ServerConfig): SharedState | undefined {
+  if (state === undefined) return undefined;
+  const namespace = storageNamespace(config);
+  return { state, namespace, lease: new RedisJobLease(state.client, namespace) };
 }
 
 /** Starts Ratchet with the given configuration. */
@@ -179,21 +193,18 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     logger.info({ fingerprint, subject, validTo, minVersion: tls?.minVersion }, 'TLS certificate loaded');
     warnIfExpired(material, logger);
   }
-  const storage = deps.storage ?? (await openStorage(config, logger, deps.shared));
+  const shared = sharedStateOf(deps.shared, config);
+  const storage = deps.storage ?? (await openStorage(config, logger, shared));
   const accessLog = config.log === undefined ? undefined : openAccessLog(config.log);
   const audit =
     config.auditLog === undefined ? undefined : AuditLog.open(config.auditLog, auditFailureLogger(logger));
   const access = new AccessControl(config.grants);
   // With --state, one lease per job for every instance of this storage, and usage in Redis.
-  const shared =
-    deps.shared === undefined
-      ? undefined
-      : { redis: deps.shared.client, namespace: await storageNamespace(config) };
-  const lease = shared === undefined ? undefined : new RedisJobLease(shared.redis, shared.namespace);
+  const lease = shared?.lease;
   const sharedUsage =
     shared === undefined
       ? undefined
-      : new RedisUsageStore(shared.redis, shared.namespace, logger, deps.sharedUsage);
+      : new RedisUsageStore(shared.state.client, shared.namespace, logger, deps.sharedUsage);
   sharedUsage?.start();
   // Counted in the background from here; quota decisions wait for the count, listeners do not.
   const usage = new UsageLedger(storage, sharedUsage ?? new MemoryUsageStore(), logger, {
@@ -218,9 +229,9 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
       : undefined;
   const quota = new QuotaManager(usage, config.quotas, trash);
   const limits: UserLimits<boolean> =
-    deps.shared === undefined
+    shared === undefined
       ? new UserLimits(config.limits)
-      : new UserLimits<false>(config.limits, new RedisBucketStore(deps.shared.client));
+      : new UserLimits<false>(config.limits, new RedisBucketStore(shared.state.client));
   // prom-client is loaded only with --prometheus (about 12 MiB of memory).
   const metrics: Metrics | undefined = config.prometheus
     ? new (await import('../metrics/metrics.ts')).Metrics(usage)
@@ -236,15 +247,9 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
   metrics?.gauge('ratchet_quota_used_bytes', 'Bytes counted against each quota', ['scope'], (gauge) => {
     for (const entry of quota.report()) gauge.set({ scope: entry.scope }, entry.used);
   });
-  const scrubber = startBackgroundScrub(
-    config,
-    storage,
-    logger,
-    metrics,
-    shared === undefined || lease === undefined ? undefined : { ...shared, lease },
-  );
+  const scrubber = startBackgroundScrub(config, storage, logger, metrics, shared);
   const ready = async (): Promise<void> => {
-    await deps.shared?.probe();
+    await shared?.state.probe();
     await probeReadiness(storage, hardening.readyCacheMs);
   };
   const webView = startWebView({
@@ -412,14 +417,14 @@ function startBackgroundScrub(
   storage: Storage,
   logger: Logger,
   metrics: Metrics | undefined,
-  shared: { lease: JobLease; namespace: string; redis: Redis } | undefined,
+  shared: SharedState | undefined,
 ): BackgroundScrub | undefined {
   if (config.scrubIntervalMs <= 0) return undefined;
   const scrubber = new BackgroundScrub(
     storage,
     shared === undefined
       ? new FileScrubState(path.join(config.path, '.ratchet', 'scrub.json'))
-      : new RedisScrubState(shared.redis, shared.namespace),
+      : new RedisScrubState(shared.state.client, shared.namespace),
     logger,
     // Start-up work goes first: a minute, or a tenth of a short interval.
     {

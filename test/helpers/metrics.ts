@@ -39,3 +39,10 @@ export function sampleValue(
   );
   return found?.value;
 }
+
+/** The samples a server's /metrics answers now (`base` is the listener's URL); empty when it does not answer 200. */
+export async function scrapeMetrics(base: string): Promise<Sample[]> {
+  const response = await fetch(`${base}/metrics`).catch(() => undefined);
+  if (response === undefined || response.status !== 200) return [];
+  return parseMetrics(await response.text());
+}

@@ -23,8 +23,9 @@ export function useRedis(): TestRedis {
     assert.ok(fixture.state.ready(), 'connected to the test redis-server');
   });
   after(async () => {
-    await fixture.state.close();
-    await fixture.server.stop();
+    // Optional: a failed `before` leaves them unset, and its error is the one to see.
+    await (fixture.state as RedisState | undefined)?.close();
+    await (fixture.server as RedisServer | undefined)?.stop();
   });
   return fixture;
 }

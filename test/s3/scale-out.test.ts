@@ -21,6 +21,7 @@ import { startRedis } from '../../bench/redis-server.ts';
 import type { RedisServer } from '../../bench/redis-server.ts';
 import { bytesUnder, freshPrefix, keysUnder, objectSha256, removePrefix, s3Gateway } from '../helpers/s3.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { sampleValue, scrapeMetrics } from '../helpers/metrics.ts';
 import { documentedNginxBlock, startNginx } from '../../bench/nginx.ts';
 import type { Nginx } from '../../bench/nginx.ts';
 import { inTest, resticEnvironment, step } from '../e2e/fixture.ts';
@@ -30,15 +31,11 @@ import { inTest, resticEnvironment, step } from '../e2e/fixture.ts';
  * stored packs already (so restic's opening reads are over) and is receiving an object.
  */
 async function uploadingNow(instance: RatchetProcess): Promise<boolean> {
-  const response = await fetch(`${instance.listeners[1]?.url ?? ''}/metrics`).catch(() => undefined);
-  if (response === undefined || response.status !== 200) return false;
-  const lines = (await response.text()).split('\n');
-  const value = (line: string): number => Number(line.slice(line.lastIndexOf(' ') + 1));
-  const uploads = lines.filter((line) => line.startsWith('ratchet_uploads_in_flight ')).map(value);
-  const packs = lines
-    .filter((line) => line.startsWith('rest_server_blob_write_total{') && line.includes('type="data"'))
-    .map(value);
-  return packs.reduce((sum, n) => sum + n, 0) >= 2 && (uploads[0] ?? 0) > 0;
+  const samples = await scrapeMetrics(instance.listeners[1]?.url ?? '');
+  const packs = samples
+    .filter((sample) => sample.name === 'rest_server_blob_write_total' && sample.labels.type === 'data')
+    .reduce((sum, sample) => sum + sample.value, 0);
+  return packs >= 2 && (sampleValue(samples, 'ratchet_uploads_in_flight') ?? 0) > 0;
 }
 
 /** The uploads nginx's access log shows cut off on an upstream: failed for the client too (no retry). */
@@ -193,20 +190,19 @@ describe('two instances behind nginx on S3 with Redis, one killed mid-upload', {
 
   it('both instances report the same quota use: what the bucket holds', step, async () => {
     const stored = await bytesUnder(`${prefix}/host1/`);
-    const reported = async (instance: RatchetProcess | undefined): Promise<number | undefined> => {
-      const response = await fetch(`${instance?.listeners[1]?.url ?? ''}/metrics`);
-      const line = (await response.text())
-        .split('\n')
-        .find((text) => text.startsWith('ratchet_quota_used_bytes{scope="total"}'));
-      return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
-    };
+    const reported = async (instance: RatchetProcess | undefined): Promise<number | undefined> =>
+      sampleValue(await scrapeMetrics(instance?.listeners[1]?.url ?? ''), 'ratchet_quota_used_bytes', {
+        scope: 'total',
+      });
     for (const instance of instances) {
       let last: number | undefined;
       await waitFor(
         async () => (last = await reported(instance)) === stored,
-        `an instance to report the bucket's ${stored} bytes (last ${last})`,
+        `an instance to report the bucket's ${stored} bytes`,
         60_000,
-      );
+      ).catch((err: unknown) => {
+        throw new Error(`last reported: ${last}`, { cause: err });
+      });
     }
   });
 });

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { blob, raw, upload, v2 } from '../helpers/http.ts';
 import type { RawResponse } from '../helpers/http.ts';
-import { parseMetrics, sampleValue } from '../helpers/metrics.ts';
+import { sampleValue, scrapeMetrics } from '../helpers/metrics.ts';
 import { makeTempDir, startRatchetServer } from '../helpers/ratchet-process.ts';
 import type { RatchetProcess } from '../helpers/ratchet-process.ts';
 import { startRedis } from '../../bench/redis-server.ts';
@@ -82,8 +82,7 @@ describe('quotas shared by two instances on S3 (--state)', { timeout: 240_000 },
     name: string,
     labels: Record<string, string> = {},
   ): Promise<number | undefined> {
-    const text = (await raw(instance.url, 'GET', '/metrics')).body.toString();
-    return sampleValue(parseMetrics(text), name, labels);
+    return sampleValue(await scrapeMetrics(instance.url), name, labels);
   }
 
   /** `ratchet_quota_used_bytes{scope="total"}` as an instance reports it. */

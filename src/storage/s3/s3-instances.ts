@@ -20,8 +20,8 @@ import type { Logger } from 'pino';
 import type { S3Layout } from './s3-layout.ts';
 
 /** Heartbeats are written this often; one older than aliveMs is an instance that is gone. */
-export const heartbeatMs = 10_000;
-export const aliveMs = 35_000;
+const heartbeatMs = 10_000;
+const aliveMs = 35_000;
 
 /** Another instance that was alive at the last look: its id and how old its heartbeat was. */
 export interface LiveInstance {
