@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** The `ratchet` command: parses flags, starts the server, and shuts it down on a signal. */
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -26,6 +27,9 @@ import { RedisState } from '../state/redis/redis-state.ts';
 import { sharedLoginThrottle } from '../state/redis/redis-throttle-store.ts';
 import { notifySystemd, takeSystemdSockets } from '../server/systemd.ts';
 import type { RunningServer } from '../server/server.ts';
+import { startWorkers, workerFdsVariable } from '../server/workers.ts';
+import { PrimaryLink } from '../state/ipc/primary-link.ts';
+import { linkedLoginThrottle } from '../state/ipc/linked-stores.ts';
 import { loadTlsMaterial } from '../server/tls-material.ts';
 import { registerScrubCommand } from './scrub-command.ts';
 import { registerTrashCommands } from './trash-command.ts';
@@ -110,10 +114,12 @@ async function resolveConfig(given: OptionLayer, source: ValueSource): Promise<S
 
 async function serve(resolve: () => Promise<ServerConfig>): Promise<void> {
   const config = await resolve();
+  if (cluster.isWorker) return serveAsWorker(config, resolve);
   const logger = createLogger(config.debug);
   // A missing or mismatched certificate is reported before anything else happens (such as
   // creating the first admin); startServer checks it again when it loads it.
   if (config.tls !== undefined) await loadTlsMaterial(config.tls);
+  if (config.workers > 1) return superviseWorkers(config, logger);
   const shared = config.state === undefined ? undefined : new RedisState(config.state, logger);
   await shared?.start();
   const auth = config.noAuth ? undefined : await startAuth(config, logger, shared);
@@ -143,20 +149,85 @@ async function serve(resolve: () => Promise<ServerConfig>): Promise<void> {
   await notifySystemd(`READY=1\nSTATUS=serving ${storageText(config)}`, logger);
 }
 
+/**
+ * The primary of --workers N: starts the workers, creates the first admin once they listen,
+ * announces them, and passes signals on.
+ */
+async function superviseWorkers(config: ServerConfig, logger: Logger): Promise<void> {
+  if (!config.noAuth) await mkdir(path.dirname(config.htpasswdFile), { recursive: true, mode: 0o700 });
+  const workers = await startWorkers(config, { logger, inheritedFds: takeSystemdSockets() });
+  const stop = stopOnce(() => workers.close(), logger, 'shutting down the workers');
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    logger.info('SIGHUP: passed on to every worker');
+    workers.reload();
+  });
+  if (!config.noAuth) await createFirstAdmin(config, { reload: () => workers.reloadUsers() }, logger);
+  announce(config, workers, logger);
+  await notifySystemd(
+    `READY=1\nMAINPID=${process.pid}\nSTATUS=serving ${storageText(config)} with ${config.workers} workers`,
+    logger,
+  );
+}
+
+/** One of the workers of --workers N: the whole server on the primary's sockets and state. */
+async function serveAsWorker(config: ServerConfig, resolve: () => Promise<ServerConfig>): Promise<void> {
+  // The primary speaks to systemd; a worker that stops or is replaced must not.
+  delete process.env.NOTIFY_SOCKET;
+  const logger = createLogger(config.debug).child({ worker: cluster.worker?.id });
+  const link = new PrimaryLink();
+  const shared = config.state === undefined ? undefined : new RedisState(config.state, logger);
+  await shared?.start();
+  const auth = config.noAuth ? undefined : await startAuth(config, logger, shared, link);
+  const fds = (process.env[workerFdsVariable] ?? '').split(',').filter(Boolean).map(Number);
+  const server = await startServer(config, {
+    logger,
+    credentials: auth,
+    inheritedFds: fds,
+    shared,
+    primary: link,
+  });
+  const closeAll = async (): Promise<void> => {
+    await Promise.all([server.close(), auth?.close()]);
+    await shared?.close();
+  };
+  const stop = handleSignals(resolve, server, auth, closeAll, logger);
+  // The primary gone (killed): finish the requests in flight and stop.
+  process.on('disconnect', () => stop('the primary process is gone', true));
+  link.onControl(async (message) => {
+    if (message.op === 'reload-users') await auth?.reload();
+    else stop('asked by the primary', true);
+  });
+  const { addresses, maxRoles, secure } = server;
+  link.send({ type: 'ratchet:listening', addresses, maxRoles, secure });
+}
+
 /** Loads the users (none yet on a first start) and watches the file. */
 async function startAuth(
   config: ServerConfig,
   logger: Logger,
   shared: RedisState | undefined,
+  primary?: PrimaryLink,
 ): Promise<HtpasswdAuth> {
   await mkdir(path.dirname(config.htpasswdFile), { recursive: true, mode: 0o700 });
-  // With --state, failed logins count across every instance; the verified-credential cache stays here.
-  const throttle = shared === undefined ? undefined : sharedLoginThrottle(shared.client);
+  // With --state, failed logins count across every instance, with workers across every worker;
+  // the verified-credential cache stays in each process.
+  const throttle =
+    shared !== undefined
+      ? sharedLoginThrottle(shared.client)
+      : primary !== undefined
+        ? linkedLoginThrottle(primary)
+        : undefined;
   return startHtpasswdAuth({ file: config.htpasswdFile, logger, throttle });
 }
 
 /** On a first start without users, creates an admin, shows its password once and loads it. */
-async function createFirstAdmin(config: ServerConfig, auth: HtpasswdAuth, logger: Logger): Promise<void> {
+async function createFirstAdmin(
+  config: ServerConfig,
+  auth: { reload(): Promise<unknown> },
+  logger: Logger,
+): Promise<void> {
   const password = await ensureInitialAdmin(config.htpasswdFile, logger, { user: config.adminUser });
   if (password === undefined) return;
   // Loaded before the password is shown, so that it works at once (not after the file watch).
@@ -169,7 +240,11 @@ async function createFirstAdmin(config: ServerConfig, auth: HtpasswdAuth, logger
 }
 
 /** One line per listener with the role ceiling in force there; a warning for each open one. */
-function announce(config: ServerConfig, server: RunningServer, logger: Logger): void {
+function announce(
+  config: ServerConfig,
+  server: Pick<RunningServer, 'addresses' | 'maxRoles' | 'secure'>,
+  logger: Logger,
+): void {
   const open: string[] = [];
   for (const [i, address] of server.addresses.entries()) {
     const where = describeAddress(address, server.secure[i] === true);
@@ -192,21 +267,25 @@ function announce(config: ServerConfig, server: RunningServer, logger: Logger): 
     );
 }
 
-function handleSignals(
-  resolve: () => Promise<ServerConfig>,
-  server: RunningServer,
-  auth: HtpasswdAuth | undefined,
+/**
+ * The graceful stop: the first request closes everything and exits (0, or 1 when the close
+ * failed); a second signal exits at once. A request marked `once` (a worker asked by its primary,
+ * which may repeat a signal the worker already had from its process group) is never a second one.
+ */
+function stopOnce(
   closeAll: () => Promise<void>,
   logger: Logger,
-): void {
+  message: string,
+): (signal: string, once?: boolean) => void {
   let stopping = false;
-  const stop = (signal: string): void => {
+  return (signal, once = false) => {
+    if (stopping && once) return;
     if (stopping) {
       logger.warn({ signal }, 'second signal: exiting now');
       process.exit(1);
     }
     stopping = true;
-    logger.info({ signal }, 'shutting down');
+    logger.info({ signal }, message);
     void notifySystemd('STOPPING=1', logger);
     closeAll().then(
       () => {
@@ -219,6 +298,16 @@ function handleSignals(
       },
     );
   };
+}
+
+function handleSignals(
+  resolve: () => Promise<ServerConfig>,
+  server: RunningServer,
+  auth: HtpasswdAuth | undefined,
+  closeAll: () => Promise<void>,
+  logger: Logger,
+): (reason: string, once?: boolean) => void {
+  const stop = stopOnce(closeAll, logger, 'shutting down');
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
@@ -241,6 +330,7 @@ function handleSignals(
         logger.error({ err: (err as Error).message }, 'reload failed, keeping the old configuration'),
     );
   });
+  return stop;
 }
 
 async function main(argv: string[]): Promise<void> {

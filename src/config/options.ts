@@ -386,6 +386,15 @@ export const options = {
     description: 'on SIGTERM/SIGINT, how long in-flight requests may take to finish',
     doc: 'grace period in seconds for in-flight requests on SIGTERM/SIGINT',
   }),
+  workers: option({
+    flag: 'workers',
+    arg: 'n',
+    kind: { type: 'integer', min: 1, max: 256 },
+    default: 1,
+    description:
+      'server processes sharing the listeners and the data folder; above 1 a primary process supervises them and, without --state, holds the quotas, login throttle and rate limits for all of them',
+    doc: 'server processes sharing the listeners (quotas, throttle and rate limits stay exact across them); 1: one process',
+  }),
   maxConnectionsPerAddress: option({
     flag: 'max-connections-per-address',
     arg: 'n',

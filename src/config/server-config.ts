@@ -80,6 +80,8 @@ export interface ServerConfig {
   readonly groupAccessibleRepos: boolean;
   readonly maxRepoDepth: number;
   readonly shutdownTimeout: number;
+  /** Server processes (--workers); 1 is this process alone. */
+  readonly workers: number;
   /** Open TCP connections one peer address may hold. */
   readonly maxConnectionsPerAddress: number;
   /** Seconds an upload body may go without a byte before it is cut off. */
@@ -235,6 +237,7 @@ export function buildServerConfig(
     groupAccessibleRepos: values.groupAccessibleRepos,
     maxRepoDepth: values.maxRepoDepth,
     shutdownTimeout: values.shutdownTimeout,
+    workers: values.workers,
     maxConnectionsPerAddress: values.maxConnectionsPerAddress,
     uploadIdleTimeout: values.uploadIdleTimeout,
     configFile: values.config,

@@ -106,7 +106,7 @@ export async function serveEndpoint(
       if (metrics === undefined)
         throw new RatchetError('NOT_FOUND', 'metrics are off (start with --prometheus)');
       await authorizeEndpoint(options.metricsNeedAuth ? readRoot : anyone, req, client, options, onUser);
-      return send(req, res, metrics.registry.contentType, await metrics.registry.metrics());
+      return send(req, res, metrics.registry.contentType, await metrics.render());
     }
     default:
       throw new RatchetError('NOT_FOUND', 'not found');

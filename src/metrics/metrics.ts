@@ -7,6 +7,7 @@
  * repository gauges are left out rather than shown incomplete.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Aggregator } from 'prom-client';
 import { objectTypes } from '../domain/object-types.ts';
 import type { UsageLedger } from '../usage/usage-ledger.ts';
 import type { RepoUsage } from '../usage/usage-store.ts';
@@ -17,6 +18,12 @@ const blobLabels = ['user', 'repo', 'type'] as const;
 
 export class Metrics {
   readonly registry = new Registry();
+  /**
+   * The text a scrape gets: this process's registry, or with --workers every worker's, summed
+   * by the primary (counters and per-process gauges add up; gauges of shared state, which every
+   * worker reads from the same store, are taken once).
+   */
+  render: () => Promise<string> = () => this.registry.metrics();
   private readonly blobCount: Record<BlobOperation, Counter<(typeof blobLabels)[number]>>;
   private readonly blobBytes: Record<BlobOperation, Counter<(typeof blobLabels)[number]>>;
   private readonly duration: Histogram<'method' | 'operation' | 'status'>;
@@ -85,10 +92,16 @@ export class Metrics {
       labelNames: string[],
       set: (gauge: Gauge, repo: string, usage: RepoUsage) => void,
     ): void =>
-      this.gauge(name, help, labelNames, (gauge) => {
-        if (!usage.isReady) return;
-        for (const [repo, numbers] of usage.repos()) set(gauge, repo, numbers);
-      });
+      this.gauge(
+        name,
+        help,
+        labelNames,
+        (gauge) => {
+          if (!usage.isReady) return;
+          for (const [repo, numbers] of usage.repos()) set(gauge, repo, numbers);
+        },
+        'first',
+      );
     repoGauge(
       'ratchet_repo_size_bytes',
       'Bytes stored in a repository (objects and config)',
@@ -161,14 +174,25 @@ export class Metrics {
     new Counter({ name, help, labelNames, registers: [this.registry], collect: collectAfresh(collect) });
   }
 
-  /** Registers gauges computed by another module (e.g. quotas, readiness) at scrape time. */
+  /**
+   * Registers gauges computed by another module (e.g. quotas, readiness) at scrape time;
+   * `across` says how the workers' values combine (shared state: 'first').
+   */
   gauge(
     name: string,
     help: string,
     labelNames: string[],
     collect: (gauge: Gauge) => void | Promise<void>,
+    across: Aggregator = 'sum',
   ): void {
-    new Gauge({ name, help, labelNames, registers: [this.registry], collect: collectAfresh(collect) });
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers: [this.registry],
+      collect: collectAfresh(collect),
+      aggregator: across,
+    });
   }
 }
 

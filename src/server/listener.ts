@@ -4,9 +4,13 @@ import type { Server } from 'node:net';
 import { lstat, unlink } from 'node:fs/promises';
 import type { ListenAddress } from '../config/listen-address.ts';
 
-/** Starts listening; a stale unix socket file (nobody answering) is replaced. */
-export async function listenOn(server: Server, address: ListenAddress): Promise<ListenAddress> {
-  if (address.kind === 'unix') await removeStaleSocket(address.path);
+/** Starts listening; a stale unix socket file (nobody answering) is replaced unless told not to. */
+export async function listenOn(
+  server: Server,
+  address: ListenAddress,
+  options: { replaceStale?: boolean } = {},
+): Promise<ListenAddress> {
+  if (address.kind === 'unix' && options.replaceStale !== false) await removeStaleSocket(address.path);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     const done = (): void => {
@@ -30,7 +34,7 @@ export async function removeSocketFile(address: ListenAddress): Promise<void> {
   if (address.kind === 'unix') await unlink(address.path).catch(() => undefined);
 }
 
-async function removeStaleSocket(path: string): Promise<void> {
+export async function removeStaleSocket(path: string): Promise<void> {
   const info = await lstat(path).catch(() => undefined);
   if (!info) return;
   if (!info.isSocket()) throw new Error(`${path} exists and is not a socket`);

@@ -28,6 +28,10 @@ import { RedisUsageStore } from '../state/redis/redis-usage-store.ts';
 import { RedisScrubState } from '../state/redis/redis-scrub-state.ts';
 import type { JobLease } from '../state/job-lease.ts';
 import type { RedisUsageOptions } from '../state/redis/redis-usage-store.ts';
+import type { PrimaryLink } from '../state/ipc/primary-link.ts';
+import { LinkedBucketStore, LinkedJobLease, LinkedUsageStore } from '../state/ipc/linked-stores.ts';
+import type { UsageStore } from '../usage/usage-store.ts';
+import type { BucketStore } from '../state/bucket-store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { QuotaManager } from '../quota/quota-manager.ts';
 import { UsageLedger } from '../usage/usage-ledger.ts';
@@ -78,6 +82,11 @@ export interface ServerDependencies {
   readonly shared?: RedisState;
   /** Timings of the shared usage store (tests shorten the hold expiry). */
   readonly sharedUsage?: RedisUsageOptions;
+  /**
+   * This process is one of several workers (--workers): the primary holds the data folder's
+   * lock, shares the listeners and, without --state, hosts the deciding state.
+   */
+  readonly primary?: PrimaryLink;
 }
 
 export interface RunningServer {
@@ -113,6 +122,7 @@ async function openStorage(
   config: ServerConfig,
   logger: Logger,
   shared: SharedState | undefined,
+  worker: boolean,
 ): Promise<Storage> {
   if (config.storage.kind === 's3') {
     const { S3Storage } = await import('../storage/s3/s3-storage.ts');
@@ -150,6 +160,7 @@ async function openStorage(
     groupAccessible: config.groupAccessibleRepos,
     logger,
     syncMetadata: await syncFsReadsFor(config, logger),
+    heldByPrimary: worker,
   });
   await fsStorage.init();
   return fsStorage;
@@ -194,17 +205,21 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     warnIfExpired(material, logger);
   }
   const shared = sharedStateOf(deps.shared, config);
-  const storage = deps.storage ?? (await openStorage(config, logger, shared));
+  const link = deps.primary;
+  const storage = deps.storage ?? (await openStorage(config, logger, shared, link !== undefined));
   const accessLog = config.log === undefined ? undefined : openAccessLog(config.log);
   const audit =
     config.auditLog === undefined ? undefined : AuditLog.open(config.auditLog, auditFailureLogger(logger));
   const access = new AccessControl(config.grants);
-  // With --state, one lease per job for every instance of this storage, and usage in Redis.
-  const lease = shared?.lease;
-  const sharedUsage =
-    shared === undefined
-      ? undefined
-      : new RedisUsageStore(shared.state.client, shared.namespace, logger, deps.sharedUsage);
+  // With --state, one lease per job for every instance of this storage, and usage in Redis;
+  // with workers and no --state, both in the primary.
+  const lease = shared?.lease ?? (link === undefined ? undefined : new LinkedJobLease(link));
+  const sharedUsage: (UsageStore & { start(): void; stop(): unknown }) | undefined =
+    shared !== undefined
+      ? new RedisUsageStore(shared.state.client, shared.namespace, logger, deps.sharedUsage)
+      : link !== undefined
+        ? new LinkedUsageStore(link)
+        : undefined;
   sharedUsage?.start();
   // Counted in the background from here; quota decisions wait for the count, listeners do not.
   const usage = new UsageLedger(storage, sharedUsage ?? new MemoryUsageStore(), logger, {
@@ -228,14 +243,25 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
         )
       : undefined;
   const quota = new QuotaManager(usage, config.quotas, trash);
+  const sharedBuckets: BucketStore<false> | undefined =
+    shared !== undefined
+      ? new RedisBucketStore(shared.state.client)
+      : link !== undefined
+        ? new LinkedBucketStore(link)
+        : undefined;
   const limits: UserLimits<boolean> =
-    shared === undefined
+    sharedBuckets === undefined
       ? new UserLimits(config.limits)
-      : new UserLimits<false>(config.limits, new RedisBucketStore(shared.state.client));
+      : new UserLimits<false>(config.limits, sharedBuckets);
   // prom-client is loaded only with --prometheus (about 12 MiB of memory).
   const metrics: Metrics | undefined = config.prometheus
     ? new (await import('../metrics/metrics.ts')).Metrics(usage)
     : undefined;
+  if (metrics !== undefined && link !== undefined) {
+    // A scrape shows every worker: the primary asks each for its metrics and sums them.
+    link.onCollect(() => metrics.registry.getMetricsAsJSON());
+    metrics.render = () => link.call<string>('metrics', 'render');
+  }
   metrics?.gauge(
     'ratchet_quota_limit_bytes',
     'Configured quota, by scope (total, repo:<path>, user:<name>)',
@@ -243,10 +269,17 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
     (gauge) => {
       for (const entry of quota.report()) gauge.set({ scope: entry.scope }, entry.limit);
     },
+    'first',
   );
-  metrics?.gauge('ratchet_quota_used_bytes', 'Bytes counted against each quota', ['scope'], (gauge) => {
-    for (const entry of quota.report()) gauge.set({ scope: entry.scope }, entry.used);
-  });
+  metrics?.gauge(
+    'ratchet_quota_used_bytes',
+    'Bytes counted against each quota',
+    ['scope'],
+    (gauge) => {
+      for (const entry of quota.report()) gauge.set({ scope: entry.scope }, entry.used);
+    },
+    'first',
+  );
   const scrubber = startBackgroundScrub(config, storage, logger, metrics, shared);
   const ready = async (): Promise<void> => {
     await shared?.state.probe();
@@ -338,7 +371,8 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
       served.server.on('checkContinue', answerContinueLater(handler));
       servers.push(served);
       secure.push(isSecure);
-      const bound = await listenOn(served.server, listener.address);
+      // A worker shares the primary's socket: a live one at a unix path is that one.
+      const bound = await listenOn(served.server, listener.address, { replaceStale: link === undefined });
       listenerName = describeAddress(bound, isSecure);
       addresses.push(bound);
     }
@@ -366,7 +400,8 @@ export async function startServer(config: ServerConfig, deps: ServerDependencies
       watcher?.close();
       await Promise.all(servers.map((served) => served.drain(config.shutdownTimeout * 1000)));
       await stopBackground();
-      await Promise.all(addresses.map(removeSocketFile));
+      // The primary owns the shared sockets and removes their files when it stops.
+      if (link === undefined) await Promise.all(addresses.map(removeSocketFile));
       await accessLog?.close();
       await finalStorage.close();
       // Last: a cut request's handler may still finish a change while storage closes.
@@ -464,6 +499,7 @@ function startBackgroundScrub(
     (g) => {
       for (const [repo, ms] of stats.lastPassMs) g.set({ repo }, ms / 1000);
     },
+    'max',
   );
   scrubber.start();
   return scrubber;

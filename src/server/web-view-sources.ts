@@ -57,6 +57,7 @@ export function startWebView(setup: WebViewSetup): WebView {
       for (const row of repoReport(view, () => true) ?? [])
         gauge.set({ repo: row.repo.replace(/^\/|\/$/g, '') }, row.status === 'stale' ? 1 : 0);
     },
+    'first',
   );
   metrics?.gauge(
     'ratchet_ready',
@@ -70,6 +71,7 @@ export function startWebView(setup: WebViewSetup): WebView {
         ),
       );
     },
+    'min',
   );
   const keeper = keepSizeHistory(history, setup.ledger, setup.logger);
   keeper.start();

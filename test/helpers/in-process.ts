@@ -58,6 +58,7 @@ export function testConfig(dataDir: string, overrides: Partial<ServerConfig> = {
     groupAccessibleRepos: false,
     maxRepoDepth: 8,
     shutdownTimeout: 5,
+    workers: 1,
     maxConnectionsPerAddress: defaultHardeningLimits.maxConnectionsPerAddress,
     uploadIdleTimeout: defaultHardeningLimits.bodyIdleTimeoutMs / 1000,
     ...overrides,

@@ -62,6 +62,24 @@ function start(command: string, args: string[], env: NodeJS.ProcessEnv = process
   };
 }
 
+/**
+ * Waits for the tool to listen, creates a repository through the socket (the tool starts the
+ * server on the first connection and hands it the socket; the connection waits in the backlog
+ * meanwhile), and checks the server announced the inherited socket. Answers the base URL.
+ */
+async function servedThrough(activator: Child, port: number): Promise<string> {
+  await waitFor(
+    () => activator.stderr().includes(`Listening on 127.0.0.1:${port}`),
+    `systemd-socket-activate to listen: ${activator.stderr()}`,
+  );
+  const base = `http://127.0.0.1:${port}`;
+  const created = await raw(base, 'POST', '/r/?create=true');
+  assert.equal(created.status, 200, activator.stderr());
+  await waitFor(() => /serving .* on /.test(activator.stdout()), 'the serving line');
+  assert.match(activator.stdout(), new RegExp(`on http://127\\.0\\.0\\.1:${port} `));
+  return base;
+}
+
 describe('systemd socket activation', () => {
   it('serves on the socket systemd-socket-activate passes, not on its own address', bounded, async () => {
     const { dir, cleanup } = await makeTempDir();
@@ -75,18 +93,8 @@ describe('systemd socket activation', () => {
       path.join(dir, 'data'),
     ]);
     try {
-      // The tool listens first and starts the server on the first connection, handing it the
-      // socket; the connection waits in the backlog meanwhile.
-      await waitFor(
-        () => activator.stderr().includes(`Listening on 127.0.0.1:${port}`),
-        `systemd-socket-activate to listen: ${activator.stderr()}`,
-      );
-      const base = `http://127.0.0.1:${port}`;
-      const created = await raw(base, 'POST', '/r/?create=true');
-      assert.equal(created.status, 200, `${activator.stderr()}`);
+      const base = await servedThrough(activator, port);
       assert.equal((await raw(base, 'GET', '/r/keys/')).status, 200);
-      await waitFor(() => /serving .* on /.test(activator.stdout()), 'the serving line');
-      assert.match(activator.stdout(), new RegExp(`on http://127\\.0\\.0\\.1:${port} `));
       // The inherited socket replaced the default --listen address.
       assert.doesNotMatch(activator.stdout(), /127\.0\.0\.1:8000/);
     } finally {
@@ -106,6 +114,33 @@ print(json.dumps("BOUND"), flush=True)
 while True:
     print(json.dumps(s.recv(65536).decode()), flush=True)
 `;
+
+describe('systemd socket activation with --workers 2', () => {
+  it('every worker serves the one socket systemd-socket-activate passes', bounded, async () => {
+    const { dir, cleanup } = await makeTempDir();
+    const port = await freePort();
+    const activator = start('systemd-socket-activate', [
+      '-l',
+      `127.0.0.1:${port}`,
+      ratchetCommand(),
+      '--no-auth',
+      '--workers',
+      '2',
+      '--path',
+      path.join(dir, 'data'),
+    ]);
+    try {
+      const base = await servedThrough(activator, port);
+      // New connections go to each worker in turn: both answer on the inherited socket.
+      for (let i = 0; i < 6; i++) assert.equal((await raw(base, 'GET', '/r/keys/')).status, 200);
+      assert.match(activator.stderr(), /"workers":2,"msg":"workers started"/);
+    } finally {
+      const code = await activator.stop();
+      await cleanup();
+      assert.equal(code, 0, `clean exit on SIGTERM: ${activator.stderr()}`);
+    }
+  });
+});
 
 describe('systemd socket activation with a configuration file', () => {
   it(

@@ -23,14 +23,20 @@ import type { ProcessIdentity } from './process-identity.ts';
 export class DataFolderState {
   private readonly root: string;
   private readonly stateDir: string;
-  private readonly index: DirectoryIndex;
+  /** Undefined in the primary of several workers: it takes the lock and serves no listings. */
+  private readonly index: DirectoryIndex | undefined;
   private readonly logger: Logger | undefined;
-  private readonly dirMode: number;
+  readonly dirMode: number;
   private lock: DataLock | undefined;
   /** Set once this run's generation is recorded: only then may the index be saved. */
   private identity: DataIdentity | undefined;
 
-  constructor(options: { root: string; index: DirectoryIndex; logger?: Logger; dirMode: number }) {
+  constructor(options: {
+    root: string;
+    index: DirectoryIndex | undefined;
+    logger?: Logger;
+    dirMode: number;
+  }) {
     this.root = options.root;
     this.stateDir = path.join(options.root, '.ratchet');
     this.index = options.index;
@@ -57,10 +63,13 @@ export class DataFolderState {
     const { identity, problem } = await readDataIdentity(this.stateDir, this.root);
     if (problem !== undefined) this.logger?.warn({ problem }, 'the data folder state was reset');
     try {
-      const outcome = await loadIndex(this.stateDir, this.root, identity, this.index);
-      if (outcome.kind === 'loaded')
+      const outcome =
+        this.index === undefined
+          ? undefined
+          : await loadIndex(this.stateDir, this.root, identity, this.index);
+      if (outcome?.kind === 'loaded')
         this.logger?.info({ folders: outcome.folders }, 'loaded the object index');
-      if (outcome.kind === 'refused')
+      if (outcome?.kind === 'refused')
         this.logger?.warn(
           { reason: outcome.reason },
           'the saved object index was discarded; folders will be read from disk',
@@ -78,7 +87,8 @@ export class DataFolderState {
   /** Saves the index (logging a failure) and releases the lock. */
   async close(): Promise<void> {
     try {
-      if (this.identity !== undefined) await saveIndex(this.stateDir, this.root, this.identity, this.index);
+      if (this.identity !== undefined && this.index !== undefined)
+        await saveIndex(this.stateDir, this.root, this.identity, this.index);
     } catch (err) {
       this.logger?.warn(
         { err },

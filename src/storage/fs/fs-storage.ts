@@ -55,6 +55,7 @@ import { moveFlatDataObjects } from './flat-data.ts';
 import { DataFolderState } from './data-folder-state.ts';
 import { FsLayout, tempPrefix } from './layout.ts';
 import { currentProcess } from './process-identity.ts';
+import type { ProcessIdentity } from './process-identity.ts';
 import { defaultSizeCheck, SizeChecker } from './size-check.ts';
 import type { SizeCheckOptions } from './size-check.ts';
 import { isAbandonedTemp, tempStem } from './temp-files.ts';
@@ -72,6 +73,11 @@ export interface FsStorageOptions {
   readonly syncMetadata?: boolean;
   /** The background size check's pace (size-check.ts); tests make it fast. */
   readonly sizeCheck?: SizeCheckOptions;
+  /**
+   * One of several workers (--workers): the primary holds the data folder's lock and did the
+   * start-up work (holdDataFolder); this process neither loads nor saves the index.
+   */
+  readonly heldByPrimary?: boolean;
 }
 
 export class FsStorage implements Storage {
@@ -91,12 +97,14 @@ export class FsStorage implements Storage {
   private readonly self = currentProcess();
   private readonly state: DataFolderState;
   private readonly sizeChecker: SizeChecker;
+  private readonly heldByPrimary: boolean;
   /** Unique per process: temporary names are this plus a counter (no random bytes per upload). */
   private readonly tempStem = tempStem(this.self);
   private tempCounter = 0;
 
   constructor(options: FsStorageOptions) {
     this.layout = new FsLayout(options.root);
+    this.heldByPrimary = options.heldByPrimary ?? false;
     this.fileMode = options.groupAccessible ? 0o660 : 0o600;
     this.dirMode = options.groupAccessible ? 0o770 : 0o700;
     this.logger = options.logger;
@@ -138,17 +146,8 @@ export class FsStorage implements Storage {
    * starts the size check.
    */
   async init(): Promise<void> {
-    try {
-      await makeFolderPath(this.layout.root, this.dirMode);
-      await this.state.open(this.self);
-    } catch (err) {
-      throw err instanceof RatchetError ? err : dataFolderError(this.layout.root, err);
-    }
-    // Under the lock and before anything is served: listings must find these objects. When they
-    // cannot be moved (a read-only disk), listings of those repositories refuse instead.
-    await moveFlatDataObjects(this.layout, this.dirSyncer, this.dirMode, this.logger).catch((err: unknown) =>
-      this.logger?.error({ err }, 'moving data objects out of data/ (nginx recipe layout) failed'),
-    );
+    if (!this.heldByPrimary)
+      await openDataFolder(this.layout, this.state, this.self, this.dirSyncer, this.logger);
     this.sizeChecker.start();
     void this.sweepTemporaryFiles(this.layout.root).catch((err: unknown) => {
       this.logger?.warn({ err }, 'sweeping leftover temporary files failed');
@@ -350,4 +349,54 @@ export class FsStorage implements Storage {
       }
     }
   }
+}
+
+/**
+ * The start-up work of one server on a data folder: create it, take its lock (UNAVAILABLE when
+ * another server holds it), load the saved index (when given one) and move the nginx recipe's
+ * flat data objects into the fan-out folders.
+ */
+async function openDataFolder(
+  layout: FsLayout,
+  state: DataFolderState,
+  self: ProcessIdentity,
+  dirSyncer: DirSyncer,
+  logger: Logger | undefined,
+): Promise<void> {
+  const dirMode = state.dirMode;
+  try {
+    await makeFolderPath(layout.root, dirMode);
+    await state.open(self);
+  } catch (err) {
+    throw err instanceof RatchetError ? err : dataFolderError(layout.root, err);
+  }
+  // Under the lock and before anything is served: listings must find these objects. When they
+  // cannot be moved (a read-only disk), listings of those repositories refuse instead.
+  await moveFlatDataObjects(layout, dirSyncer, dirMode, logger).catch((err: unknown) =>
+    logger?.error({ err }, 'moving data objects out of data/ (nginx recipe layout) failed'),
+  );
+}
+
+/**
+ * For the primary of several workers (--workers): does the start-up work of the data folder
+ * once and holds its lock until release(); the workers open it with `heldByPrimary`. No index
+ * is saved (each worker builds its own from the folders), and the generation moves on, so an
+ * index saved before this run is not used after it.
+ */
+export async function holdDataFolder(options: {
+  root: string;
+  groupAccessible?: boolean;
+  logger?: Logger;
+}): Promise<{ release(): Promise<void> }> {
+  const layout = new FsLayout(options.root);
+  const dirMode = options.groupAccessible ? 0o770 : 0o700;
+  const guard = new SyncGuard({ enabled: false });
+  const dirSyncer = new DirSyncer(guard);
+  const state = new DataFolderState({ root: layout.root, index: undefined, logger: options.logger, dirMode });
+  try {
+    await openDataFolder(layout, state, currentProcess(), dirSyncer, options.logger);
+  } finally {
+    dirSyncer.close();
+  }
+  return { release: () => state.close() };
 }
