@@ -14,6 +14,8 @@ export interface BenchOptions {
   /** Also Ratchet and rclone on S3 (a local Ceph RGW): the S3 rows. */
   readonly s3: boolean;
   readonly outDir: string | undefined;
+  /** Also Ratchet with --workers n for each n: the scaling rows (ratchet-w<n>). */
+  readonly workers: readonly number[];
 }
 
 /** Counts and time caps of one mode. Every loop of the bench is bounded by these. */
@@ -78,6 +80,7 @@ const usage = `Usage: npm run bench -- [options]
   --no-restic      skip the restic end-to-end steps
   --s3             add ratchet-s3 and rclone-s3: both on a local Ceph RGW (S3), started with
                    scripts/ceph-s3/start-ceph-s3.sh (or reused); their listing has 10k objects
+  --workers LIST   also Ratchet with --workers n for each n of the list (e.g. 2,4): ratchet-w<n>
   --keep           keep the temporary folder (data, logs) for inspection
   --out DIR        where to write results (default bench/results)
   -h, --help       this text
@@ -101,6 +104,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
         s3: { type: 'boolean', default: false },
         keep: { type: 'boolean', default: false },
         out: { type: 'string' },
+        workers: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -127,9 +131,18 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     ?.split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
+  const workers = (values.workers ?? '')
+    .split(',')
+    .filter((s) => s.trim() !== '')
+    .map(Number);
+  if (workers.some((n) => !Number.isInteger(n) || n < 2 || n > 64)) {
+    console.error('bench: --workers takes worker counts from 2 to 64, e.g. 2,4');
+    process.exit(2);
+  }
   return {
     quick,
     rounds,
+    workers,
     only,
     build: !values['no-build'],
     install: !values['no-install'],

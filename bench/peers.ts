@@ -175,7 +175,7 @@ export function ratchetArgs(
  * Ratchet itself, built to dist/, started as `node FLAGS dist/cli/main.js --no-auth ...` (FLAGS as
  * in bin/ratchet); another build (an earlier commit's dist/) runs under another name beside it.
  */
-export function ratchetPeer(entry: string, name = 'ratchet'): PeerSpec {
+export function ratchetPeer(entry: string, name = 'ratchet', entryArgs: readonly string[] = []): PeerSpec {
   return {
     name,
     debianPackages: [],
@@ -183,8 +183,13 @@ export function ratchetPeer(entry: string, name = 'ratchet'): PeerSpec {
       'verifies the SHA-256 of every upload against its name (400 on mismatch); writes a temp file, ' +
       'fsyncs it, moves it into place, fsyncs the folder',
     unavailable: () => (existsSync(entry) ? undefined : `${entry} not built`),
-    start: (workDir) => startRatchetProcess(entry, name, workDir),
+    start: (workDir) => startRatchetProcess(entry, name, workDir, entryArgs),
   };
+}
+
+/** Ratchet with `--workers n`, named ratchet-w<n>. */
+export function ratchetWorkersPeer(entry: string, workers: number): PeerSpec {
+  return ratchetPeer(entry, `ratchet-w${workers}`, ['--workers', String(workers)]);
 }
 
 /**
@@ -228,16 +233,19 @@ export function rclonePeer(): PeerSpec {
 }
 
 /** Fills the nginx configuration template (bench/nginx/) for one instance. */
-function renderNginxConfig(values: {
-  prefix: string;
-  dataDir: string;
-  port: number;
-  asRoot: boolean;
-}): string {
+function renderNginxConfig(
+  values: {
+    prefix: string;
+    dataDir: string;
+    port: number;
+    asRoot: boolean;
+  },
+  file = 'restic-rest.conf.template',
+): string {
   for (const p of [values.prefix, values.dataDir]) {
     if (!/^[\w./-]+$/.test(p)) throw new Error(`path not usable in an nginx config: ${p}`);
   }
-  const template = readFileSync(path.join(benchDir, 'nginx', 'restic-rest.conf.template'), 'utf8');
+  const template = readFileSync(path.join(benchDir, 'nginx', file), 'utf8');
   const fill: Record<string, string> = {
     USER_LINE: values.asRoot ? 'user root root;' : '',
     WORKERS: 'auto',
@@ -277,6 +285,34 @@ export function nginxPeer(): PeerSpec {
       writeFileSync(conf, renderNginxConfig({ prefix, dataDir, port, asRoot }));
       const args = ['-p', prefix, '-c', conf, '-e', path.join(prefix, 'error.log'), '-g', 'daemon off;'];
       return launch('nginx', '/usr/sbin/nginx', args, workDir, port, dataDir);
+    },
+  };
+}
+
+/**
+ * The load generator's ceiling: nginx that stores nothing and answers every request at once
+ * (bench/nginx/ceiling.conf.template). A server whose figure comes close to this one's is
+ * limited by the client and loopback on that row, not by its own work.
+ */
+export function ceilingPeer(): PeerSpec {
+  return {
+    name: 'ceiling',
+    debianPackages: ['nginx', 'libnginx-mod-http-lua'],
+    behaviour: 'stores nothing: uploads are read and dropped, reads come from a 16 MiB or 4 KiB file',
+    unavailable: () =>
+      existsSync('/usr/lib/nginx/modules/ngx_http_lua_module.so') ? undefined : 'nginx with Lua is missing',
+    async start(workDir) {
+      const port = await freePort();
+      const dataDir = path.join(workDir, 'data');
+      const prefix = path.join(workDir, 'nginx');
+      mkdirSync(prefix, { recursive: true });
+      writeFileSync(path.join(prefix, 'big'), Buffer.alloc(16 * 2 ** 20, 7));
+      writeFileSync(path.join(prefix, 'small'), Buffer.alloc(4096, 7));
+      const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+      const conf = path.join(prefix, 'nginx.conf');
+      writeFileSync(conf, renderNginxConfig({ prefix, dataDir, port, asRoot }, 'ceiling.conf.template'));
+      const args = ['-p', prefix, '-c', conf, '-e', path.join(prefix, 'error.log'), '-g', 'daemon off;'];
+      return launch('ceiling', '/usr/sbin/nginx', args, workDir, port, dataDir);
     },
   };
 }

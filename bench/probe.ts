@@ -154,6 +154,7 @@ async function main(): Promise<void> {
     quick: values.quick,
     rounds,
     only: undefined,
+    workers: [],
     build: false,
     install: false,
     keep: false,

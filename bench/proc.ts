@@ -81,3 +81,8 @@ export function treeCpuSeconds(root: number): number {
 export function peakRssMiB(root: number): number {
   return treeStatusMiB(root, 'VmHWM');
 }
+
+/** The largest peak resident memory (VmHWM) of one process of a server, in MiB. */
+export function largestPeakRssMiB(root: number): number {
+  return Math.max(0, ...processTree(root).map((pid) => statusKiB(pid, 'VmHWM'))) / 1024;
+}

@@ -94,10 +94,24 @@ export function formatNumber(x: number): string {
   return x.toFixed(2);
 }
 
-function formatCell(cell: Cell | undefined): string {
+/**
+ * A server's median at or above this share of the ceiling's (the do-nothing server) on a row is
+ * set by the load generator and loopback, not by the server: marked ‡, it does not count as met.
+ */
+export const clientBoundShare = 0.8;
+
+/** True when the row's figure for the server is limited by the client (see clientBoundShare). */
+export function clientBound(figure: FigureResult, server: string): boolean {
+  if (figure.better !== 'higher' || server === 'ceiling') return false;
+  const mine = figure.byServer[server]?.summary?.median;
+  const ceiling = figure.byServer.ceiling?.summary?.median;
+  return mine !== undefined && ceiling !== undefined && mine >= clientBoundShare * ceiling;
+}
+
+function formatCell(cell: Cell | undefined, bound = false): string {
   const s = cell?.summary;
   if (s === undefined) return cell && cell.errors.length > 0 ? 'error' : '-';
-  const value = formatNumber(s.median);
+  const value = `${formatNumber(s.median)}${bound ? ' ‡' : ''}`;
   const spread = s.n > 1 && s.min !== s.max ? ` (${formatNumber(s.min)}–${formatNumber(s.max)})` : '';
   const failed = cell && cell.errors.length > 0 ? ` [${cell.errors.length} failed]` : '';
   return `${value}${spread}${failed}`;
@@ -144,7 +158,7 @@ export function formatTable(results: Results): string {
     f.label,
     f.unit,
     f.better,
-    ...names.map((n) => formatCell(f.byServer[n])),
+    ...names.map((n) => formatCell(f.byServer[n], clientBound(f, n))),
     ...pairs.map((pair) => {
       const r = ratio(f, pair);
       return r === undefined ? '-' : `${r.toFixed(2)}x`;
@@ -187,4 +201,28 @@ export function writeResults(
   writeFileSync(path.join(outDir, 'latest.svg'), svg);
   writeFileSync(path.join(outDir, 'latest.json'), text);
   return { json, markdown, svg: chart };
+}
+
+/**
+ * The load generator's CPU per step and server (median over the rounds; 1.00 is one core busy
+ * in the client), with what ‡ in the figures table means.
+ */
+export function formatClientTable(results: Results): string {
+  const names = results.servers.map((s) => s.name);
+  const header = ['client CPU (cores)', ...names];
+  const rows = Object.entries(results.clientCpu).map(([step, byServer]) => [
+    step,
+    ...names.map((n) => {
+      const samples = byServer[n];
+      return summarize(samples ?? [])?.median.toFixed(2) ?? '-';
+    }),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string =>
+    `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
+  const rule = `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`;
+  const legend =
+    `‡: at least ${clientBoundShare * 100}% of the ceiling's figure (a server that stores nothing) on that ` +
+    'row: the load generator and loopback set it, not the server.';
+  return [line(header), rule, ...rows.map(line), '', legend].join('\n');
 }

@@ -11,11 +11,26 @@ import { renderChart } from './chart.ts';
 import { parseOptions, sizesFor } from './config.ts';
 import type { Sizes } from './config.ts';
 import { linkListingRepo, listingRepo, writeDataset, writeListingRepo } from './fixtures.ts';
-import { nginxPeer, ratchetPeer, rclonePeer, restServerPeer } from './peers.ts';
+import {
+  ceilingPeer,
+  nginxPeer,
+  ratchetPeer,
+  ratchetWorkersPeer,
+  rclonePeer,
+  restServerPeer,
+} from './peers.ts';
 import type { PeerSpec, ServerHandle } from './peers.ts';
-import { peakRssMiB } from './proc.ts';
+import { largestPeakRssMiB, peakRssMiB } from './proc.ts';
 import { ratchetS3Peer, ratchetS3TwoPeer, rcloneS3Peer } from './s3-peers.ts';
-import { formatErrors, formatNumber, formatTable, newResults, record, writeResults } from './report.ts';
+import {
+  formatClientTable,
+  formatErrors,
+  formatNumber,
+  formatTable,
+  newResults,
+  record,
+  writeResults,
+} from './report.ts';
 import type { Results } from './report.ts';
 import { resticEndToEnd } from './restic.ts';
 import { buildRatchet, ensureDebianPackages, machineInfo, run, toolVersion } from './system.ts';
@@ -41,11 +56,14 @@ function versionOf(name: string): string {
   switch (name) {
     case 'ratchet':
     case 'ratchet-s3':
+    case 'ratchet-w2':
+    case 'ratchet-w4':
       return ratchetVersion();
     case 'rclone':
     case 'rclone-s3':
       return toolVersion('rclone', ['version']);
     case 'nginx':
+    case 'ceiling':
       return toolVersion('nginx', ['-v']).replace(/^nginx version: /, '');
     case 'rest-server':
       return toolVersion(process.env.REST_SERVER_BIN ?? 'rest-server', ['--version']);
@@ -116,7 +134,13 @@ async function main(): Promise<void> {
 
   const entry = buildRatchet(projectRoot, options.build);
   const restServerBin = process.env.REST_SERVER_BIN;
-  let specs: PeerSpec[] = [ratchetPeer(entry), rclonePeer(), nginxPeer()];
+  let specs: PeerSpec[] = [
+    ratchetPeer(entry),
+    ...options.workers.map((n) => ratchetWorkersPeer(entry, n)),
+    rclonePeer(),
+    nginxPeer(),
+    ceilingPeer(),
+  ];
   if (restServerBin) specs.push(restServerPeer(path.resolve(restServerBin)));
   if (options.s3) specs.push(ratchetS3Peer(entry), ratchetS3TwoPeer(entry), rcloneS3Peer());
   // An earlier build measured in the same run, e.g. /tmp/base/dist/cli/main.js: "slower than
@@ -235,11 +259,16 @@ async function main(): Promise<void> {
       log(`round ${round + 1}/${sizes.rounds}: ${order.map((s) => s.name).join(' → ')}`);
       for (const step of httpSteps) {
         log(` ${step.name}`);
-        for (const server of order) await measure(step, server, states.get(server.name)!, sizes, results);
+        for (const server of order) {
+          // The ceiling stores nothing: it has no listing to measure.
+          if (server.name === 'ceiling' && step.figures.includes('list_v2')) continue;
+          await measure(step, server, states.get(server.name)!, sizes, results);
+        }
       }
       if (useRestic) {
         log(' restic end to end');
         for (const server of order) {
+          if (server.name === 'ceiling') continue;
           const measured = await resticEndToEnd(
             server,
             `e2e-r${round}`,
@@ -274,6 +303,12 @@ async function main(): Promise<void> {
         server.name,
         server.alive() ? peakRssMiB(server.pid) : new Error('server exited'),
       );
+      record(
+        results,
+        'peak_rss_proc',
+        server.name,
+        server.alive() ? largestPeakRssMiB(server.pid) : new Error('server exited'),
+      );
     }
   } finally {
     await cleanup();
@@ -288,6 +323,8 @@ async function main(): Promise<void> {
   );
   console.log('');
   console.log(formatTable(results));
+  console.log('');
+  console.log(formatClientTable(results));
   console.log('');
   const errors = formatErrors(results);
   if (errors.length > 0) {

@@ -37,6 +37,7 @@ export const figures: readonly Figure[] = [
   { id: 'restic_backup2', label: 'restic second backup', unit: 's', better: 'lower' },
   { id: 'restic_forget', label: 'restic forget --prune', unit: 's', better: 'lower' },
   { id: 'peak_rss', label: 'peak RSS of the server', unit: 'MiB', better: 'lower' },
+  { id: 'peak_rss_proc', label: 'peak RSS of its largest process', unit: 'MiB', better: 'lower' },
 ];
 
 /** What one server accumulates during a round: the objects later steps read back. */

@@ -5,7 +5,6 @@ import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { startHtpasswdAuth } from '../auth/htpasswd-auth.ts';
 import type { HtpasswdAuth } from '../auth/htpasswd-auth.ts';
 import { describeAddress } from '../config/listen-address.ts';
 import type { OptionDefinition, OptionLayer, OptionName } from '../config/options.ts';
@@ -22,14 +21,11 @@ import { buildServerConfig, storageText, UsageError } from '../config/server-con
 import type { ServerConfig, ValueSource } from '../config/server-config.ts';
 import { createLogger } from '../log/logger.ts';
 import type { Logger } from '../log/logger.ts';
-import { startServer } from '../server/server.ts';
-import { RedisState } from '../state/redis/redis-state.ts';
-import { sharedLoginThrottle } from '../state/redis/redis-throttle-store.ts';
+import type { RedisState } from '../state/redis/redis-state.ts';
 import { notifySystemd, takeSystemdSockets } from '../server/systemd.ts';
 import type { RunningServer } from '../server/server.ts';
 import { startWorkers, workerFdsVariable } from '../server/workers.ts';
-import { PrimaryLink } from '../state/ipc/primary-link.ts';
-import { linkedLoginThrottle } from '../state/ipc/linked-stores.ts';
+import type { PrimaryLink } from '../state/ipc/primary-link.ts';
 import { loadTlsMaterial } from '../server/tls-material.ts';
 import { registerScrubCommand } from './scrub-command.ts';
 import { registerTrashCommands } from './trash-command.ts';
@@ -120,9 +116,10 @@ async function serve(resolve: () => Promise<ServerConfig>): Promise<void> {
   // creating the first admin); startServer checks it again when it loads it.
   if (config.tls !== undefined) await loadTlsMaterial(config.tls);
   if (config.workers > 1) return superviseWorkers(config, logger);
-  const shared = config.state === undefined ? undefined : new RedisState(config.state, logger);
-  await shared?.start();
+  const shared = await connectState(config, logger);
   const auth = config.noAuth ? undefined : await startAuth(config, logger, shared);
+  // Loaded here, not at the top: the primary of --workers never serves and stays small.
+  const { startServer } = await import('../server/server.ts');
   const server = await startServer(config, {
     logger,
     credentials: auth,
@@ -176,11 +173,11 @@ async function serveAsWorker(config: ServerConfig, resolve: () => Promise<Server
   // The primary speaks to systemd; a worker that stops or is replaced must not.
   delete process.env.NOTIFY_SOCKET;
   const logger = createLogger(config.debug).child({ worker: cluster.worker?.id });
-  const link = new PrimaryLink();
-  const shared = config.state === undefined ? undefined : new RedisState(config.state, logger);
-  await shared?.start();
+  const link = new (await import('../state/ipc/primary-link.ts')).PrimaryLink();
+  const shared = await connectState(config, logger);
   const auth = config.noAuth ? undefined : await startAuth(config, logger, shared, link);
   const fds = (process.env[workerFdsVariable] ?? '').split(',').filter(Boolean).map(Number);
+  const { startServer } = await import('../server/server.ts');
   const server = await startServer(config, {
     logger,
     credentials: auth,
@@ -215,11 +212,21 @@ async function startAuth(
   // the verified-credential cache stays in each process.
   const throttle =
     shared !== undefined
-      ? sharedLoginThrottle(shared.client)
+      ? (await import('../state/redis/redis-throttle-store.ts')).sharedLoginThrottle(shared.client)
       : primary !== undefined
-        ? linkedLoginThrottle(primary)
+        ? (await import('../state/ipc/linked-stores.ts')).linkedLoginThrottle(primary)
         : undefined;
+  const { startHtpasswdAuth } = await import('../auth/htpasswd-auth.ts');
   return startHtpasswdAuth({ file: config.htpasswdFile, logger, throttle });
+}
+
+/** The shared state store (--state), connected; undefined without it (ioredis loaded only then). */
+async function connectState(config: ServerConfig, logger: Logger): Promise<RedisState | undefined> {
+  if (config.state === undefined) return undefined;
+  const { RedisState } = await import('../state/redis/redis-state.ts');
+  const shared = new RedisState(config.state, logger);
+  await shared.start();
+  return shared;
 }
 
 /** On a first start without users, creates an admin, shows its password once and loads it. */
