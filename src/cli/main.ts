@@ -214,7 +214,7 @@ async function startAuth(
     shared !== undefined
       ? (await import('../state/redis/redis-throttle-store.ts')).sharedLoginThrottle(shared.client)
       : primary !== undefined
-        ? (await import('../state/ipc/linked-stores.ts')).linkedLoginThrottle(primary)
+        ? await (await import('../state/ipc/linked-stores.ts')).linkedLoginThrottle(primary)
         : undefined;
   const { startHtpasswdAuth } = await import('../auth/htpasswd-auth.ts');
   return startHtpasswdAuth({ file: config.htpasswdFile, logger, throttle });
@@ -275,22 +275,27 @@ function announce(
 }
 
 /**
- * The graceful stop: the first request closes everything and exits (0, or 1 when the close
- * failed); a second signal exits at once. A request marked `once` (a worker asked by its primary,
- * which may repeat a signal the worker already had from its process group) is never a second one.
+ * The graceful stop: the first signal or request closes everything and exits (0, or 1 when the
+ * close failed); a second signal exits at once. A request (`byRequest`: a worker asked by its
+ * primary) and a signal may both come for one stop, in either order (systemd signals every
+ * process of the unit, a terminal the whole process group): only a second signal cuts it short.
  */
 function stopOnce(
   closeAll: () => Promise<void>,
   logger: Logger,
   message: string,
-): (signal: string, once?: boolean) => void {
+): (signal: string, byRequest?: boolean) => void {
   let stopping = false;
-  return (signal, once = false) => {
-    if (stopping && once) return;
-    if (stopping) {
-      logger.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
+  let signalled = false;
+  return (signal, byRequest = false) => {
+    if (!byRequest) {
+      if (signalled) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      signalled = true;
     }
+    if (stopping) return;
     stopping = true;
     logger.info({ signal }, message);
     void notifySystemd('STOPPING=1', logger);

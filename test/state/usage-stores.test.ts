@@ -1,6 +1,6 @@
 /**
  * The usage store's contract (quota holds, usage sums, change stamps), run against the in-memory
- * store and the Redis one on a real redis-server; then what only a shared store must do: holds of
+ * store, the Redis one on a real redis-server and a worker's store linked to a primary; then what only a shared store must do: holds of
  * several instances add up exactly under concurrent callers, a dead instance's holds expire, and
  * a Redis restart is seen as a lost count (decisions 503) while live holds come back.
  */
@@ -13,6 +13,8 @@ import { RedisUsageStore } from '../../src/state/redis/redis-usage-store.ts';
 import { emptyUsage, MemoryUsageStore } from '../../src/usage/usage-store.ts';
 import type { Hold, UsageStore } from '../../src/usage/usage-store.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { LinkedUsageStore } from '../../src/state/ipc/linked-stores.ts';
+import { linkTo, stateHost } from '../helpers/linked-state.ts';
 import { useRedis } from '../helpers/redis.ts';
 
 const redisFixture = useRedis();
@@ -35,6 +37,8 @@ function redisStore(namespace = randomUUID(), holdTtlMs = 1500): RedisUsageStore
 const stores: [string, () => UsageStore][] = [
   ['memory', () => new MemoryUsageStore()],
   ['redis', () => redisStore()],
+  // --workers: a worker's store, deciding in the primary's (here in this process, through JSON).
+  ['linked to a primary', () => new LinkedUsageStore(linkTo(stateHost()).link)],
 ];
 
 const total = (limit: number): Hold => ({ scope: 'total', limit });

@@ -23,6 +23,7 @@ import type { BucketStore, TakeResult } from '../bucket-store.ts';
 import type { JobLease } from '../job-lease.ts';
 import type { FailureRecord, ThrottleStore } from '../throttle-store.ts';
 import type { PrimaryLink } from './primary-link.ts';
+import type { BlockNotice } from './messages.ts';
 
 interface Snapshot {
   readonly version: number;
@@ -80,7 +81,7 @@ export class LinkedUsageStore implements UsageStore {
   }
 
   markCounted(token: string): Promise<void> {
-    return this.#changed(this.#call('markCounted', token));
+    return this.#changed(this.#call('markCounted', token), () => this.#copy.markCounted());
   }
 
   clock(): Promise<number> {
@@ -92,15 +93,19 @@ export class LinkedUsageStore implements UsageStore {
   }
 
   add(repo: string, change: UsageChange): Promise<void> {
-    return this.#changed(this.#call('add', repo, change));
+    return this.#changed(this.#call('add', repo, change), () => this.#copy.add(repo, change));
   }
 
   replace(repo: string, usage: RepoUsage, since: number): Promise<boolean> {
-    return this.#changed(this.#call('replace', repo, usage, since));
+    return this.#changed(this.#call<boolean>('replace', repo, usage, since), (done) => {
+      if (done) this.#copy.replace(repo, usage, Infinity);
+    });
   }
 
   forget(repo: string, since: number): Promise<boolean> {
-    return this.#changed(this.#call('forget', repo, since));
+    return this.#changed(this.#call<boolean>('forget', repo, since), (done) => {
+      if (done) this.#copy.forget(repo, Infinity);
+    });
   }
 
   async full(holds: readonly Hold[], amount: number): Promise<Full | undefined> {
@@ -116,16 +121,22 @@ export class LinkedUsageStore implements UsageStore {
   }
 
   settle(ids: readonly string[], repo: string, change: UsageChange | undefined): Promise<void> {
-    return this.#changed(this.#call('settle', ids, repo, change));
+    return this.#changed(this.#call('settle', ids, repo, change), () => {
+      if (change !== undefined) this.#copy.add(repo, change);
+    });
   }
 
   #call<T>(method: string, ...args: unknown[]): Promise<T> {
     return this.#link.call<T>('usage', method, args);
   }
 
-  /** After a change of this worker's, its reports show it as soon as the copy is fetched. */
-  async #changed<T>(answer: Promise<T>): Promise<T> {
+  /**
+   * After a change of this worker's: its reports show it at once (applied to the copy), and the
+   * copy is fetched again for what other workers changed meanwhile.
+   */
+  async #changed<T>(answer: Promise<T>, applyHere: (value: T) => void): Promise<T> {
     const value = await answer;
+    applyHere(value);
     this.#refresh();
     return value;
   }
@@ -160,26 +171,36 @@ export class LinkedUsageStore implements UsageStore {
 }
 
 /** One table of the login throttle: counting in the primary, blocks from the pushed copy. */
-class LinkedThrottleStore implements ThrottleStore<false> {
+export class LinkedThrottleStore implements ThrottleStore<false> {
   readonly #link: PrimaryLink;
   readonly #table: string;
-  readonly #blocked = new Map<string, number>();
+  readonly #blocked = new Map<string, { until: number; expires: number }>();
 
   constructor(link: PrimaryLink, table: string) {
     this.#link = link;
     this.#table = table;
     link.onBlocks((blocks) => {
-      for (const { table: name, key, until } of blocks) {
+      for (const { table: name, key, until, expires } of blocks) {
         if (name !== table) continue;
-        if (until > 0) this.#blocked.set(key, until);
+        if (until > 0) this.#blocked.set(key, { until, expires });
         else this.#blocked.delete(key);
       }
-      // Bounded as the primary's table is: blocks that ended are dropped.
+      // Bounded as the primary's table is: entries past their expiry are dropped.
       if (this.#blocked.size > defaultThrottleOptions.maxEntries) {
         const now = Date.now();
-        for (const [key, until] of this.#blocked) if (until <= now) this.#blocked.delete(key);
+        for (const [key, block] of this.#blocked) if (block.expires < now) this.#blocked.delete(key);
       }
     });
+  }
+
+  /**
+   * Fetches the blocks in force. Every push sent before the answer arrives before it and is in
+   * it; every later one arrives after it: the answer replaces the copy.
+   */
+  async load(): Promise<void> {
+    const blocks = await this.#call<BlockNotice[]>('blocks');
+    this.#blocked.clear();
+    for (const { key, until, expires } of blocks) this.#blocked.set(key, { until, expires });
   }
 
   fail(key: string, now: number, windowMs: number): Promise<FailureRecord> {
@@ -194,10 +215,13 @@ class LinkedThrottleStore implements ThrottleStore<false> {
     return this.#call('failures', key, now, windowMs);
   }
 
+  /** From the copy the primary pushes: the same answer as its table (see ThrottleStore). */
   blockedUntil(key: string, now: number): Promise<number> {
-    const until = this.#blocked.get(key) ?? 0;
-    if (until !== 0 && until <= now) this.#blocked.delete(key);
-    return Promise.resolve(until > now ? until : 0);
+    const block = this.#blocked.get(key);
+    if (block === undefined) return Promise.resolve(0);
+    if (block.expires >= now) return Promise.resolve(block.until);
+    this.#blocked.delete(key);
+    return Promise.resolve(0);
   }
 
   clear(key: string): Promise<void> {
@@ -213,16 +237,15 @@ class LinkedThrottleStore implements ThrottleStore<false> {
   }
 }
 
-/** The login throttle of a worker: one throttle for every worker. */
-export function linkedLoginThrottle(link: PrimaryLink): LoginThrottle<false> {
-  return new LoginThrottle<false>(
-    {},
-    {
-      addresses: new LinkedThrottleStore(link, 'addresses'),
-      pairs: new LinkedThrottleStore(link, 'pairs'),
-      users: new LinkedThrottleStore(link, 'users'),
-    },
-  );
+/** The login throttle of a worker, one for every worker, once it knows the blocks in force. */
+export async function linkedLoginThrottle(link: PrimaryLink): Promise<LoginThrottle<false>> {
+  const stores = {
+    addresses: new LinkedThrottleStore(link, 'addresses'),
+    pairs: new LinkedThrottleStore(link, 'pairs'),
+    users: new LinkedThrottleStore(link, 'users'),
+  };
+  await Promise.all(Object.values(stores).map((store) => store.load()));
+  return new LoginThrottle<false>({}, stores);
 }
 
 /** The rate limit buckets of a worker, kept in the primary. */

@@ -30,6 +30,8 @@ export interface BlockNotice {
   readonly table: string;
   readonly key: string;
   readonly until: number;
+  /** When the entry is forgotten (a window after the block ends): until then it answers `until`. */
+  readonly expires: number;
 }
 
 export interface PushMessage {

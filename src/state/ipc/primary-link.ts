@@ -23,6 +23,26 @@ interface Pending {
 
 const callTimeoutMs = 10_000;
 
+/** How messages travel between a worker and its primary: node:cluster's IPC channel by default. */
+export interface LinkChannel {
+  /** Sends a message; `failed` is called if it could not be sent (the primary is gone). */
+  send(message: ToPrimary, failed: () => void): void;
+  onMessage(listener: (message: unknown) => void): void;
+  onDisconnect(listener: () => void): void;
+}
+
+/** This worker process's IPC channel to its primary. */
+export const processChannel: LinkChannel = {
+  send: (message, failed) => {
+    if (process.send === undefined) return failed();
+    process.send(message, undefined, undefined, (err: Error | null) => {
+      if (err !== null) failed();
+    });
+  },
+  onMessage: (listener) => process.on('message', listener),
+  onDisconnect: (listener) => process.on('disconnect', listener),
+};
+
 export class PrimaryLink {
   #next = 0;
   readonly #pending = new Map<number, Pending>();
@@ -32,9 +52,11 @@ export class PrimaryLink {
   readonly #early: ControlMessage[] = [];
   #collect: (() => Promise<unknown>) | undefined;
   #closed = false;
+  readonly #channel: LinkChannel;
 
-  constructor() {
-    process.on('message', (message: unknown) => {
+  constructor(channel: LinkChannel = processChannel) {
+    this.#channel = channel;
+    channel.onMessage((message: unknown) => {
       if (!isRatchetMessage(message)) return;
       if (message.type === 'ratchet:reply') this.#settle(message as ReplyMessage);
       else if (message.type === 'ratchet:blocks') {
@@ -43,7 +65,7 @@ export class PrimaryLink {
       } else if (message.type === 'ratchet:control') void this.#answerControl(message as ControlMessage);
       else if (message.type === 'ratchet:collect') void this.#answerCollect((message as CollectMessage).id);
     });
-    process.on('disconnect', () => {
+    channel.onDisconnect(() => {
       this.#closed = true;
       for (const pending of this.#pending.values()) pending.reject(this.#unavailable());
       this.#pending.clear();
@@ -71,10 +93,8 @@ export class PrimaryLink {
 
   /** Sends a message to the primary (dropped once it is gone). */
   send(message: ToPrimary): void {
-    if (this.#closed || process.send === undefined) return;
-    process.send(message, undefined, undefined, (err: Error | null) => {
-      if (err !== null) this.#closed = true;
-    });
+    if (this.#closed) return;
+    this.#channel.send(message, () => (this.#closed = true));
   }
 
   /** Calls `listener` with every batch of throttle blocks the primary pushes. */

@@ -69,12 +69,9 @@ export class StateHost {
     };
   }
 
-  /** A worker joined: it learns the blocks in force. */
+  /** A worker joined: it hears of every block from now on (and asks for those in force). */
   attach(worker: WorkerPort): void {
     this.#workers.set(worker.id, worker);
-    const now = Date.now();
-    const blocks = [...this.#blocks.values()].filter((block) => block.until > now);
-    if (blocks.length > 0) worker.send({ type: 'ratchet:blocks', blocks });
   }
 
   /** A worker is gone: its holds are given back and its leases freed. */
@@ -155,25 +152,31 @@ export class StateHost {
       fail: (_, [name, key, now, windowMs]) => table(name).fail(key, now, windowMs),
       block: (_, [name, key, now, until, seenBlocks, windowMs]) => {
         const started = table(name).block(key, now, until, seenBlocks, windowMs);
-        if (started) this.#pushBlock({ table: name, key, until }, now);
+        if (started) this.#pushBlock(startedBlock(name, key, until, windowMs), now);
         return started;
       },
       failures: (_, [name, key, now, windowMs]) => table(name).failures(key, now, windowMs),
       blockedUntil: (_, [name, key, now]) => table(name).blockedUntil(key, now),
       clear: (_, [name, key]) => {
         table(name).clear(key);
-        if (this.#blocks.has(blockId(name, key))) this.#pushBlock({ table: name, key, until: 0 }, Date.now());
+        if (this.#blocks.has(blockId(name, key)))
+          this.#pushBlock({ table: name, key, until: 0, expires: 0 }, Date.now());
       },
       size: (_, [name]) => table(name).size(),
+      // A worker's starting copy; later changes reach it as pushes, in order after this answer.
+      blocks: (_, [name]) => {
+        const now = Date.now();
+        return [...this.#blocks.values()].filter((block) => block.table === name && block.expires > now);
+      },
     };
   }
 
   /** Records a block (or its end) and tells every worker before the caller hears back. */
   #pushBlock(notice: BlockNotice, now: number): void {
     const id = blockId(notice.table, notice.key);
-    if (notice.until > now) this.#blocks.set(id, notice);
+    if (notice.expires > now) this.#blocks.set(id, notice);
     else this.#blocks.delete(id);
-    for (const [key, block] of this.#blocks) if (block.until <= now) this.#blocks.delete(key);
+    for (const [key, block] of this.#blocks) if (block.expires <= now) this.#blocks.delete(key);
     for (const worker of this.#workers.values()) worker.send({ type: 'ratchet:blocks', blocks: [notice] });
   }
 
@@ -203,4 +206,9 @@ export class StateHost {
 
 function blockId(table: string, key: string): string {
   return `${table}\u0000${key}`;
+}
+
+/** The notice of a block that started: the entry is kept a window after the block ends. */
+function startedBlock(table: string, key: string, until: number, windowMs: number): BlockNotice {
+  return { table, key, until, expires: until + windowMs };
 }
